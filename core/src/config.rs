@@ -1,0 +1,618 @@
+//! SPEC §2: the one configuration shape, parsed once at client creation into typed form.
+//! Every error names the offending key path (`endpoints.getMessages.stream.apply`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::template::Template;
+
+/// `keepUnusedDataFor` (L7): seconds, or never.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeepUnused {
+    Seconds(f64),
+    Forever,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SortOrder {
+    Ascending,
+    Descending,
+}
+
+/// `transformResponse.entityAdapter`: RTK's `createEntityAdapter` state `{ids, entities}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntityAdapterConfig {
+    pub select_id: String,
+    /// `sortBy`: a field; `"-field"` sorts descending. `None` keeps insertion order.
+    pub sort_by: Option<(String, SortOrder)>,
+}
+
+/// The built-in update rules of `stream.apply`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApplyRule {
+    Append { max_len: Option<usize>, dedupe_by: Option<String> },
+    /// `select_id` `None`: the entity adapter's `selectId`, else `"id"`.
+    Upsert { select_id: Option<String> },
+    Remove { select_id: Option<String> },
+    JsonPatch,
+    MergePatch,
+    Replace,
+}
+
+impl ApplyRule {
+    /// L5: a rule whose second application of the same message changes nothing more, so
+    /// messages seen during a refetch can be applied again on top of its response.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            ApplyRule::Append { dedupe_by, .. } => dedupe_by.is_some(),
+            ApplyRule::Upsert { .. } | ApplyRule::Remove { .. } | ApplyRule::MergePatch | ApplyRule::Replace => true,
+            ApplyRule::JsonPatch => false,
+        }
+    }
+}
+
+/// `stream.reconnect` (L8): exponential backoff with jitter between `initial_delay_ms` and `max_delay_ms`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconnectConfig {
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        ReconnectConfig { initial_delay_ms: 100, max_delay_ms: 10_000 }
+    }
+}
+
+/// `stream.heartbeat` (L8): a ping every `interval_ms`; nothing received within `timeout_ms`
+/// after it counts as a drop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatConfig {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig { interval_ms: 15_000, timeout_ms: 10_000 }
+    }
+}
+
+/// One value of `stream.filter`.
+#[derive(Clone, Debug)]
+pub enum FilterValue {
+    /// A plain JSON value, compared as is.
+    Literal(Value),
+    /// A string with `{arg…}` placeholders. When it is exactly one placeholder the message
+    /// field is compared as the JSON value it names (a number stays a number); else as text.
+    Template(Template),
+}
+
+/// `stream`: where messages come from and how they change the data.
+#[derive(Clone)]
+pub struct StreamConfig {
+    /// `None`: fed only by `pushMessage` (L10).
+    pub url: Option<Template>,
+    /// Field name → expected value; every field must match (SPEC §2).
+    pub filter: Vec<(String, FilterValue)>,
+    pub schema: Option<Arc<jsonschema::Validator>>,
+    /// `None`: the host's `onMessage` hook updates a draft.
+    pub apply: Option<ApplyRule>,
+    pub reconnect: ReconnectConfig,
+    /// `None` when `heartbeat` is `null` / `false`: no pings.
+    pub heartbeat: Option<HeartbeatConfig>,
+    pub max_message_bytes: usize,
+    pub resync_on_reconnect: bool,
+    pub buffer_before_loaded: usize,
+}
+
+impl std::fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConfig")
+            .field("url", &self.url)
+            .field("filter", &self.filter)
+            .field("schema", &self.schema.is_some())
+            .field("apply", &self.apply)
+            .field("reconnect", &self.reconnect)
+            .field("heartbeat", &self.heartbeat)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("resync_on_reconnect", &self.resync_on_reconnect)
+            .field("buffer_before_loaded", &self.buffer_before_loaded)
+            .finish()
+    }
+}
+
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_BUFFER_BEFORE_LOADED: usize = 10_000;
+pub const DEFAULT_QUEUE_LIMIT: usize = 1024;
+pub const DEFAULT_KEEP_UNUSED_SECS: f64 = 60.0;
+
+/// One endpoint of `endpoints`.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    pub name: String,
+    /// `query`, joined to `baseUrl` when rendered.
+    pub query: Option<Template>,
+    pub entity_adapter: Option<EntityAdapterConfig>,
+    pub keep_unused_data_for: Option<KeepUnused>,
+    pub stream: Option<Arc<StreamConfig>>,
+}
+
+/// The whole parsed configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub base_url: Option<String>,
+    pub keep_unused_data_for: KeepUnused,
+    /// E4: events queued per subscription before the queue collapses to one snapshot (E5).
+    pub queue_limit: usize,
+    pub endpoints: BTreeMap<String, Arc<EndpointConfig>>,
+}
+
+// ---- parsing -------------------------------------------------------------------------------
+
+type Obj = serde_json::Map<String, Value>;
+
+fn err(path: &str, message: impl Into<String>) -> Error {
+    Error::config(path, message)
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Obj> {
+    v.as_object().ok_or_else(|| err(path, format!("expected an object, found {}", kind_of(v))))
+}
+
+/// Refuses keys the shape does not know, so a typo never silently becomes a default.
+fn known_keys(obj: &Obj, path: &str, known: &[&str]) -> Result<()> {
+    for key in obj.keys() {
+        if !known.contains(&key.as_str()) {
+            return Err(err(
+                &join(path, key),
+                format!("unknown key (expected one of: {})", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn string_at(v: &Value, path: &str) -> Result<String> {
+    v.as_str().map(str::to_owned).ok_or_else(|| err(path, format!("expected a string, found {}", kind_of(v))))
+}
+
+fn template_at(v: &Value, path: &str) -> Result<Template> {
+    Template::parse(&string_at(v, path)?).map_err(|m| err(path, m))
+}
+
+fn uint_at(v: &Value, path: &str) -> Result<u64> {
+    v.as_u64().ok_or_else(|| err(path, format!("expected a non-negative integer, found {}", v)))
+}
+
+fn bool_at(v: &Value, path: &str) -> Result<bool> {
+    v.as_bool().ok_or_else(|| err(path, format!("expected true or false, found {}", kind_of(v))))
+}
+
+fn keep_unused_at(v: &Value, path: &str) -> Result<KeepUnused> {
+    match v {
+        Value::Null => Ok(KeepUnused::Forever),
+        Value::String(s) if s == "infinite" => Ok(KeepUnused::Forever),
+        Value::Number(n) => match n.as_f64() {
+            Some(s) if s >= 0.0 && s.is_finite() => Ok(KeepUnused::Seconds(s)),
+            _ => Err(err(path, format!("expected seconds >= 0, null or \"infinite\", found {n}"))),
+        },
+        other => Err(err(path, format!("expected seconds >= 0, null or \"infinite\", found {}", kind_of(other)))),
+    }
+}
+
+impl Config {
+    /// Parses configuration JSON text (C, and Python/Node when given a string).
+    pub fn from_json_text(text: &str) -> Result<Config> {
+        let value = crate::json::parse_host(text).map_err(|e| err("", format!("config is not valid JSON: {e}")))?;
+        Config::from_value(&value)
+    }
+
+    /// Parses a configuration value (SPEC §2).
+    pub fn from_value(v: &Value) -> Result<Config> {
+        let root = as_object(v, "")
+            .map_err(|_| err("(root)", format!("the config must be an object, found {}", kind_of(v))))?;
+        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "endpoints"])?;
+        let base_url = match root.get("baseUrl") {
+            None | Some(Value::Null) => None,
+            Some(b) => Some(string_at(b, "baseUrl")?),
+        };
+        let keep_unused_data_for = match root.get("keepUnusedDataFor") {
+            None => KeepUnused::Seconds(DEFAULT_KEEP_UNUSED_SECS),
+            Some(k) => keep_unused_at(k, "keepUnusedDataFor")?,
+        };
+        let queue_limit = match root.get("queueLimit") {
+            None => DEFAULT_QUEUE_LIMIT,
+            Some(q) => match uint_at(q, "queueLimit")? {
+                0 => return Err(err("queueLimit", "must be at least 1")),
+                n => n as usize,
+            },
+        };
+        let endpoints_v = root.get("endpoints").ok_or_else(|| err("endpoints", "missing (at least one endpoint is needed)"))?;
+        let mut endpoints = BTreeMap::new();
+        for (name, ep) in as_object(endpoints_v, "endpoints")? {
+            let path = format!("endpoints.{name}");
+            if name.is_empty() {
+                return Err(err(&path, "an endpoint name cannot be empty"));
+            }
+            endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path)?));
+        }
+        Ok(Config { base_url, keep_unused_data_for, queue_limit, endpoints })
+    }
+
+    /// The removal delay of an endpoint (L7): its own value, else the global one.
+    pub fn keep_unused_for(&self, endpoint: &EndpointConfig) -> KeepUnused {
+        endpoint.keep_unused_data_for.unwrap_or(self.keep_unused_data_for)
+    }
+}
+
+impl EndpointConfig {
+    fn parse(name: &str, v: &Value, path: &str) -> Result<EndpointConfig> {
+        let obj = as_object(v, path)?;
+        known_keys(obj, path, &["query", "transformResponse", "keepUnusedDataFor", "stream"])?;
+        let query = match obj.get("query") {
+            None | Some(Value::Null) => None,
+            Some(q) => Some(template_at(q, &join(path, "query"))?),
+        };
+        let entity_adapter = match obj.get("transformResponse") {
+            None | Some(Value::Null) => None,
+            Some(t) => {
+                let tpath = join(path, "transformResponse");
+                let tobj = as_object(t, &tpath)?;
+                known_keys(tobj, &tpath, &["entityAdapter"])?;
+                match tobj.get("entityAdapter") {
+                    None | Some(Value::Null) => None,
+                    Some(a) => Some(parse_adapter(a, &join(&tpath, "entityAdapter"))?),
+                }
+            }
+        };
+        let keep_unused_data_for = match obj.get("keepUnusedDataFor") {
+            None => None,
+            Some(k) => Some(keep_unused_at(k, &join(path, "keepUnusedDataFor"))?),
+        };
+        let stream = match obj.get("stream") {
+            None | Some(Value::Null) => None,
+            Some(s) => Some(Arc::new(parse_stream(s, &join(path, "stream"))?)),
+        };
+        Ok(EndpointConfig { name: name.to_owned(), query, entity_adapter, keep_unused_data_for, stream })
+    }
+
+    /// The id field `upsert` / `remove` use when the rule names none.
+    pub fn default_select_id(&self) -> &str {
+        self.entity_adapter.as_ref().map_or("id", |a| a.select_id.as_str())
+    }
+}
+
+fn parse_adapter(v: &Value, path: &str) -> Result<EntityAdapterConfig> {
+    let obj = match v {
+        Value::Bool(true) => return Ok(EntityAdapterConfig { select_id: "id".into(), sort_by: None }),
+        v => as_object(v, path)?,
+    };
+    known_keys(obj, path, &["selectId", "sortBy"])?;
+    let select_id = match obj.get("selectId") {
+        None => "id".to_owned(),
+        Some(s) => non_empty(string_at(s, &join(path, "selectId"))?, &join(path, "selectId"))?,
+    };
+    let sort_by = match obj.get("sortBy") {
+        None | Some(Value::Null) => None,
+        Some(s) => {
+            let spath = join(path, "sortBy");
+            let s = string_at(s, &spath)?;
+            match s.strip_prefix('-') {
+                Some(field) => Some((non_empty(field.to_owned(), &spath)?, SortOrder::Descending)),
+                None => Some((non_empty(s, &spath)?, SortOrder::Ascending)),
+            }
+        }
+    };
+    Ok(EntityAdapterConfig { select_id, sort_by })
+}
+
+fn non_empty(s: String, path: &str) -> Result<String> {
+    if s.is_empty() {
+        Err(err(path, "cannot be empty"))
+    } else {
+        Ok(s)
+    }
+}
+
+fn parse_stream(v: &Value, path: &str) -> Result<StreamConfig> {
+    let obj = as_object(v, path)?;
+    known_keys(
+        obj,
+        path,
+        &[
+            "url",
+            "filter",
+            "schema",
+            "apply",
+            "reconnect",
+            "heartbeat",
+            "maxMessageBytes",
+            "resyncOnReconnect",
+            "bufferBeforeLoaded",
+        ],
+    )?;
+    let url = match obj.get("url") {
+        None | Some(Value::Null) => None,
+        Some(u) => {
+            let upath = join(path, "url");
+            let t = template_at(u, &upath)?;
+            let lower = t.source().to_ascii_lowercase();
+            if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
+                return Err(err(&upath, format!("must be a ws:// or wss:// URL, found {:?}", t.source())));
+            }
+            Some(t)
+        }
+    };
+    let mut filter = Vec::new();
+    if let Some(f) = obj.get("filter").filter(|f| !f.is_null()) {
+        let fpath = join(path, "filter");
+        for (field, expected) in as_object(f, &fpath)? {
+            let value = match expected {
+                Value::String(s) => {
+                    let t = Template::parse(s).map_err(|m| err(&join(&fpath, field), m))?;
+                    if t.has_placeholders() {
+                        FilterValue::Template(t)
+                    } else {
+                        FilterValue::Literal(expected.clone())
+                    }
+                }
+                other => FilterValue::Literal(other.clone()),
+            };
+            filter.push((field.clone(), value));
+        }
+    }
+    let schema = match obj.get("schema") {
+        None | Some(Value::Null) => None,
+        Some(s) => {
+            let spath = join(path, "schema");
+            let validator = jsonschema::validator_for(s)
+                .map_err(|e| err(&spath, format!("not a valid JSON Schema: {e}")))?;
+            Some(Arc::new(validator))
+        }
+    };
+    let apply = match obj.get("apply") {
+        None | Some(Value::Null) => None,
+        Some(a) => Some(parse_apply(a, &join(path, "apply"))?),
+    };
+    let reconnect = match obj.get("reconnect") {
+        None | Some(Value::Null) => ReconnectConfig::default(),
+        Some(r) => {
+            let rpath = join(path, "reconnect");
+            let robj = as_object(r, &rpath)?;
+            known_keys(robj, &rpath, &["initialDelayMs", "maxDelayMs"])?;
+            let mut rc = ReconnectConfig::default();
+            if let Some(d) = robj.get("initialDelayMs") {
+                rc.initial_delay_ms = uint_at(d, &join(&rpath, "initialDelayMs"))?;
+            }
+            if let Some(d) = robj.get("maxDelayMs") {
+                rc.max_delay_ms = uint_at(d, &join(&rpath, "maxDelayMs"))?;
+            }
+            if rc.max_delay_ms < rc.initial_delay_ms {
+                return Err(err(&join(&rpath, "maxDelayMs"), "must be >= initialDelayMs"));
+            }
+            rc
+        }
+    };
+    let heartbeat = match obj.get("heartbeat") {
+        None => Some(HeartbeatConfig::default()),
+        Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(h) => {
+            let hpath = join(path, "heartbeat");
+            let hobj = as_object(h, &hpath)?;
+            known_keys(hobj, &hpath, &["intervalMs", "timeoutMs"])?;
+            let mut hb = HeartbeatConfig::default();
+            if let Some(d) = hobj.get("intervalMs") {
+                hb.interval_ms = uint_at(d, &join(&hpath, "intervalMs"))?;
+            }
+            if let Some(d) = hobj.get("timeoutMs") {
+                hb.timeout_ms = uint_at(d, &join(&hpath, "timeoutMs"))?;
+            }
+            if hb.interval_ms == 0 || hb.timeout_ms == 0 {
+                return Err(err(&hpath, "intervalMs and timeoutMs must be at least 1"));
+            }
+            Some(hb)
+        }
+    };
+    let max_message_bytes = match obj.get("maxMessageBytes") {
+        None => DEFAULT_MAX_MESSAGE_BYTES,
+        Some(m) => match uint_at(m, &join(path, "maxMessageBytes"))? {
+            0 => return Err(err(&join(path, "maxMessageBytes"), "must be at least 1")),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        },
+    };
+    let resync_on_reconnect = match obj.get("resyncOnReconnect") {
+        None => true,
+        Some(b) => bool_at(b, &join(path, "resyncOnReconnect"))?,
+    };
+    let buffer_before_loaded = match obj.get("bufferBeforeLoaded") {
+        None => DEFAULT_BUFFER_BEFORE_LOADED,
+        Some(b) => usize::try_from(uint_at(b, &join(path, "bufferBeforeLoaded"))?).unwrap_or(usize::MAX),
+    };
+    Ok(StreamConfig {
+        url,
+        filter,
+        schema,
+        apply,
+        reconnect,
+        heartbeat,
+        max_message_bytes,
+        resync_on_reconnect,
+        buffer_before_loaded,
+    })
+}
+
+const APPLY_RULES: &str = "append, upsert, remove, jsonPatch, mergePatch, replace";
+
+fn parse_apply(v: &Value, path: &str) -> Result<ApplyRule> {
+    let (name, opts, opts_path) = match v {
+        Value::String(s) => (s.as_str(), None, String::new()),
+        Value::Object(o) if o.len() == 1 => {
+            let (k, val) = o.iter().next().expect("one member");
+            let opts_path = join(path, k);
+            (k.as_str(), Some(as_object(val, &opts_path)?), opts_path)
+        }
+        other => {
+            return Err(err(
+                path,
+                format!("expected a rule name or {{\"rule\": {{options}}}}, found {}", kind_of(other)),
+            ))
+        }
+    };
+    let select_id = |opts: Option<&Obj>| -> Result<Option<String>> {
+        match opts.and_then(|o| o.get("selectId")) {
+            None => Ok(None),
+            Some(s) => Ok(Some(non_empty(string_at(s, &join(&opts_path, "selectId"))?, &join(&opts_path, "selectId"))?)),
+        }
+    };
+    let rule = match name {
+        "append" => {
+            if let Some(o) = opts {
+                known_keys(o, &opts_path, &["maxLen", "dedupeBy"])?;
+            }
+            let max_len = match opts.and_then(|o| o.get("maxLen")) {
+                None | Some(Value::Null) => None,
+                Some(m) => match uint_at(m, &join(&opts_path, "maxLen"))? {
+                    0 => return Err(err(&join(&opts_path, "maxLen"), "must be at least 1")),
+                    n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                },
+            };
+            let dedupe_by = match opts.and_then(|o| o.get("dedupeBy")) {
+                None | Some(Value::Null) => None,
+                Some(d) => Some(non_empty(string_at(d, &join(&opts_path, "dedupeBy"))?, &join(&opts_path, "dedupeBy"))?),
+            };
+            ApplyRule::Append { max_len, dedupe_by }
+        }
+        "upsert" | "remove" => {
+            if let Some(o) = opts {
+                known_keys(o, &opts_path, &["selectId"])?;
+            }
+            let select_id = select_id(opts)?;
+            if name == "upsert" {
+                ApplyRule::Upsert { select_id }
+            } else {
+                ApplyRule::Remove { select_id }
+            }
+        }
+        "jsonPatch" | "mergePatch" | "replace" => {
+            if let Some(o) = opts {
+                known_keys(o, &opts_path, &[])?;
+            }
+            match name {
+                "jsonPatch" => ApplyRule::JsonPatch,
+                "mergePatch" => ApplyRule::MergePatch,
+                _ => ApplyRule::Replace,
+            }
+        }
+        other => return Err(err(path, format!("unknown apply rule {other:?} (expected one of: {APPLY_RULES})"))),
+    };
+    Ok(rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config_error(v: Value) -> (String, String) {
+        match Config::from_value(&v) {
+            Err(Error::Config { path, message }) => (path, message),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_spec_example() {
+        let c = Config::from_value(&json!({
+            "baseUrl": "http://127.0.0.1:8080/",
+            "keepUnusedDataFor": 60,
+            "endpoints": {"getMessages": {
+                "query": "messages/{arg}",
+                "transformResponse": {"entityAdapter": {"selectId": "id", "sortBy": "-id"}},
+                "keepUnusedDataFor": 5,
+                "stream": {
+                    "url": "ws://127.0.0.1:8080/",
+                    "filter": {"channel": "{arg}"},
+                    "schema": {"type": "object", "required": ["id", "channel", "text"]},
+                    "apply": {"append": {"maxLen": 100, "dedupeBy": "id"}},
+                    "reconnect": {"initialDelayMs": 100, "maxDelayMs": 10000},
+                    "heartbeat": {"intervalMs": 15000, "timeoutMs": 10000},
+                    "maxMessageBytes": 16777216,
+                    "resyncOnReconnect": true,
+                    "bufferBeforeLoaded": 10000
+                }
+            }}
+        }))
+        .unwrap();
+        let ep = &c.endpoints["getMessages"];
+        assert_eq!(ep.keep_unused_data_for, Some(KeepUnused::Seconds(5.0)));
+        assert_eq!(ep.entity_adapter.as_ref().unwrap().sort_by, Some(("id".into(), SortOrder::Descending)));
+        let s = ep.stream.as_ref().unwrap();
+        assert_eq!(s.apply, Some(ApplyRule::Append { max_len: Some(100), dedupe_by: Some("id".into()) }));
+        assert!(s.schema.is_some());
+        assert_eq!(c.queue_limit, DEFAULT_QUEUE_LIMIT);
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let (p, m) = config_error(json!({"endpoints": {"e": {"query": "x/{arg.}"}}}));
+        assert_eq!(p, "endpoints.e.query");
+        assert!(m.contains("empty field name"), "{m}");
+        let (p, m) = config_error(json!({"endpoints": {"e": {"stream": {"apply": "appendd"}}}}));
+        assert_eq!(p, "endpoints.e.stream.apply");
+        assert!(m.contains("unknown apply rule \"appendd\""), "{m}");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"stream": {"apply": {"append": {"maxLen": -1}}}}}}));
+        assert_eq!(p, "endpoints.e.stream.apply.append.maxLen");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"quer": "x"}}}));
+        assert_eq!(p, "endpoints.e.quer");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"stream": {"url": "http://x/"}}}}));
+        assert_eq!(p, "endpoints.e.stream.url");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"stream": {"schema": {"type": 12}}}}}));
+        assert_eq!(p, "endpoints.e.stream.schema");
+        let (p, _) = config_error(json!({"keepUnusedDataFor": -1, "endpoints": {}}));
+        assert_eq!(p, "keepUnusedDataFor");
+        let (p, _) = config_error(json!({"baseUrl": "x"}));
+        assert_eq!(p, "endpoints");
+        let (p, _) = config_error(json!([1]));
+        assert_eq!(p, "(root)");
+    }
+
+    #[test]
+    fn l7_keep_unused_accepts_zero_null_infinite_and_large() {
+        let c = Config::from_value(&json!({"keepUnusedDataFor": null, "endpoints": {
+            "a": {"keepUnusedDataFor": 0}, "b": {"keepUnusedDataFor": "infinite"}, "c": {"keepUnusedDataFor": 1e12}
+        }}))
+        .unwrap();
+        assert_eq!(c.keep_unused_data_for, KeepUnused::Forever);
+        assert_eq!(c.endpoints["a"].keep_unused_data_for, Some(KeepUnused::Seconds(0.0)));
+        assert_eq!(c.endpoints["b"].keep_unused_data_for, Some(KeepUnused::Forever));
+        assert_eq!(c.endpoints["c"].keep_unused_data_for, Some(KeepUnused::Seconds(1e12)));
+    }
+
+    #[test]
+    fn config_text_errors() {
+        assert!(matches!(Config::from_json_text("{bad"), Err(Error::Config { .. })));
+    }
+}

@@ -1,0 +1,126 @@
+//! Host hooks per endpoint (SPEC §6), as Rust closures. Bindings wrap host functions into
+//! these; the engine calls them with no lock held and reports their failures as events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::{BoxFuture, FutureExt};
+use serde_json::Value;
+
+use crate::lifecycle::Lifecycle;
+use crate::patch::PatchOp;
+use crate::transport::FetchError;
+
+/// `queryFn(arg) -> data`: `Err` carries the error value the entry's `error` shows (L6).
+pub type QueryFn = Arc<dyn Fn(Option<Value>) -> BoxFuture<'static, Result<Value, FetchError>> + Send + Sync>;
+
+/// `transformResponse(data, arg) -> data`, applied to every response before `entityAdapter`.
+pub type TransformFn = Arc<dyn Fn(Value, Option<Value>) -> Result<Value, String> + Send + Sync>;
+
+/// What an `onMessage` hook made of one message.
+#[derive(Debug)]
+pub enum MessageUpdate {
+    /// The new data (a mutated draft or a returned value); the engine derives the patch by diff.
+    Data(Value),
+    /// RFC 6902 operations to apply to the current data (recording drafts, C updaters).
+    Ops(Vec<PatchOp>),
+    /// Nothing to change.
+    Unchanged,
+}
+
+/// `onMessage(draft, message, arg)`: gets the current data (shared, read-only: clone it to make a
+/// draft), the message and the arg.
+pub type OnMessageFn =
+    Arc<dyn Fn(Arc<Value>, Value, Option<Value>) -> BoxFuture<'static, Result<MessageUpdate, String>> + Send + Sync>;
+
+/// `onCacheEntryAdded(arg, lifecycle)`: runs once per entry lifetime (L1) on the engine's runtime.
+pub type OnCacheEntryAddedFn =
+    Arc<dyn Fn(Option<Value>, Lifecycle) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The hooks of one endpoint.
+#[derive(Clone, Default)]
+pub struct EndpointHooks {
+    pub query_fn: Option<QueryFn>,
+    pub transform_response: Option<TransformFn>,
+    pub on_message: Option<OnMessageFn>,
+    pub on_cache_entry_added: Option<OnCacheEntryAddedFn>,
+}
+
+impl EndpointHooks {
+    /// A synchronous `queryFn`.
+    pub fn query_fn_sync(mut self, f: impl Fn(Option<Value>) -> Result<Value, FetchError> + Send + Sync + 'static) -> Self {
+        self.query_fn = Some(Arc::new(move |arg| std::future::ready(f(arg)).boxed()));
+        self
+    }
+
+    /// An async `queryFn`.
+    pub fn query_fn_async<F>(mut self, f: impl Fn(Option<Value>) -> F + Send + Sync + 'static) -> Self
+    where
+        F: std::future::Future<Output = Result<Value, FetchError>> + Send + 'static,
+    {
+        self.query_fn = Some(Arc::new(move |arg| f(arg).boxed()));
+        self
+    }
+
+    pub fn transform_response(mut self, f: impl Fn(Value, Option<Value>) -> Result<Value, String> + Send + Sync + 'static) -> Self {
+        self.transform_response = Some(Arc::new(f));
+        self
+    }
+
+    /// An Immer-style `onMessage`: mutate the draft in place, or return `Some(new data)`.
+    pub fn on_message_draft(
+        mut self,
+        f: impl Fn(&mut Value, &Value, Option<&Value>) -> Result<Option<Value>, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_message = Some(Arc::new(move |data: Arc<Value>, message, arg| {
+            let mut draft = (*data).clone();
+            let outcome = match f(&mut draft, &message, arg.as_ref()) {
+                Ok(Some(replacement)) => Ok(MessageUpdate::Data(replacement)),
+                Ok(None) => Ok(MessageUpdate::Data(draft)),
+                Err(e) => Err(e),
+            };
+            std::future::ready(outcome).boxed()
+        }));
+        self
+    }
+
+    /// An `onMessage` that returns RFC 6902 operations for each message.
+    pub fn on_message_ops(
+        mut self,
+        f: impl Fn(&Value, &Value, Option<&Value>) -> Result<Vec<PatchOp>, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_message = Some(Arc::new(move |data: Arc<Value>, message, arg| {
+            std::future::ready(f(&data, &message, arg.as_ref()).map(MessageUpdate::Ops)).boxed()
+        }));
+        self
+    }
+
+    pub fn on_cache_entry_added<F>(mut self, f: impl Fn(Option<Value>, Lifecycle) -> F + Send + Sync + 'static) -> Self
+    where
+        F: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.on_cache_entry_added = Some(Arc::new(move |arg, lc| f(arg, lc).boxed()));
+        self
+    }
+}
+
+/// Hooks for every endpoint, keyed by endpoint name — the client's second argument (SPEC §6).
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub endpoints: HashMap<String, EndpointHooks>,
+}
+
+impl Hooks {
+    pub fn new() -> Hooks {
+        Hooks::default()
+    }
+
+    pub fn endpoint(mut self, name: &str, hooks: EndpointHooks) -> Hooks {
+        self.endpoints.insert(name.to_owned(), hooks);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&EndpointHooks> {
+        self.endpoints.get(name)
+    }
+}

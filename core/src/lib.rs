@@ -1,0 +1,58 @@
+//! livecache-core: a query cache whose entries are kept live by streams, in the model of RTK
+//! Query's `onCacheEntryAdded` lifecycle. See SPEC.md for the contract; rule ids (K1, L4, E3…)
+//! in comments point there.
+//!
+//! ```no_run
+//! use livecache_core::{Client, Config, Hooks};
+//! let config = Config::from_value(&serde_json::json!({
+//!     "baseUrl": "http://127.0.0.1:8080/",
+//!     "endpoints": {"getMessages": {
+//!         "query": "messages/{arg}",
+//!         "stream": {"url": "ws://127.0.0.1:8080/", "filter": {"channel": "{arg}"}, "apply": "append"}
+//!     }}
+//! })).unwrap();
+//! let client = Client::new(config, Hooks::new()).unwrap();
+//! let sub = client.subscribe("getMessages", Some("redux".into()), |event| println!("{}", event.to_json())).unwrap();
+//! # drop(sub);
+//! ```
+
+pub mod adapter;
+pub mod apply;
+pub mod client;
+pub mod config;
+mod dispatch;
+pub mod entry;
+pub mod error;
+pub mod event;
+pub mod hooks;
+pub mod json;
+pub mod key;
+pub mod lifecycle;
+pub mod patch;
+mod pipeline;
+pub mod stats;
+pub mod template;
+pub mod transport;
+
+pub use client::{Client, ClientOptions, Delivery, HostUpdate, Subscription};
+pub use config::Config;
+pub use entry::{EntryState, Loaded};
+pub use error::{Error, Result};
+pub use event::{ErrorReason, Event, Status, StreamState};
+pub use hooks::{EndpointHooks, Hooks, MessageUpdate};
+pub use lifecycle::Lifecycle;
+pub use patch::PatchOp;
+pub use stats::Stats;
+pub use transport::RawMessage;
+
+use std::sync::Arc;
+
+/// The built-in HTTP query source.
+pub(crate) fn default_query_source() -> Option<Arc<dyn transport::QuerySource>> {
+    None
+}
+
+/// The built-in WebSocket stream source.
+pub(crate) fn default_stream_source() -> Option<Arc<dyn transport::StreamSource>> {
+    None
+}

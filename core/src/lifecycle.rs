@@ -1,0 +1,63 @@
+//! The handle `onCacheEntryAdded(arg, lifecycle)` receives (SPEC §6, L2, L3): bound to one
+//! entry lifetime, like RTK Query's `cacheDataLoaded` / `cacheEntryRemoved` / `updateCachedData`.
+
+use std::sync::{Arc, Weak};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::client::{HostUpdate, Inner};
+use crate::entry::{EntryState, Loaded};
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct Lifecycle {
+    pub(crate) inner: Weak<Inner>,
+    pub(crate) key: Arc<str>,
+    pub(crate) entry_id: u64,
+    pub(crate) loaded: Shared<BoxFuture<'static, Result<Loaded>>>,
+    pub(crate) removed: watch::Receiver<bool>,
+}
+
+impl Lifecycle {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// L2: resolves once with the first data and its `meta`; rejects with `CacheEntryRemoved`
+    /// when the entry goes first. Failed fetches leave it pending.
+    pub fn cache_data_loaded(&self) -> impl std::future::Future<Output = Result<Loaded>> + Send + 'static {
+        self.loaded.clone()
+    }
+
+    /// L3: resolves when the entry is removed.
+    pub fn cache_entry_removed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut removed = self.removed.clone();
+        async move {
+            // A closed channel means the entry (and its sender) is gone: removed too.
+            let _ = removed.wait_for(|r| *r).await;
+        }
+    }
+
+    /// True once the entry is removed.
+    pub fn is_removed(&self) -> bool {
+        *self.removed.borrow()
+    }
+
+    /// `updateCachedData(recipe)`: a host update of this entry lifetime (L9).
+    pub fn update_cached_data(&self, recipe: impl FnOnce(&mut Value) -> Option<Value>) -> Result<HostUpdate> {
+        let inner = self.inner.upgrade().ok_or(Error::Closed)?;
+        inner.update_entry(&self.key, Some(self.entry_id), recipe)
+    }
+
+    /// `getCacheEntry()`: the entry's current state.
+    pub fn get_cache_entry(&self) -> Result<EntryState> {
+        let inner = self.inner.upgrade().ok_or(Error::Closed)?;
+        inner.entry_state(&self.key, Some(self.entry_id))
+    }
+}
+
+pub(crate) fn shared_loaded(rx: tokio::sync::oneshot::Receiver<Result<Loaded>>, key: Arc<str>) -> Shared<BoxFuture<'static, Result<Loaded>>> {
+    async move { rx.await.unwrap_or_else(|_| Err(Error::CacheEntryRemoved(key.to_string()))) }.boxed().shared()
+}

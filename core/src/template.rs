@@ -1,0 +1,229 @@
+//! `{arg}` / `{arg.a.b}` templates (SPEC §2) for `query`, `stream.url` and `stream.filter`.
+//! Substituted values are percent-encoded in URLs, never spliced raw (§9).
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+use crate::key::{js_number, stable_json};
+
+/// What `encodeURIComponent` leaves alone, so URLs match what RTK Query builds.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+#[derive(Clone, Debug, PartialEq)]
+enum Part {
+    Text(String),
+    /// A field path into the arg; empty is the whole arg.
+    Arg(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses a template. Errors say what is wrong (`{arg.}` has an empty field name).
+    pub fn parse(source: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = source;
+        while let Some(open) = rest.find('{') {
+            text.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in template {source:?}"))?;
+            let name = &after[..close];
+            let path = if name == "arg" {
+                Vec::new()
+            } else if let Some(fields) = name.strip_prefix("arg.") {
+                let fields: Vec<String> = fields.split('.').map(str::to_owned).collect();
+                if fields.iter().any(String::is_empty) {
+                    return Err(format!("empty field name in `{{{name}}}` in template {source:?}"));
+                }
+                fields
+            } else {
+                return Err(format!(
+                    "unknown placeholder `{{{name}}}` in template {source:?} (expected `{{arg}}` or `{{arg.field}}`)"
+                ));
+            };
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(Part::Arg(path));
+            rest = &after[close + 1..];
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Template { source: source.to_owned(), parts })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn has_placeholders(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Arg(_)))
+    }
+
+    /// True when the template is exactly one placeholder: a filter then compares JSON values.
+    pub fn is_single_placeholder(&self) -> bool {
+        matches!(self.parts.as_slice(), [Part::Arg(_)])
+    }
+
+    /// The value a single-placeholder template names (a number stays a number).
+    pub fn resolve_value(&self, arg: Option<&Value>) -> Result<Value, String> {
+        match self.parts.as_slice() {
+            [Part::Arg(path)] => lookup(arg, path, &self.source).cloned(),
+            _ => self.render_text(arg).map(Value::String),
+        }
+    }
+
+    /// Renders with substituted values as text (filters).
+    pub fn render_text(&self, arg: Option<&Value>) -> Result<String, String> {
+        self.render(arg, false)
+    }
+
+    /// Renders with every substituted value percent-encoded (URLs).
+    pub fn render_url(&self, arg: Option<&Value>) -> Result<String, String> {
+        self.render(arg, true)
+    }
+
+    fn render(&self, arg: Option<&Value>, encode: bool) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Arg(path) => {
+                    let text = value_text(lookup(arg, path, &self.source)?);
+                    if encode {
+                        out.extend(utf8_percent_encode(&text, COMPONENT));
+                    } else {
+                        out.push_str(&text);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A value as it reads inside a string: strings bare, numbers as JavaScript writes them.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => js_number(n),
+        other => stable_json(other),
+    }
+}
+
+fn lookup<'a>(arg: Option<&'a Value>, path: &[String], source: &str) -> Result<&'a Value, String> {
+    let Some(mut v) = arg else {
+        return Err(format!("template {source:?} needs an arg, but none was given"));
+    };
+    for (i, field) in path.iter().enumerate() {
+        let next = match v {
+            Value::Object(m) => m.get(field.as_str()),
+            Value::Array(a) => field.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        v = next.ok_or_else(|| {
+            format!("template {source:?}: the arg has no field `{}`", path[..=i].join("."))
+        })?;
+    }
+    Ok(v)
+}
+
+/// Joins `baseUrl` and a rendered `query` as RTK Query's `fetchBaseQuery` does: one `/`
+/// between them whatever slashes either side has; an absolute URL stands alone.
+pub fn join_url(base: Option<&str>, url: &str) -> String {
+    let Some(base) = base.filter(|b| !b.is_empty()) else {
+        return url.to_owned();
+    };
+    if url.is_empty() {
+        return base.to_owned();
+    }
+    if is_absolute(url) {
+        return url.to_owned();
+    }
+    let delimiter = if base.ends_with('/') || !url.starts_with('?') { "/" } else { "" };
+    format!("{}{}{}", base.trim_end_matches('/'), delimiter, url.trim_start_matches('/'))
+}
+
+fn is_absolute(url: &str) -> bool {
+    let mut chars = url.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() => {}
+        _ => return false,
+    }
+    for c in chars {
+        if c == ':' {
+            return true;
+        }
+        if !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.') {
+            return false;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_whole_arg_and_fields_percent_encoded() {
+        let t = Template::parse("messages/{arg}").unwrap();
+        assert_eq!(t.render_url(Some(&json!("a b/c?"))).unwrap(), "messages/a%20b%2Fc%3F");
+        assert_eq!(t.render_url(Some(&json!(1.0))).unwrap(), "messages/1");
+        let t = Template::parse("posts/{arg.id}?page={arg.page.n}").unwrap();
+        assert_eq!(t.render_url(Some(&json!({"id": 7, "page": {"n": "2&x"}}))).unwrap(), "posts/7?page=2%26x");
+    }
+
+    #[test]
+    fn missing_field_and_missing_arg_are_errors() {
+        let t = Template::parse("posts/{arg.id}").unwrap();
+        assert!(t.render_url(Some(&json!({"x": 1}))).unwrap_err().contains("no field `id`"));
+        assert!(t.render_url(None).unwrap_err().contains("needs an arg"));
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        assert!(Template::parse("{arg.}").unwrap_err().contains("empty field name"));
+        assert!(Template::parse("{foo}").unwrap_err().contains("unknown placeholder"));
+        assert!(Template::parse("x/{arg").unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn single_placeholder_keeps_json_type() {
+        let t = Template::parse("{arg.n}").unwrap();
+        assert!(t.is_single_placeholder());
+        assert_eq!(t.resolve_value(Some(&json!({"n": 3}))).unwrap(), json!(3));
+        let t = Template::parse("ch-{arg}").unwrap();
+        assert_eq!(t.resolve_value(Some(&json!(3))).unwrap(), json!("ch-3"));
+    }
+
+    #[test]
+    fn joins_like_fetch_base_query() {
+        assert_eq!(join_url(Some("http://h/"), "/m"), "http://h/m");
+        assert_eq!(join_url(Some("http://h"), "m"), "http://h/m");
+        assert_eq!(join_url(Some("http://h//"), "//m"), "http://h/m");
+        assert_eq!(join_url(Some("http://h"), "?q=1"), "http://h?q=1");
+        assert_eq!(join_url(Some("http://h/"), "?q=1"), "http://h/?q=1");
+        assert_eq!(join_url(Some("http://h/"), "ws://other/x"), "ws://other/x");
+        assert_eq!(join_url(None, "m"), "m");
+    }
+}

@@ -1,0 +1,80 @@
+//! The seams between the engine and the network: a query source that fetches initial data and
+//! a stream source that feeds raw messages. The engine owns the lifecycle; a transport only
+//! moves bytes. The built-in HTTP and WebSocket transports implement these traits, and tests or
+//! hosts may plug in their own.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StreamConfig;
+use crate::event::{ErrorReason, StreamState};
+
+/// A request for an entry's initial (or refetched) data.
+#[derive(Clone, Debug)]
+pub struct FetchRequest {
+    pub key: String,
+    pub endpoint: String,
+    /// `None` is "no arg" (`undefined`).
+    pub arg: Option<Value>,
+    /// `baseUrl` joined with the rendered `query` template.
+    pub url: String,
+}
+
+/// A successful fetch: the decoded body and transport metadata (`meta` of `cacheDataLoaded`).
+#[derive(Clone, Debug)]
+pub struct FetchResponse {
+    pub data: Value,
+    pub meta: Value,
+}
+
+/// A failed fetch, in RTK Query's `fetchBaseQuery` error shape: `{"status": 500, "data": …}`
+/// or `{"status": "FETCH_ERROR", "error": "…"}`, `"PARSING_ERROR"`, `"TIMEOUT_ERROR"`.
+pub type FetchError = Value;
+
+pub trait QuerySource: Send + Sync {
+    fn fetch(&self, request: FetchRequest) -> BoxFuture<'static, Result<FetchResponse, FetchError>>;
+}
+
+/// What a stream driver reads off the wire, before the engine's pipeline (SPEC §2) sees it.
+#[derive(Debug)]
+pub enum RawMessage {
+    Text(String),
+    /// A binary frame: never data (E3), reported as an `error` event.
+    Binary(Vec<u8>),
+    /// An already decoded value (host transports, `pushMessage`).
+    Value(Value),
+}
+
+/// The engine side of one entry's stream, handed to a stream driver.
+pub trait StreamSink: Send + Sync {
+    /// One message, in arrival order.
+    fn message(&self, message: RawMessage);
+    /// A state change (L8). `Open` after an earlier `Open` means "reconnected": the engine resyncs.
+    fn state(&self, state: StreamState, error: Option<String>);
+    /// A protocol-level problem the driver handled itself (frame over the limit, invalid UTF-8):
+    /// reported as one `error` event; the driver reconnects, the engine resyncs.
+    fn error(&self, reason: ErrorReason, message: String);
+}
+
+/// Everything a stream driver needs for one entry.
+#[derive(Clone)]
+pub struct StreamRequest {
+    pub key: String,
+    /// The rendered `stream.url`.
+    pub url: String,
+    pub config: Arc<StreamConfig>,
+}
+
+pub trait StreamSource: Send + Sync {
+    /// Runs until `shutdown` is cancelled, reconnecting as `config.reconnect` says. On shutdown
+    /// the socket is closed with a close handshake (L7) before the future completes.
+    fn run(
+        &self,
+        request: StreamRequest,
+        sink: Arc<dyn StreamSink>,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, ()>;
+}
