@@ -314,6 +314,7 @@ impl Client {
         let key = self.inner.key_of(endpoint, arg)?;
         let st = self.inner.lock_open()?;
         let entry = st.entries.get(&*key).ok_or_else(|| Error::NotFound(key.to_string()))?;
+        self.inner.count_received();
         let _ = entry.inbox.send(Inbound::Raw(message));
         Ok(())
     }
@@ -429,6 +430,9 @@ struct EntrySink {
 
 impl StreamSink for EntrySink {
     fn message(&self, message: RawMessage) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.count_received();
+        }
         let _ = self.inbox.send(Inbound::Raw(message));
     }
 

@@ -130,7 +130,6 @@ pub(crate) async fn run(
         let Some(client) = inner.upgrade() else { return };
         match item {
             Inbound::Raw(raw) => {
-                client.count_received();
                 match prepare(raw, &config, &filter) {
                     Prepared::Rejected(reason, message) => client.report_error(&key, entry_id, reason, message),
                     Prepared::Filtered => client.count_filtered(),
@@ -205,7 +204,7 @@ mod tests {
             _ => None,
         };
         assert_eq!(reason(RawMessage::Text("{oops".into())), Some(ErrorReason::InvalidJson));
-        assert_eq!(reason(RawMessage::Text("NaN".into())), Some(ErrorReason::InvalidJson));
+        assert_eq!(reason(RawMessage::Text("NaN".into())), Some(ErrorReason::NotFinite));
         assert_eq!(reason(RawMessage::Binary(vec![1, 2])), Some(ErrorReason::BinaryFrame));
         assert_eq!(reason(RawMessage::Text(format!("{}{}", "[".repeat(129), "]".repeat(129)))), Some(ErrorReason::TooDeep));
         assert_eq!(reason(RawMessage::Text("{\"x\":1}".into())), Some(ErrorReason::Schema));

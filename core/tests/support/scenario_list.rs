@@ -1,0 +1,1 @@
+scenarios!(l4_messages_before_load_are_buffered, l9_host_patch_undo_and_errors, e3_bad_stream_input_reported, l7_keep_unused_then_remove, config_bad_template);
