@@ -1,20 +1,48 @@
 #!/usr/bin/env bash
-# Runs every livecache test suite: Rust, C, Python, Node. Installs what the tests need first
-# (Python venv with maturin/pytest/websockets/jsonpatch, npm packages, cbindgen, valgrind).
-# Everything it builds or installs stays inside this checkout.
-set -euo pipefail
+# Runs every livecache test suite: Rust, C, Python, Node — and installs what they need first
+# (cbindgen pinned, valgrind, a Python venv with maturin/pytest/websockets/jsonpatch, npm packages).
+# Everything it builds or installs stays inside this checkout (target/, .tools/, .venv/, node_modules/).
+set -uo pipefail
 cd "$(dirname "$0")"
 ROOT="$PWD"
-export CARGO_TERM_COLOR=never
+export ROOT CARGO_TERM_COLOR=never
+PASSED=()
 FAILED=()
 
 stage() { printf '\n==== %s ====\n' "$*"; }
-run() { # name, command...
+run() { # name command...
   local name="$1"; shift
-  if "$@"; then echo "[ok] $name"; else echo "[FAILED] $name"; FAILED+=("$name"); fi
+  if "$@"; then PASSED+=("$name"); echo "[ok] $name"; else FAILED+=("$name"); echo "[FAILED] $name"; fi
 }
 
-# ---- Rust -----------------------------------------------------------------------------------
-stage "Rust: cargo test"
-run rust cargo test --workspace --exclude livecache-python --exclude livecache-node 2>/dev/null \
-  || true
+# Packages that are not plain Rust libraries are tested by their own suites below.
+EXCLUDES=()
+for pkg in livecache-python livecache-node; do
+  if cargo metadata --no-deps --format-version 1 2>/dev/null | grep -q "\"name\":\"$pkg\""; then
+    EXCLUDES+=(--exclude "$pkg")
+  fi
+done
+
+stage "Rust (cargo test)"
+run rust cargo test --workspace "${EXCLUDES[@]}"
+
+if [ -x tests/c/run.sh ]; then
+  stage "C (liblivecache, header drift, valgrind)"
+  run c tests/c/run.sh
+fi
+
+if [ -x bindings-python/run_tests.sh ]; then
+  stage "Python (pytest, mypy)"
+  run python bindings-python/run_tests.sh
+fi
+
+if [ -x bindings-node/run_tests.sh ]; then
+  stage "Node (node --test, tsc)"
+  run node bindings-node/run_tests.sh
+fi
+
+stage "Summary"
+echo "suites passed: ${PASSED[*]:-none}"
+echo "suites failed: ${FAILED[*]:-none}"
+echo "suites: ${#PASSED[@]} passed, ${#FAILED[@]} failed"
+[ "${#FAILED[@]}" -eq 0 ]
