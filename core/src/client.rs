@@ -172,22 +172,6 @@ fn validate(config: &Config, hooks: &Hooks) -> Result<()> {
     Ok(())
 }
 
-/// Sleeps for `secs`, in steps short enough for any timer (L7: large values are allowed).
-async fn sleep_secs(secs: f64) {
-    const STEP: Duration = Duration::from_secs(86_400);
-    let Ok(total) = Duration::try_from_secs_f64(secs) else {
-        return std::future::pending().await;
-    };
-    let start = tokio::time::Instant::now();
-    loop {
-        let elapsed = start.elapsed();
-        if elapsed >= total {
-            return;
-        }
-        tokio::time::sleep((total - elapsed).min(STEP)).await;
-    }
-}
-
 impl Client {
     /// Builds a client from parsed config and hooks, with the built-in transports.
     pub fn new(config: Config, hooks: Hooks) -> Result<Client> {
@@ -552,7 +536,7 @@ impl Inner {
         }
         let State { entries, stats, .. } = &mut *guard;
         let entry = entries.get_mut(&*key).expect("entry exists");
-        entry.removal_generation += 1;
+        entry.removal_deadline = None;
         entry.subscribers.push(queue.clone());
         let none = || entry.catch_up_event();
         self.dispatcher.enqueue(&queue, entry.catch_up_event(), &none);
@@ -606,7 +590,8 @@ impl Inner {
             stream_opened: false,
             has_stream_url: stream_url.is_some(),
             subscribers: Vec::new(),
-            removal_generation: 0,
+            removal_deadline: None,
+            removal_timer: false,
             latest_request: 0,
             refetch_in_flight: false,
             reapply: Vec::new(),
@@ -1076,33 +1061,55 @@ impl Inner {
     }
 
     /// L7: when the last subscriber leaves, the entry goes after `keepUnusedDataFor`; each new
-    /// start restarts the timer at full length.
+    /// start restarts the timer at full length. One timer task per entry at most, re-armed by
+    /// moving the deadline, so subscribe/unsubscribe churn never piles up sleeping tasks.
     fn schedule_removal(self: &Arc<Self>, entry: &mut Entry) {
-        entry.removal_generation += 1;
-        let generation = entry.removal_generation;
         let KeepUnused::Seconds(secs) = self.config.keep_unused_for(&entry.endpoint) else { return };
+        let Some(deadline) =
+            Duration::try_from_secs_f64(secs).ok().and_then(|d| tokio::time::Instant::now().checked_add(d))
+        else {
+            // Too far to represent: the same as never.
+            return;
+        };
+        entry.removal_deadline = Some(deadline);
+        if entry.removal_timer {
+            return;
+        }
+        entry.removal_timer = true;
         let (weak, key, id) = (Arc::downgrade(self), entry.key.clone(), entry.id);
         self.handle.spawn(async move {
-            if secs > 0.0 {
-                sleep_secs(secs).await;
-            } else {
-                tokio::task::yield_now().await;
-            }
-            if let Some(inner) = weak.upgrade() {
-                inner.try_remove(&key, id, generation);
+            // `0` removes on the next turn of the engine.
+            tokio::task::yield_now().await;
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let Some(deadline) = inner.removal_due(&key, id) else { return };
+                drop(inner);
+                const STEP: Duration = Duration::from_secs(86_400);
+                let now = tokio::time::Instant::now();
+                tokio::time::sleep_until(deadline.min(now + STEP)).await;
             }
         });
     }
 
-    fn try_remove(&self, key: &Arc<str>, id: u64, generation: u64) {
+    /// The removal timer's turn: removes the entry when its deadline has passed with no
+    /// subscriber; else says how long to sleep. `None` ends the timer.
+    fn removal_due(&self, key: &Arc<str>, id: u64) -> Option<tokio::time::Instant> {
         let mut guard = self.state.lock();
         let State { entries, stats, .. } = &mut *guard;
-        let removable = entries
-            .get(&**key)
-            .is_some_and(|e| e.id == id && e.removal_generation == generation && e.subscribers.is_empty());
-        if removable {
-            let mut entry = entries.remove(&**key).expect("entry");
-            entry.finish(&self.dispatcher, stats);
+        let entry = entries.get_mut(&**key).filter(|e| e.id == id)?;
+        match entry.removal_deadline {
+            Some(deadline) if entry.subscribers.is_empty() => {
+                if tokio::time::Instant::now() < deadline {
+                    return Some(deadline);
+                }
+                let mut entry = entries.remove(&**key).expect("entry");
+                entry.finish(&self.dispatcher, stats);
+                None
+            }
+            _ => {
+                entry.removal_timer = false;
+                None
+            }
         }
     }
 

@@ -70,8 +70,10 @@ pub(crate) struct Entry {
     pub stream_opened: bool,
     pub has_stream_url: bool,
     pub subscribers: Vec<Arc<SubscriberQueue>>,
-    /// Bumped whenever a removal timer starts or is cancelled (L7 restart semantics).
-    pub removal_generation: u64,
+    /// L7: when the entry goes if still unused; `None` while subscribed or kept forever.
+    pub removal_deadline: Option<tokio::time::Instant>,
+    /// Whether a removal timer task is alive for this entry (at most one).
+    pub removal_timer: bool,
     /// L5: the newest request; responses to older ones are discarded.
     pub latest_request: u64,
     /// A refetch is running while data exists: messages applied now are logged for re-application.
