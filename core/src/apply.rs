@@ -62,6 +62,21 @@ fn check_depth(rule: &str, tokens: usize, value: &Value, max_depth: usize, at: &
     Ok(())
 }
 
+/// E3: whether an `apply_rule` refusal is the depth bound (reason `too_deep`) rather than a
+/// message that does not fit the data (reason `apply`). Matched on the fixed start of the depth
+/// refusals (`check_depth` here, `patch`'s for `jsonPatch`), which message content cannot forge.
+pub fn is_depth_refusal(error: &str) -> bool {
+    let Some((rule, rest)) = error.split_once(": ") else { return false };
+    match rule {
+        "jsonPatch" => rest
+            .strip_prefix("operation ")
+            .and_then(|r| r.split_once(": "))
+            .is_some_and(|(n, m)| n.bytes().all(|b| b.is_ascii_digit()) && crate::patch::is_depth_message(m)),
+        "append" | "upsert" | "mergePatch" | "replace" => rest.starts_with("the data would be deeper than "),
+        _ => false,
+    }
+}
+
 fn ops_change(ops: Vec<PatchOp>) -> Change {
     if ops.is_empty() {
         Change::Unchanged
@@ -991,5 +1006,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn e3_depth_refusals_are_told_from_other_failures() {
+        let deep = json!([[[[]]]]);
+        let (_, r) = run(&append(None, None), None, json!([]), deep.clone(), 3);
+        assert!(is_depth_refusal(&r.unwrap_err()));
+        let (_, r) = run(&ApplyRule::JsonPatch, None, json!({}), json!([{"op": "add", "path": "/a", "value": deep}]), 3);
+        assert!(is_depth_refusal(&r.unwrap_err()));
+        let (_, r) = run(&ApplyRule::MergePatch, None, json!({}), json!({"a": {"b": {"c": {}}}}), 3);
+        assert!(is_depth_refusal(&r.unwrap_err()));
+        // A failure whose text quotes message content is not mistaken for one.
+        let forged = "/the value would be nested deeper than the depth limit of 1";
+        assert!(!crate::patch::is_depth_message(&format!("path {:?}: does not exist", forged)));
+        let (_, r) = run(&ApplyRule::JsonPatch, None, json!({}), json!([{"op": "remove", "path": forged}]), MAX);
+        assert!(!is_depth_refusal(&r.unwrap_err()));
+        let (_, r) = run(&append(None, Some("id")), None, json!([]), json!({"x": 1}), MAX);
+        assert!(!is_depth_refusal(&r.unwrap_err()));
     }
 }

@@ -853,8 +853,10 @@ impl Inner {
                             if first {
                                 entry.data = None;
                             }
-                            stats.reject(ErrorReason::Apply);
-                            let event = Event::Error { key: key.clone(), reason: ErrorReason::Apply, message: m };
+                            // E3: an update that would make the data too deep has its own reason.
+                            let reason = if crate::apply::is_depth_refusal(&m) { ErrorReason::TooDeep } else { ErrorReason::Apply };
+                            stats.reject(reason);
+                            let event = Event::Error { key: key.clone(), reason, message: m };
                             entry.broadcast(&self.dispatcher, stats, event);
                         }
                     }
@@ -878,7 +880,9 @@ impl Inner {
                 (entry.data.clone(), entry.version, entry.arg.clone())
             };
             let current = data.clone().unwrap_or_else(|| Arc::new(Value::Null));
-            let outcome = AssertUnwindSafe(hook(current, message.clone(), arg)).catch_unwind().await;
+            let base = crate::hooks::MessageBase { entry_id: id, version };
+            let call = crate::hooks::with_message_base(base, || hook(current, message.clone(), arg));
+            let outcome = AssertUnwindSafe(call).catch_unwind().await;
             let update = match outcome {
                 Ok(Ok(u)) => u,
                 Ok(Err(m)) => return self.report_error(key, id, ErrorReason::Hook, format!("onMessage: {m}")),
@@ -918,7 +922,8 @@ impl Inner {
                             if first {
                                 entry.data = None;
                             }
-                            Err((ErrorReason::Apply, format!("onMessage patch: {e}")))
+                            let reason = if e.is_too_deep() { ErrorReason::TooDeep } else { ErrorReason::Apply };
+                            Err((reason, format!("onMessage patch: {e}")))
                         }
                     }
                 }

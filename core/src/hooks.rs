@@ -104,6 +104,38 @@ impl EndpointHooks {
     }
 }
 
+/// The data an `onMessage` hook was handed: its entry lifetime and version (E1). A host that keeps
+/// its own replica of the data (a binding's recording draft) compares it with the version its
+/// replica is at, instead of converting the whole data on every message. The engine applies a
+/// hook's result only if the data is still at this version when the hook returns, and calls the
+/// hook again for the same message otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessageBase {
+    pub entry_id: u64,
+    pub version: u64,
+}
+
+std::thread_local! {
+    static MESSAGE_BASE: std::cell::Cell<Option<MessageBase>> = const { std::cell::Cell::new(None) };
+}
+
+/// Inside the synchronous part of an `onMessage` hook call (the call that returns its future):
+/// which data the hook was given. `None` anywhere else.
+pub fn message_base() -> Option<MessageBase> {
+    MESSAGE_BASE.with(|b| b.get())
+}
+
+pub(crate) fn with_message_base<R>(base: MessageBase, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<MessageBase>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MESSAGE_BASE.with(|b| b.set(self.0));
+        }
+    }
+    let _reset = Reset(MESSAGE_BASE.with(|b| b.replace(Some(base))));
+    f()
+}
+
 /// Hooks for every endpoint, keyed by endpoint name — the client's second argument (SPEC §6).
 #[derive(Clone, Default)]
 pub struct Hooks {

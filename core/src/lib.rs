@@ -25,6 +25,7 @@ pub mod entry;
 pub mod error;
 pub mod event;
 pub mod hooks;
+pub mod http;
 pub mod json;
 pub mod key;
 pub mod lifecycle;
@@ -33,13 +34,14 @@ mod pipeline;
 pub mod stats;
 pub mod template;
 pub mod transport;
+pub mod ws;
 
 pub use client::{Client, ClientOptions, Delivery, HostUpdate, Subscription};
 pub use config::Config;
 pub use entry::{EntryState, Loaded};
 pub use error::{Error, Result};
 pub use event::{ErrorReason, Event, Status, StreamState};
-pub use hooks::{EndpointHooks, Hooks, MessageUpdate};
+pub use hooks::{EndpointHooks, Hooks, MessageBase, MessageUpdate};
 pub use lifecycle::Lifecycle;
 pub use patch::PatchOp;
 pub use stats::Stats;
@@ -49,10 +51,11 @@ use std::sync::Arc;
 
 /// The built-in HTTP query source.
 pub(crate) fn default_query_source() -> Option<Arc<dyn transport::QuerySource>> {
-    None
+    // Without a TLS/HTTP client (a broken system setup) `query` endpoints reject with FETCH_ERROR.
+    http::HttpQuerySource::new().ok().map(|s| Arc::new(s) as Arc<dyn transport::QuerySource>)
 }
 
 /// The built-in WebSocket stream source.
 pub(crate) fn default_stream_source() -> Option<Arc<dyn transport::StreamSource>> {
-    None
+    Some(Arc::new(ws::WsStreamSource::new()))
 }

@@ -56,6 +56,22 @@ impl fmt::Display for PatchError {
 
 impl std::error::Error for PatchError {}
 
+/// How every depth refusal (E3) starts, so it can be told from a patch that does not fit the data.
+pub(crate) const DEPTH_REFUSAL: &str = "the value would be nested deeper than the depth limit of ";
+
+impl PatchError {
+    /// E3: the patch was refused because it would make the data too deep (reason `too_deep`).
+    pub fn is_too_deep(&self) -> bool {
+        is_depth_message(&self.message)
+    }
+}
+
+/// A depth refusal ends with `DEPTH_REFUSAL` and the limit; any pointer it names is quoted before
+/// it, so message content cannot make another failure end that way.
+pub(crate) fn is_depth_message(message: &str) -> bool {
+    message.rsplit_once(DEPTH_REFUSAL).is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl PatchOp {
     /// Parses one operation object with clear messages ("missing `value`", "unknown op \"foo\"",
     /// "`path` must be a string"). Members RFC 6902 does not know are ignored (RFC 6902 §4).
@@ -702,9 +718,7 @@ fn check_depth(k: usize, value: &Value, max_depth: Option<usize>) -> Result<(), 
         Some(room) => depth_exceeds(value, room),
     };
     if too_deep {
-        Err(format!(
-            "the value would be nested deeper than the depth limit of {max_depth}"
-        ))
+        Err(format!("{DEPTH_REFUSAL}{max_depth}"))
     } else {
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Runs every shared scenario of `tests/scenarios/` (see its README) against the Rust API.
 //! Events are replayed with the `json-patch` crate, an implementation independent of ours.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,9 @@ fn scenario_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
 }
 
-type Pending = Arc<Mutex<HashMap<String, VecDeque<oneshot::Sender<Result<Value, Value>>>>>>;
+/// Every call of a `manual` queryFn, per cache key, in the order the engine made them; an
+/// answered call leaves `None` behind so calls keep their numbers.
+type Pending = Arc<Mutex<HashMap<String, Vec<Option<oneshot::Sender<Result<Value, Value>>>>>>>;
 
 /// What one subscriber saw, replayed with an independent RFC 6902 implementation.
 #[derive(Default)]
@@ -98,7 +100,7 @@ fn build_hooks(spec: Option<&Value>, pending: &Pending) -> Hooks {
                 eh = eh.query_fn_async(move |arg: Option<Value>| {
                     let (tx, rx) = oneshot::channel();
                     let key = livecache_core::key::cache_key(&ep, arg.as_ref());
-                    pending.lock().entry(key).or_default().push_back(tx);
+                    pending.lock().entry(key).or_default().push(Some(tx));
                     async move { rx.await.unwrap_or_else(|_| Err(json!({"status": "CUSTOM_ERROR", "error": "dropped"}))) }
                 });
             }
@@ -143,6 +145,26 @@ fn build_hooks(spec: Option<&Value>, pending: &Pending) -> Hooks {
 
 fn error_kind(r: &Result<(), Error>) -> Option<&'static str> {
     r.as_ref().err().map(Error::kind)
+}
+
+/// JSON equality with numbers compared by value (`1` equals `1.0`).
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        _ => a == b,
+    }
+}
+
+/// `expectSnapshot`: `data` and `error` compare whole, other fields as `subset`.
+fn snapshot_matches(expected: &Value, actual: &Value) -> bool {
+    let Some(fields) = expected.as_object() else { return false };
+    fields.iter().all(|(k, v)| match (k.as_str(), actual.get(k)) {
+        ("data" | "error", Some(a)) => json_eq(v, a),
+        (_, Some(a)) => subset(v, a),
+        (_, None) => false,
+    })
 }
 
 /// `actual` contains every field of `expected` with an equal value (objects recursively).
@@ -221,19 +243,27 @@ impl Runner {
             self.client.push_message(&endpoint, arg.as_ref(), RawMessage::Text(text.to_owned()))
         } else if step.get("resolveFetch").is_some() || step.get("rejectFetch").is_some() {
             let key = livecache_core::key::cache_key(&endpoint, arg.as_ref());
-            let deadline = Instant::now() + TIMEOUT;
-            let tx = loop {
-                if let Some(tx) = self.pending.lock().get_mut(&key).and_then(VecDeque::pop_front) {
-                    break tx;
+            let call = step.get("call").and_then(Value::as_u64).map(|n| n as usize);
+            let tx = self.wait_for(&format!("a pending query call for {key} (call {call:?})"), || {
+                let mut pending = self.pending.lock();
+                let calls = pending.get_mut(&key)?;
+                match call {
+                    // The N-th call ever made, once it exists.
+                    Some(n) => calls.get_mut(n.checked_sub(1)?).map(|c| c.take().expect("that call was already answered")),
+                    None => calls.iter_mut().find_map(Option::take),
                 }
-                assert!(Instant::now() < deadline, "{}: no pending query call for {key}", self.name);
-                std::thread::sleep(Duration::from_millis(5));
-            };
+            });
             let answer = match step.get("resolveFetch") {
                 Some(d) => Ok(d.clone()),
                 None => Err(step["rejectFetch"].clone()),
             };
             let _ = tx.send(answer);
+            Ok(())
+        } else if let Some(n) = step.get("awaitFetch").and_then(Value::as_u64) {
+            let key = livecache_core::key::cache_key(&endpoint, arg.as_ref());
+            self.wait_for(&format!("{n} query calls for {key}"), || {
+                (self.pending.lock().get(&key).map_or(0, Vec::len) as u64 >= n).then_some(())
+            });
             Ok(())
         } else if let Some(patches) = step.get("patchQueryData") {
             self.client.patch_query_data_value(&endpoint, arg.as_ref(), patches).map(|u| self.last_update = Some(u))
@@ -273,28 +303,12 @@ impl Runner {
         } else if step.get("settle").is_some() {
             self.settle();
             Ok(())
-        } else if let Some(expected) = step.get("expectSnapshot") {
-            self.settle();
-            let snap = self.client.snapshot(&endpoint, arg.as_ref()).unwrap_or_else(|e| panic!("{}: snapshot: {e}", self.name));
-            let actual = serde_json::to_value(&snap).unwrap();
-            assert!(subset(expected, &actual), "{}: snapshot\n expected {expected}\n actual   {actual}", self.name);
-            self.check_replicas("expectSnapshot");
-            Ok(())
-        } else if step.get("expectNotFound").is_some() {
-            self.settle();
-            match self.client.snapshot(&endpoint, arg.as_ref()) {
-                Err(Error::NotFound(_)) => {}
-                other => panic!("{}: expected NotFound, got {other:?}", self.name),
-            }
-            Ok(())
-        } else if let Some(exp) = step.get("expectEvents") {
-            self.settle();
-            self.check_events(exp);
-            Ok(())
-        } else if let Some(exp) = step.get("expectStats") {
-            self.settle();
-            let stats = serde_json::to_value(self.client.stats().unwrap()).unwrap();
-            assert!(subset(exp, &stats), "{}: stats\n expected {exp}\n actual   {stats}", self.name);
+        } else if step.get("expectSnapshot").is_some()
+            || step.get("expectNotFound").is_some()
+            || step.get("expectEvents").is_some()
+            || step.get("expectStats").is_some()
+        {
+            self.expect(step, &endpoint, arg.as_ref());
             Ok(())
         } else {
             panic!("{}: unknown step {step}", self.name);
@@ -306,18 +320,78 @@ impl Runner {
         }
     }
 
-    fn check_events(&self, exp: &Value) {
+    /// Polls `f` until it gives a value; fails the scenario after `TIMEOUT`.
+    fn wait_for<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{}: timed out waiting for {what}", self.name);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// An expectation holds once the engine has caught up: it is retried (settling each time)
+    /// until it holds, and fails only after `TIMEOUT`.
+    fn expect(&self, step: &Value, endpoint: &str, arg: Option<&Value>) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            self.settle();
+            let outcome = self.check(step, endpoint, arg);
+            match outcome {
+                Ok(()) => break,
+                Err(problem) if Instant::now() >= deadline => panic!("{}: {problem}", self.name),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        if step.get("expectSnapshot").is_some() {
+            self.settle();
+            self.check_replicas("expectSnapshot");
+        }
+    }
+
+    fn check(&self, step: &Value, endpoint: &str, arg: Option<&Value>) -> Result<(), String> {
+        if let Some(expected) = step.get("expectSnapshot") {
+            let snap = self.client.snapshot(endpoint, arg).map_err(|e| format!("snapshot: {e}"))?;
+            let actual = serde_json::to_value(&snap).unwrap();
+            if !snapshot_matches(expected, &actual) {
+                return Err(format!("snapshot\n expected {expected}\n actual   {actual}"));
+            }
+        } else if step.get("expectNotFound").is_some() {
+            match self.client.snapshot(endpoint, arg) {
+                Err(Error::NotFound(_)) => {}
+                other => return Err(format!("expected NotFound, got {other:?}")),
+            }
+        } else if let Some(exp) = step.get("expectEvents") {
+            self.check_events(exp)?;
+        } else if let Some(exp) = step.get("expectStats") {
+            let stats = serde_json::to_value(self.client.stats().unwrap()).unwrap();
+            if !subset(exp, &stats) {
+                return Err(format!("stats\n expected {exp}\n actual   {stats}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_events(&self, exp: &Value) -> Result<(), String> {
         let name = exp["sub"].as_str().unwrap();
         let rec = self.subs[name].recorder.0.lock();
         let types: Vec<&str> = rec.events.iter().map(Event::type_name).collect();
         if let Some(first) = exp.get("first").and_then(Value::as_str) {
-            assert_eq!(types.first().copied(), Some(first), "{}: first event of {name}: {types:?}", self.name);
+            if types.first().copied() != Some(first) {
+                return Err(format!("first event of {name} is not {first}: {types:?}"));
+            }
         }
         for t in exp.get("includes").and_then(Value::as_array).into_iter().flatten() {
-            assert!(types.contains(&t.as_str().unwrap()), "{}: {name} never got {t}: {types:?}", self.name);
+            if !types.contains(&t.as_str().unwrap()) {
+                return Err(format!("{name} never got {t}: {types:?}"));
+            }
         }
         for t in exp.get("excludes").and_then(Value::as_array).into_iter().flatten() {
-            assert!(!types.contains(&t.as_str().unwrap()), "{}: {name} got {t}: {types:?}", self.name);
+            if types.contains(&t.as_str().unwrap()) {
+                return Err(format!("{name} got {t}: {types:?}"));
+            }
         }
         if let Some(errors) = exp.get("errors") {
             let reasons: Vec<Value> = rec
@@ -328,11 +402,16 @@ impl Runner {
                     _ => None,
                 })
                 .collect();
-            assert_eq!(&Value::Array(reasons), errors, "{}: error reasons of {name}", self.name);
+            if &Value::Array(reasons.clone()) != errors {
+                return Err(format!("error reasons of {name}: expected {errors}, got {reasons:?}"));
+            }
         }
         if let Some(v) = exp.get("version").and_then(Value::as_u64) {
-            assert_eq!(rec.version, v, "{}: last version seen by {name}", self.name);
+            if rec.version != v {
+                return Err(format!("last version seen by {name} is {}, expected {v}", rec.version));
+            }
         }
+        Ok(())
     }
 }
 

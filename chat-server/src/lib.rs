@@ -1,0 +1,405 @@
+//! The seed's chat server, in process, for tests and `livecache demo`: one 127.0.0.1 port serving
+//! `GET /messages/{channel}` (JSON array of `{id, channel, userName, text}`),
+//! `POST /messages/{channel}` (`{"userName", "text"}`), and a WebSocket upgrade on any other
+//! path (`/`, `/ws`) that broadcasts every posted message as JSON text to every socket.
+//!
+//! Knobs for failure tests: `drop_all_sockets` (TCP gone, no close frame), `close_all_sockets`
+//! (close handshake), `refuse_upgrades(n)` (503 on the next n upgrades), `set_fetch_delay`,
+//! `set_http_status`; counters say what the server saw.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+enum SocketCommand {
+    Send(Utf8Bytes),
+    /// Drop the TCP connection without a close frame (a network failure, as the client sees it).
+    Drop,
+    /// Close handshake initiated by the server.
+    Close,
+}
+
+struct Shared {
+    /// Every posted message, in id order.
+    messages: Mutex<Vec<Value>>,
+    next_id: AtomicU64,
+    sockets: Mutex<Vec<(u64, mpsc::UnboundedSender<SocketCommand>)>>,
+    next_socket: AtomicU64,
+    refuse_upgrades: AtomicUsize,
+    fetch_delay_ms: AtomicU64,
+    http_status: AtomicU16,
+    connections_accepted: AtomicUsize,
+    upgrades_refused: AtomicUsize,
+    close_frames_received: AtomicUsize,
+    fetches: AtomicUsize,
+}
+
+pub struct ChatServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+        self.drop_all_sockets();
+    }
+}
+
+impl ChatServer {
+    /// Binds 127.0.0.1 on a free port and serves until dropped.
+    pub async fn start() -> ChatServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Shared {
+            messages: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            sockets: Mutex::new(Vec::new()),
+            next_socket: AtomicU64::new(1),
+            refuse_upgrades: AtomicUsize::new(0),
+            fetch_delay_ms: AtomicU64::new(0),
+            http_status: AtomicU16::new(200),
+            connections_accepted: AtomicUsize::new(0),
+            upgrades_refused: AtomicUsize::new(0),
+            close_frames_received: AtomicUsize::new(0),
+            fetches: AtomicUsize::new(0),
+        });
+        let accept_shared = shared.clone();
+        let accept_loop = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = accept_shared.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        ChatServer {
+            addr,
+            shared,
+            accept_loop,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/`, a `baseUrl`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT/`, a `stream.url`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Stores a message and broadcasts it to every open socket; returns it.
+    pub fn post(&self, channel: &str, user: &str, text: &str) -> Value {
+        post(&self.shared, channel, user, text)
+    }
+
+    /// The server's truth for `channel`, in id order.
+    pub fn messages(&self, channel: &str) -> Vec<Value> {
+        channel_messages(&self.shared, channel)
+    }
+
+    /// Sends `text` as one text frame to every open socket, as is (a malformed message for E3).
+    pub fn broadcast_raw(&self, text: &str) {
+        for (_, tx) in self.shared.sockets.lock().unwrap().iter() {
+            let _ = tx.send(SocketCommand::Send(Utf8Bytes::from(text.to_owned())));
+        }
+    }
+
+    pub fn drop_all_sockets(&self) {
+        self.command_all(|| SocketCommand::Drop);
+    }
+
+    pub fn close_all_sockets(&self) {
+        self.command_all(|| SocketCommand::Close);
+    }
+
+    /// The next `n` WebSocket upgrades are answered `503 Service Unavailable`.
+    pub fn refuse_upgrades(&self, n: usize) {
+        self.shared.refuse_upgrades.store(n, Ordering::SeqCst);
+    }
+
+    /// Delay before every `GET /messages/…` answer.
+    pub fn set_fetch_delay(&self, ms: u64) {
+        self.shared.fetch_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Status of `GET /messages/…`; anything but 200 answers `{"error": "…"}`.
+    pub fn set_http_status(&self, code: u16) {
+        self.shared.http_status.store(code, Ordering::SeqCst);
+    }
+
+    /// WebSocket upgrades accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.connections_accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn upgrades_refused(&self) -> usize {
+        self.shared.upgrades_refused.load(Ordering::SeqCst)
+    }
+
+    /// Close frames received from clients (L7: an entry's stream ends with one).
+    pub fn close_frames_received(&self) -> usize {
+        self.shared.close_frames_received.load(Ordering::SeqCst)
+    }
+
+    pub fn open_sockets(&self) -> usize {
+        self.shared.sockets.lock().unwrap().len()
+    }
+
+    /// `GET /messages/…` requests answered or in progress.
+    pub fn fetch_count(&self) -> usize {
+        self.shared.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Polls `condition` until it holds; panics after 5 s naming `what`.
+    pub async fn wait_until(&self, what: &str, condition: impl Fn(&ChatServer) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !condition(self) {
+            if tokio::time::Instant::now() > deadline {
+                panic!("chat server: timed out waiting until {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn command_all(&self, command: impl Fn() -> SocketCommand) {
+        let sockets = std::mem::take(&mut *self.shared.sockets.lock().unwrap());
+        for (_, tx) in sockets {
+            let _ = tx.send(command());
+        }
+    }
+}
+
+fn post(shared: &Shared, channel: &str, user: &str, text: &str) -> Value {
+    // The lock spans the broadcast so every socket sees messages in id order.
+    let mut messages = shared.messages.lock().unwrap();
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let message = json!({"id": id, "channel": channel, "userName": user, "text": text});
+    let frame = Utf8Bytes::from(message.to_string());
+    shared
+        .sockets
+        .lock()
+        .unwrap()
+        .retain(|(_, tx)| tx.send(SocketCommand::Send(frame.clone())).is_ok());
+    messages.push(message.clone());
+    message
+}
+
+fn channel_messages(shared: &Shared, channel: &str) -> Vec<Value> {
+    shared
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m["channel"] == channel)
+        .cloned()
+        .collect()
+}
+
+type Body = Full<Bytes>;
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    respond(status, "application/json", value.to_string())
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let is_upgrade = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        return Ok(upgrade(shared, &mut req));
+    }
+    let path = req.uri().path().to_owned();
+    let Some(channel) = path.strip_prefix("/messages/") else {
+        return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found"));
+    };
+    let channel = percent_encoding::percent_decode_str(channel)
+        .decode_utf8_lossy()
+        .into_owned();
+    match *req.method() {
+        Method::GET => {
+            shared.fetches.fetch_add(1, Ordering::SeqCst);
+            let delay = shared.fetch_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            let status = shared.http_status.load(Ordering::SeqCst);
+            if status != 200 {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return Ok(json_response(
+                    status,
+                    &json!({"error": format!("status {}", status.as_u16())}),
+                ));
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &Value::Array(channel_messages(&shared, &channel)),
+            ))
+        }
+        Method::POST => {
+            let Ok(body) = req.into_body().collect().await else {
+                return Ok(respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    "unreadable body",
+                ));
+            };
+            let Ok(body) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
+                return Ok(respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    "body is not JSON",
+                ));
+            };
+            let user = body["userName"].as_str().unwrap_or("anonymous");
+            let text = body["text"].as_str().unwrap_or("");
+            Ok(json_response(
+                StatusCode::CREATED,
+                &post(&shared, &channel, user, text),
+            ))
+        }
+        _ => Ok(respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed",
+        )),
+    }
+}
+
+fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>) -> Response<Body> {
+    let refused = shared
+        .refuse_upgrades
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if refused {
+        shared.upgrades_refused.fetch_add(1, Ordering::SeqCst);
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "upgrade refused",
+        );
+    }
+    let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY) else {
+        return respond(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "missing Sec-WebSocket-Key",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        serve_socket(shared, socket).await;
+    });
+    let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
+    let headers = response.headers_mut();
+    headers.remove(CONTENT_TYPE);
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).unwrap(),
+    );
+    response
+}
+
+async fn serve_socket<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (tx, mut commands) = mpsc::unbounded_channel();
+    let id = shared.next_socket.fetch_add(1, Ordering::SeqCst);
+    shared.sockets.lock().unwrap().push((id, tx));
+    shared.connections_accepted.fetch_add(1, Ordering::SeqCst);
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(SocketCommand::Send(text)) => {
+                    if socket.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(SocketCommand::Close) => {
+                    let _ = socket.close(None).await;
+                    // Read on until the client's reply ends the handshake.
+                    let drain = async {
+                        while let Some(Ok(_)) = socket.next().await {}
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+                    break;
+                }
+                Some(SocketCommand::Drop) | None => break,
+            },
+            frame = socket.next() => match frame {
+                // Keep reading: tungstenite sends the close reply and ends the stream.
+                Some(Ok(Message::Close(_))) => {
+                    shared.close_frames_received.fetch_add(1, Ordering::SeqCst);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+        }
+    }
+    shared
+        .sockets
+        .lock()
+        .unwrap()
+        .retain(|(socket_id, _)| *socket_id != id);
+}

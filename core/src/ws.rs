@@ -1,0 +1,539 @@
+//! The built-in WebSocket stream driver (L7, L8, E3): one connection per entry, reconnected with
+//! backoff while the entry lives, closed with a close handshake when it goes.
+//!
+//! The driver only moves frames. It reports every text frame as it arrived; parsing, schema,
+//! filter and apply are the engine's pipeline (SPEC §2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{HeartbeatConfig, ReconnectConfig};
+use crate::event::{ErrorReason, StreamState};
+use crate::http::error_text;
+use crate::transport::{RawMessage, StreamRequest, StreamSink, StreamSource};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a connect (TCP, TLS and upgrade together) may take before it counts as failed.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a close handshake may take: our Close frame out, the peer's reply in (L7).
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A connection that stayed open this long resets the backoff, even when `max_delay_ms` is larger.
+const STABLE_OPEN_CAP: Duration = Duration::from_secs(30);
+
+/// `ws://` and `wss://` (rustls, webpki roots) stream driver. Cheap to share: one instance can
+/// run the streams of every entry of a client.
+pub struct WsStreamSource {
+    connect_timeout: Duration,
+    close_timeout: Duration,
+    /// Built once; an error (a crypto provider without TLS 1.2/1.3) fails only `wss://` connects.
+    tls: Result<Arc<rustls::ClientConfig>, String>,
+}
+
+impl Default for WsStreamSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WsStreamSource {
+    pub fn new() -> Self {
+        WsStreamSource {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            tls: tls_config(),
+        }
+    }
+
+    /// A custom TLS configuration for `wss://` (private roots, client certificates).
+    pub fn with_tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Ok(config);
+        self
+    }
+
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+}
+
+/// An explicit provider, so the driver never depends on which rustls crypto features other
+/// crates of the build happen to enable (two enabled providers make `ClientConfig::builder()` panic).
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS configuration: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+impl StreamSource for WsStreamSource {
+    fn run(
+        &self,
+        request: StreamRequest,
+        sink: Arc<dyn StreamSink>,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let driver = Driver {
+            url: request.url,
+            ws_config: WebSocketConfig::default()
+                .max_message_size(Some(request.config.max_message_bytes))
+                .max_frame_size(Some(request.config.max_message_bytes)),
+            reconnect: request.config.reconnect.clone(),
+            heartbeat: request.config.heartbeat.clone(),
+            connect_timeout: self.connect_timeout,
+            close_timeout: self.close_timeout,
+            tls: self.tls.clone(),
+            sink,
+        };
+        Box::pin(driver.run(shutdown))
+    }
+}
+
+struct Driver {
+    url: String,
+    ws_config: WebSocketConfig,
+    reconnect: ReconnectConfig,
+    heartbeat: Option<HeartbeatConfig>,
+    connect_timeout: Duration,
+    close_timeout: Duration,
+    tls: Result<Arc<rustls::ClientConfig>, String>,
+    sink: Arc<dyn StreamSink>,
+}
+
+/// Why a read loop ended.
+enum Ended {
+    /// `shutdown` was cancelled while the socket was open.
+    Shutdown,
+    /// The connection is gone (close frame, reset, error, heartbeat timeout); the text is the
+    /// stream's last error (L8).
+    Dropped(String),
+    /// The peer broke the protocol in a way the engine reports as an `error` event (E3): the
+    /// connection must be failed with `code`.
+    Failed {
+        reason: ErrorReason,
+        code: CloseCode,
+        message: String,
+    },
+}
+
+impl Driver {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut stop = Stop::new(shutdown);
+        let mut backoff = Backoff::new(&self.reconnect);
+        self.sink.state(StreamState::Connecting, None);
+        loop {
+            let connected = tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                connected = self.connect() => connected,
+            };
+            match connected {
+                Ok(mut socket) => {
+                    self.sink.state(StreamState::Open, None);
+                    let opened = Instant::now();
+                    let ended = self.read_loop(&mut socket, &mut stop).await;
+                    if opened.elapsed() >= backoff.stable_after() {
+                        backoff.reset();
+                    }
+                    match ended {
+                        Ended::Shutdown => {
+                            self.close_handshake(&mut socket).await;
+                            break;
+                        }
+                        Ended::Dropped(error) => {
+                            self.sink.state(StreamState::Reconnecting, Some(error))
+                        }
+                        Ended::Failed {
+                            reason,
+                            code,
+                            message,
+                        } => {
+                            self.sink.error(reason, message.clone());
+                            self.fail_connection(&mut socket, code, &message).await;
+                            self.sink.state(StreamState::Reconnecting, Some(message));
+                        }
+                    }
+                }
+                // L8: every failed attempt reports its error; the state stays `reconnecting`
+                // until the next `open`.
+                Err(error) => self.sink.state(StreamState::Reconnecting, Some(error)),
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.sink.state(StreamState::Closed, None);
+    }
+
+    async fn connect(&self) -> Result<Socket, String> {
+        let request = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| error_text(&e))?;
+        let connector = match (request.uri().scheme_str(), &self.tls) {
+            (Some("wss"), Ok(tls)) => Connector::Rustls(tls.clone()),
+            (Some("wss"), Err(e)) => return Err(e.clone()),
+            _ => Connector::Plain,
+        };
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(self.ws_config),
+            true,
+            Some(connector),
+        );
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok((socket, _response))) => Ok(socket),
+            Ok(Err(e)) => Err(error_text(&e)),
+            Err(_) => Err(format!(
+                "connect timed out after {} ms",
+                self.connect_timeout.as_millis()
+            )),
+        }
+    }
+
+    /// The hot path: one `String` per text frame and nothing else per message — no lock, no
+    /// timer update (the heartbeat only flips a flag), no shutdown poll while frames are ready.
+    async fn read_loop(&self, socket: &mut Socket, stop: &mut Stop) -> Ended {
+        let mut heartbeat = self.heartbeat.as_ref().map(Heartbeat::new);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let timer = tokio::time::sleep_until(heartbeat.as_ref().map_or(far, |h| h.next_wake()));
+        tokio::pin!(timer);
+        // Any frame since the last ping proves the peer alive (L8 heartbeat).
+        let mut seen = false;
+        loop {
+            tokio::select! {
+                biased;
+                frame = socket.next() => {
+                    seen = true;
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            self.sink.message(RawMessage::Text(String::from(text.as_str())));
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            self.sink.message(RawMessage::Binary(Vec::from(bytes)));
+                        }
+                        // tungstenite queues the pong and flushes it on the next read.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Ok(Message::Close(frame))) => {
+                            return self.closed_by_server(socket, stop, frame).await;
+                        }
+                        Some(Err(error)) => return ended_by(error),
+                        None => return Ended::Dropped("connection closed".to_owned()),
+                    }
+                }
+                _ = &mut timer, if heartbeat.is_some() => {
+                    let Some(hb) = heartbeat.as_mut() else { unreachable!() };
+                    if let Some(ended) = self.beat(socket, hb, &mut seen).await {
+                        return ended;
+                    }
+                    timer.as_mut().reset(hb.next_wake());
+                }
+                _ = stop.wait() => return Ended::Shutdown,
+            }
+        }
+    }
+
+    /// The server started the close handshake: drive our reply out and give it a bounded
+    /// time to end the TCP connection.
+    async fn closed_by_server(
+        &self,
+        socket: &mut Socket,
+        stop: &mut Stop,
+        frame: Option<CloseFrame>,
+    ) -> Ended {
+        let error = match frame {
+            Some(f) if f.reason.is_empty() => {
+                format!("closed by server (code {})", u16::from(f.code))
+            }
+            Some(f) => format!(
+                "closed by server (code {}: {})",
+                u16::from(f.code),
+                f.reason
+            ),
+            None => "closed by server".to_owned(),
+        };
+        let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+        tokio::select! {
+            biased;
+            _ = stop.wait() => Ended::Shutdown,
+            _ = tokio::time::timeout(self.close_timeout, drain) => Ended::Dropped(error),
+        }
+    }
+
+    /// One heartbeat timer expiry: a verdict on the last ping, and maybe a new ping.
+    async fn beat(
+        &self,
+        socket: &mut Socket,
+        hb: &mut Heartbeat,
+        seen: &mut bool,
+    ) -> Option<Ended> {
+        let timeout_ms = hb.timeout.as_millis();
+        match hb.on_timer(Instant::now(), seen) {
+            Beat::Wait => None,
+            Beat::TimedOut => Some(Ended::Dropped(format!(
+                "heartbeat timeout: nothing received within {timeout_ms} ms of a ping"
+            ))),
+            // A peer that stopped reading can fill the socket buffer; a ping that cannot be
+            // written in time is a dead peer too.
+            Beat::SendPing => {
+                match tokio::time::timeout(hb.timeout, socket.send(Message::Ping(Bytes::new())))
+                    .await
+                {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(Ended::Dropped(error_text(&error))),
+                    Err(_) => Some(Ended::Dropped(format!(
+                        "heartbeat timeout: ping not sent within {timeout_ms} ms"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// L7: the server must see a Close frame; its reply ends the handshake (bounded).
+    async fn close_handshake(&self, socket: &mut Socket) {
+        let handshake = async {
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            };
+            if socket.close(Some(frame)).await.is_err() {
+                return;
+            }
+            while let Some(Ok(_)) = socket.next().await {}
+        };
+        let _ = tokio::time::timeout(self.close_timeout, handshake).await;
+    }
+
+    /// E3: the protocol requires failing the connection. The stream cannot be read any further,
+    /// so the Close frame goes out best-effort and the TCP connection is dropped without waiting.
+    async fn fail_connection(&self, socket: &mut Socket, code: CloseCode, message: &str) {
+        let reason: String = message.chars().take(100).collect(); // a close reason fits in 123 bytes
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(self.close_timeout, socket.close(Some(frame))).await;
+    }
+}
+
+/// How a read error ends the connection (E3 for the two the engine reports as `error` events).
+fn ended_by(error: WsError) -> Ended {
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Ended::Failed {
+            reason: ErrorReason::TooLarge,
+            code: CloseCode::Size,
+            message: format!("message of {size} bytes is over maxMessageBytes ({max_size})"),
+        },
+        WsError::Utf8(detail) => Ended::Failed {
+            reason: ErrorReason::Protocol,
+            code: CloseCode::Invalid,
+            message: format!("text frame is not valid UTF-8: {detail}"),
+        },
+        other => Ended::Dropped(error_text(&other)),
+    }
+}
+
+/// Cancellation without a lock per poll: `CancellationToken`'s future takes a mutex every time
+/// it is polled, and the read loop polls its shutdown branch on every wake-up. A watcher task
+/// turns the token into a oneshot, whose poll is a lock-free atomic check.
+struct Stop {
+    rx: oneshot::Receiver<()>,
+    stopped: bool,
+}
+
+impl Stop {
+    fn new(shutdown: CancellationToken) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut tx = tx;
+            tokio::select! {
+                _ = shutdown.cancelled() => { let _ = tx.send(()); }
+                // The driver finished or was dropped: nothing left to tell.
+                _ = tx.closed() => {}
+            }
+        });
+        Stop { rx, stopped: false }
+    }
+
+    /// Completes once shutdown was requested (or the watcher is gone, which only happens when
+    /// the runtime shuts down — a stop either way).
+    async fn wait(&mut self) {
+        if !self.stopped {
+            let _ = (&mut self.rx).await;
+            self.stopped = true;
+        }
+    }
+}
+
+/// L8: exponential backoff from `initial_delay_ms`, doubling up to `max_delay_ms`, with ±50%
+/// jitter (uniform in [delay/2, 3·delay/2], never above `max_delay_ms`): clients dropped by the
+/// same server restart spread out, yet none retries much sooner than the schedule says.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(config: &ReconnectConfig) -> Self {
+        let initial = Duration::from_millis(config.initial_delay_ms);
+        let max = Duration::from_millis(config.max_delay_ms.max(config.initial_delay_ms));
+        Backoff {
+            initial,
+            max,
+            next: initial,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base * 2).min(self.max);
+        let half = base / 2;
+        let jittered = half + half.mul_f64(2.0 * fastrand::f64());
+        jittered.min(self.max)
+    }
+
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+
+    /// A connection open at least this long was not flapping: the next drop starts the
+    /// schedule over.
+    fn stable_after(&self) -> Duration {
+        self.max.min(STABLE_OPEN_CAP)
+    }
+}
+
+enum Beat {
+    SendPing,
+    TimedOut,
+    Wait,
+}
+
+/// L8 heartbeat: a ping every `interval`; when nothing at all arrived within `timeout` after a
+/// ping, the connection is dead. Frames only set the read loop's `seen` flag; the verdict is
+/// taken when the timer fires.
+struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
+    next_ping: Instant,
+    /// The deadline of the oldest unanswered ping.
+    deadline: Option<Instant>,
+}
+
+impl Heartbeat {
+    fn new(config: &HeartbeatConfig) -> Self {
+        let interval = Duration::from_millis(config.interval_ms.max(1));
+        Heartbeat {
+            interval,
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+            next_ping: Instant::now() + interval,
+            deadline: None,
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        match self.deadline {
+            Some(deadline) => deadline.min(self.next_ping),
+            None => self.next_ping,
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, seen: &mut bool) -> Beat {
+        if let Some(deadline) = self.deadline {
+            if *seen {
+                self.deadline = None;
+            } else if now >= deadline {
+                return Beat::TimedOut;
+            }
+        }
+        if now < self.next_ping {
+            return Beat::Wait;
+        }
+        self.next_ping = now + self.interval;
+        if self.deadline.is_none() {
+            *seen = false;
+            self.deadline = Some(now + self.timeout);
+        }
+        Beat::SendPing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l8_backoff_doubles_with_jitter_up_to_max_and_resets() {
+        let mut backoff = Backoff::new(&ReconnectConfig {
+            initial_delay_ms: 100,
+            max_delay_ms: 1000,
+        });
+        for expected in [100u64, 200, 400, 800, 1000, 1000] {
+            let d = backoff.next_delay().as_millis() as u64;
+            assert!(
+                d >= expected / 2 && d <= (expected * 3 / 2).min(1000),
+                "{d} vs {expected}"
+            );
+        }
+        backoff.reset();
+        let d = backoff.next_delay().as_millis() as u64;
+        assert!((50..=150).contains(&d));
+    }
+
+    #[test]
+    fn l8_heartbeat_times_out_only_without_frames() {
+        let cfg = HeartbeatConfig {
+            interval_ms: 100,
+            timeout_ms: 50,
+        };
+        let mut hb = Heartbeat::new(&cfg);
+        let t0 = hb.next_ping;
+        let mut seen = true;
+        assert!(matches!(hb.on_timer(t0, &mut seen), Beat::SendPing));
+        assert!(!seen);
+        assert_eq!(hb.next_wake(), t0 + Duration::from_millis(50));
+        seen = true; // a pong arrived
+        assert!(matches!(
+            hb.on_timer(t0 + Duration::from_millis(50), &mut seen),
+            Beat::Wait
+        ));
+        assert!(matches!(
+            hb.on_timer(t0 + Duration::from_millis(100), &mut seen),
+            Beat::SendPing
+        ));
+        assert!(matches!(
+            hb.on_timer(t0 + Duration::from_millis(150), &mut seen),
+            Beat::TimedOut
+        ));
+    }
+}

@@ -1,0 +1,262 @@
+//! Event delivery rules the shared scenarios cannot express (SPEC §5, E4, E5): bounded queues
+//! that collapse to a snapshot, and callbacks that call back into the client from any thread.
+
+#[path = "support/util.rs"]
+mod util;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Weak};
+use std::time::Duration;
+
+use livecache_core::{Client, EndpointHooks, Event, Hooks, RawMessage, Subscription};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use util::{client, wait_until, Recorder};
+
+/// `getLog`: data `[]`, each pushed message appended (jsonPatch would do as well).
+fn log_client(extra: Value) -> Client {
+    let mut config = json!({"endpoints": {"getLog": {"stream": {"apply": "append"}}}});
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    client(config, Hooks::new().endpoint("getLog", EndpointHooks::default().query_fn_sync(|_| Ok(json!([])))))
+}
+
+fn push(c: &Client, message: Value) {
+    c.push_message("getLog", None, RawMessage::Value(message)).unwrap();
+}
+
+fn wait_processed(c: &Client, n: u64) {
+    wait_until(&format!("{n} messages processed"), || {
+        let s = c.stats().unwrap();
+        s.messages_applied + s.messages_rejected_total() >= n
+    });
+}
+
+fn engine(c: &Client) -> (Value, u64) {
+    let s = c.snapshot("getLog", None).unwrap();
+    (s.data, s.version)
+}
+
+/// A callback that blocks on its first event until the test opens the gate.
+struct Gate {
+    entered: mpsc::Receiver<()>,
+    open: mpsc::Sender<()>,
+}
+
+fn gated(rec: &Recorder) -> (impl Fn(&Event) + Send + Sync + 'static, Gate) {
+    let (entered_tx, entered) = mpsc::channel();
+    let (open, open_rx) = mpsc::channel::<()>();
+    let (entered_tx, open_rx) = (Mutex::new(entered_tx), Mutex::new(open_rx));
+    let first = AtomicBool::new(true);
+    let rec = rec.clone();
+    let callback = move |e: &Event| {
+        if first.swap(false, Ordering::SeqCst) {
+            let _ = entered_tx.lock().send(());
+            let _ = open_rx.lock().recv();
+        }
+        rec.record(e);
+    };
+    (callback, Gate { entered, open })
+}
+
+#[test]
+fn e4_e5_blocked_callback_overflow_collapses_to_one_snapshot() {
+    let c = log_client(json!({"queueLimit": 4}));
+    let witness = Recorder::default();
+    let _w = c.subscribe("getLog", None, witness.callback()).unwrap();
+    witness.wait_version(1);
+    let slow = Recorder::default();
+    let (callback, gate) = gated(&slow);
+    let _s = c.subscribe("getLog", None, callback).unwrap();
+    gate.entered.recv_timeout(util::TIMEOUT).expect("the slow callback runs");
+    // Alternate good and bad messages: error events cannot be coalesced into the patches (E2),
+    // so the blocked subscriber's queue really fills.
+    for i in 0..20 {
+        push(&c, json!({"i": i}));
+        c.push_message("getLog", None, RawMessage::Text("{bad".into())).unwrap();
+    }
+    wait_processed(&c, 40);
+    let (data, version) = engine(&c);
+    assert_eq!(version, 21);
+    let overflows = c.stats().unwrap().queue_overflows;
+    assert!(overflows >= 1, "stats.queueOverflows counts collapses");
+    gate.open.send(()).unwrap();
+    slow.wait_version(version);
+    slow.assert_replica(&data, version);
+    // E4: what waited for the blocked callback was at most `queueLimit` events (plus the one it held);
+    // E5: the first of them is the snapshot that replaced the overflowing queue.
+    let events = slow.events();
+    assert!(events.len() <= 1 + 4, "{} events delivered: {:?}", events.len(), slow.types());
+    assert_eq!(events[1].type_name(), "snapshot", "{:?}", slow.types());
+    // The witness shares the blocked delivery thread, so it may have collapsed too: still exact.
+    witness.wait_version(version);
+    witness.assert_replica(&data, version);
+    c.close();
+}
+
+#[test]
+fn s5_callback_unsubscribes_itself() {
+    let c = log_client(json!({}));
+    let slot: Arc<Mutex<Option<Subscription>>> = Default::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (s, n) = (slot.clone(), calls.clone());
+    // The slot is filled before any event: the catch-up event is queued, the callback waits on the lock.
+    let mut guard = slot.lock();
+    let sub = c
+        .subscribe("getLog", None, move |_| {
+            n.fetch_add(1, Ordering::SeqCst);
+            if let Some(me) = s.lock().take() {
+                me.unsubscribe(); // from inside its own callback: returns at once
+            }
+        })
+        .unwrap();
+    *guard = Some(sub);
+    drop(guard);
+    wait_until("the callback ran", || calls.load(Ordering::SeqCst) >= 1);
+    let witness = Recorder::default();
+    let _w = c.subscribe("getLog", None, witness.callback()).unwrap();
+    for i in 0..5 {
+        push(&c, json!(i));
+        witness.wait_version(2 + i);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no call after unsubscribing itself");
+    assert!(slot.lock().is_none());
+    assert_eq!(c.stats().unwrap().subscriptions, 1);
+    c.close();
+}
+
+#[test]
+fn s5_callback_subscribes_another_key_and_updates() {
+    let c = Arc::new(log_client(json!({})));
+    let weak: Weak<Client> = Arc::downgrade(&c);
+    let inner = Recorder::default();
+    let made: Arc<Mutex<Vec<Subscription>>> = Default::default();
+    let (m, r) = (made.clone(), inner.clone());
+    let _outer = c
+        .subscribe("getLog", Some(json!("a")), move |e| {
+            let Some(c) = weak.upgrade() else { return };
+            if let Event::Snapshot { .. } = e {
+                if m.lock().is_empty() {
+                    // A callback may subscribe, update and read: no engine lock is held while it runs.
+                    let sub = c.subscribe("getLog", Some(json!("b")), r.callback()).unwrap();
+                    m.lock().push(sub);
+                    c.update_query_data("getLog", Some(&json!("a")), |d| {
+                        d.as_array_mut().unwrap().push(json!("from a callback"));
+                        None
+                    })
+                    .unwrap();
+                    c.snapshot("getLog", Some(&json!("a"))).unwrap();
+                }
+            }
+        })
+        .unwrap();
+    inner.wait_type("snapshot");
+    wait_until("the update", || c.snapshot("getLog", Some(&json!("a"))).unwrap().version == 2);
+    assert_eq!(c.snapshot("getLog", Some(&json!("a"))).unwrap().data, json!(["from a callback"]));
+    assert_eq!(c.stats().unwrap().subscriptions, 2);
+    c.close();
+}
+
+#[test]
+fn s5_unsubscribe_from_another_thread_waits_for_the_running_callback() {
+    let c = log_client(json!({}));
+    let finished = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (open_tx, open_rx) = mpsc::channel::<()>();
+    let (entered_tx, open_rx) = (Mutex::new(entered_tx), Mutex::new(open_rx));
+    let (f, n) = (finished.clone(), calls.clone());
+    let sub = Arc::new(
+        c.subscribe("getLog", None, move |_| {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = entered_tx.lock().send(());
+                let _ = open_rx.lock().recv();
+                f.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap(),
+    );
+    entered_rx.recv_timeout(util::TIMEOUT).expect("the callback runs");
+    for i in 0..3 {
+        push(&c, json!(i)); // queued behind the running callback
+    }
+    wait_processed(&c, 3);
+    let s = sub.clone();
+    let f = finished.clone();
+    let unsubscriber = std::thread::spawn(move || {
+        s.unsubscribe();
+        f.load(Ordering::SeqCst)
+    });
+    wait_until("unsubscribe started", || !sub.is_active());
+    // Give a wrong implementation every chance to return early.
+    std::thread::sleep(Duration::from_millis(100));
+    open_tx.send(()).unwrap();
+    let callback_had_finished = unsubscriber.join().unwrap();
+    assert!(callback_had_finished, "unsubscribe returned while its callback was still running");
+    // No callback of it starts afterwards: the three queued events are dropped.
+    let witness = Recorder::default();
+    let _w = c.subscribe("getLog", None, witness.callback()).unwrap();
+    push(&c, json!("after"));
+    witness.wait_version(5);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    c.close();
+}
+
+#[test]
+fn s5_panicking_callback_does_not_stop_others() {
+    let c = log_client(json!({}));
+    let panicked = Arc::new(AtomicUsize::new(0));
+    let p = panicked.clone();
+    let _bad = c
+        .subscribe("getLog", None, move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+            panic!("a subscriber bug");
+        })
+        .unwrap();
+    let good = Recorder::default();
+    let _good = c.subscribe("getLog", None, good.callback()).unwrap();
+    for i in 0..3 {
+        push(&c, json!(i));
+        good.wait_version(2 + i);
+    }
+    let (data, version) = engine(&c);
+    good.assert_replica(&data, version);
+    // The panicking subscriber keeps being called too: a status, the snapshot, then patches.
+    wait_until("later events reached the panicking callback", || panicked.load(Ordering::SeqCst) >= 3);
+    c.close();
+}
+
+#[test]
+fn s8_close_from_inside_a_callback_returns() {
+    let c = Arc::new(log_client(json!({})));
+    let weak = Arc::downgrade(&c);
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let _s = c
+        .subscribe("getLog", None, move |_| {
+            if let Some(c) = weak.upgrade() {
+                c.close();
+                d.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    wait_until("close() inside the callback returned", || done.load(Ordering::SeqCst));
+    assert!(c.is_closed());
+    c.close();
+}
+
+#[test]
+fn s8_close_delivers_removed_and_stops_callbacks() {
+    let c = log_client(json!({}));
+    let rec = Recorder::default();
+    let sub = c.subscribe("getLog", None, rec.callback()).unwrap();
+    rec.wait_version(1);
+    c.close();
+    // When close returns, every queued callback has run (the last one the removal) and none runs later.
+    assert_eq!(rec.types().last().copied(), Some("removed"), "{:?}", rec.types());
+    let n = rec.count();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(rec.count(), n);
+    drop(sub);
+}
