@@ -1,0 +1,308 @@
+//! End to end on loopback: a server floods chat messages over one WebSocket.
+//!
+//! - livecache: a `Client` with the built-in stream (filter + `append` with `maxLen: 1000`, so the
+//!   document stays bounded), every event delivered to a subscriber callback; messages/s from the
+//!   server's first write to the callback that sees the last version.
+//! - ceiling, in the same run: a bare tokio-tungstenite read loop that parses each message with
+//!   serde_json, timed the same way.
+//! - latency: the server paces messages at 10,000/s, each carrying its send time; the callback
+//!   (or the bare loop) takes `now - ts` for each message it receives.
+//!
+//! Prints one table. `cargo bench -p livecache-core --bench e2e` (`-- --quick` for a short run).
+
+use std::hint::black_box;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use livecache_core::{Client, Config, Event, Hooks, PatchOp};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+/// The clock both sides share: message timestamps are nanoseconds since this instant.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ns() -> u64 {
+    EPOCH.elapsed().as_nanos() as u64
+}
+
+enum Plan {
+    /// Send these frames as fast as the socket takes them.
+    Flood(Arc<Vec<Utf8Bytes>>),
+    /// Send `n` messages, one every `period`, each stamped with its send time.
+    Paced { n: usize, period: Duration },
+}
+
+/// A blocking tungstenite server on its own thread: per connection it reports the accept,
+/// runs one plan, then reads until the client closes (answering pings and the close handshake).
+struct FloodServer {
+    addr: SocketAddr,
+    plans: mpsc::Sender<Plan>,
+    accepted: mpsc::Receiver<()>,
+}
+
+impl FloodServer {
+    fn start() -> FloodServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (plans, plan_rx) = mpsc::channel::<Plan>();
+        let (accepted_tx, accepted) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("flood-server".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    stream.set_nodelay(true).unwrap();
+                    let Ok(mut socket) = tungstenite::accept(stream) else { continue };
+                    accepted_tx.send(()).unwrap();
+                    let Ok(plan) = plan_rx.recv() else { return };
+                    run_plan(&mut socket, plan);
+                    while socket.read().is_ok() {}
+                }
+            })
+            .unwrap();
+        FloodServer { addr, plans, accepted }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    fn wait_accepted(&self) {
+        self.accepted.recv_timeout(Duration::from_secs(10)).expect("the client connects");
+    }
+}
+
+fn run_plan(socket: &mut tungstenite::WebSocket<TcpStream>, plan: Plan) {
+    match plan {
+        Plan::Flood(frames) => {
+            // `write` buffers and flushes each time the write buffer fills.
+            for frame in frames.iter() {
+                socket.write(Message::Text(frame.clone())).unwrap();
+            }
+            socket.flush().unwrap();
+        }
+        Plan::Paced { n, period } => {
+            let start = Instant::now();
+            for i in 0..n {
+                let due = start + period * i as u32;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                socket.send(Message::text(message(i as u64, now_ns()))).unwrap();
+            }
+        }
+    }
+}
+
+fn message(id: u64, ts: u64) -> String {
+    json!({"id": id, "channel": "bench", "userName": "bot", "text": format!("message number {id} of the flood"), "ts": ts})
+        .to_string()
+}
+
+fn flood_frames(n: usize) -> Arc<Vec<Utf8Bytes>> {
+    Arc::new((0..n as u64).map(|i| Utf8Bytes::from(message(i, 0))).collect())
+}
+
+fn config(url: &str, schema: bool) -> Config {
+    let mut stream = json!({
+        "url": url,
+        "filter": {"channel": "{arg}"},
+        "apply": {"append": {"maxLen": 1000}}
+    });
+    if schema {
+        stream["schema"] = json!({"type": "object", "required": ["id", "channel", "text"]});
+    }
+    // No query: the first message (appended to null) is the initial data, so the measured path is
+    // the stream alone.
+    Config::from_value(&json!({"endpoints": {"getMessages": {"stream": stream}}})).unwrap()
+}
+
+struct Run {
+    elapsed: Duration,
+    latencies: Vec<u64>,
+    overflows: u64,
+}
+
+/// What a subscriber callback shares with the bench thread.
+#[derive(Default)]
+struct Probe {
+    version: AtomicU64,
+    target: AtomicU64,
+    done_at: Mutex<Option<Instant>>,
+    /// `Some` when latencies are recorded.
+    latencies: Mutex<Option<Vec<u64>>>,
+}
+
+impl Probe {
+    fn on_event(&self, event: &Event) {
+        let version = match event {
+            Event::Snapshot { version, .. } => *version,
+            Event::Patch { version, patches, .. } => {
+                let mut latencies = self.latencies.lock().unwrap();
+                if let Some(l) = latencies.as_mut() {
+                    let now = now_ns();
+                    for op in patches {
+                        if let PatchOp::Add { value, .. } = op {
+                            if let Some(ts) = value["ts"].as_u64() {
+                                l.push(now.saturating_sub(ts));
+                            }
+                        }
+                    }
+                }
+                *version
+            }
+            _ => return,
+        };
+        self.version.store(version, Ordering::Release);
+        if version >= self.target.load(Ordering::Acquire) {
+            let mut done = self.done_at.lock().unwrap();
+            if done.is_none() {
+                *done = Some(Instant::now());
+            }
+        }
+    }
+
+    fn wait_done(&self) -> Instant {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(t) = *self.done_at.lock().unwrap() {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "livecache stalled at version {}", self.version.load(Ordering::Acquire));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn run_livecache(server: &FloodServer, plan: Plan, n: usize, schema: bool, record: bool) -> Run {
+    let client = Client::new(config(&server.url(), schema), Hooks::new()).unwrap();
+    let probe = Arc::new(Probe::default());
+    probe.target.store(n as u64, Ordering::Release);
+    if record {
+        *probe.latencies.lock().unwrap() = Some(Vec::with_capacity(n));
+    }
+    let p = probe.clone();
+    let sub = client.subscribe("getMessages", Some(json!("bench")), move |e| p.on_event(e)).unwrap();
+    server.wait_accepted();
+    let start = Instant::now();
+    server.plans.send(plan).unwrap();
+    let end = probe.wait_done();
+    let overflows = client.stats().unwrap().queue_overflows;
+    drop(sub);
+    client.close();
+    let latencies = probe.latencies.lock().unwrap().take().unwrap_or_default();
+    Run { elapsed: end - start, latencies, overflows }
+}
+
+/// The ceiling: the same socket read by a bare tokio-tungstenite loop, each message parsed.
+fn run_bare(server: &FloodServer, plan: Plan, n: usize, record: bool) -> Run {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.unwrap();
+        server.wait_accepted();
+        let mut latencies = Vec::with_capacity(if record { n } else { 0 });
+        let start = Instant::now();
+        server.plans.send(plan).unwrap();
+        let mut count = 0;
+        while let Some(frame) = ws.next().await {
+            if let Message::Text(text) = frame.unwrap() {
+                let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                if record {
+                    latencies.push(now_ns().saturating_sub(value["ts"].as_u64().unwrap()));
+                }
+                black_box(value);
+                count += 1;
+                if count == n {
+                    break;
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        let _ = ws.close(None).await;
+        Run { elapsed, latencies, overflows: 0 }
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn latency_row(run: &Run, warmup: usize) -> (f64, f64, f64) {
+    let mut l: Vec<u64> = run.latencies.iter().skip(warmup).copied().collect();
+    l.sort_unstable();
+    (percentile(&l, 0.50), percentile(&l, 0.99), percentile(&l, 1.0))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `--quick` shortens the run.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n, reps, paced_n) = if quick { (50_000, 1, 5_000) } else { (300_000, 5, 30_000) };
+    let warmup = paced_n / 10;
+    LazyLock::force(&EPOCH);
+    let server = FloodServer::start();
+    let frames = flood_frames(n);
+    let bytes: usize = frames.iter().map(|f| f.len()).sum();
+
+    let (mut bare, mut lc, mut lc_schema, mut overflows) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for _ in 0..reps {
+        let r = run_bare(&server, Plan::Flood(frames.clone()), n, false);
+        bare.push(n as f64 / r.elapsed.as_secs_f64());
+        let r = run_livecache(&server, Plan::Flood(frames.clone()), n, false, false);
+        overflows += r.overflows;
+        lc.push(n as f64 / r.elapsed.as_secs_f64());
+        let r = run_livecache(&server, Plan::Flood(frames.clone()), n, true, false);
+        overflows += r.overflows;
+        lc_schema.push(n as f64 / r.elapsed.as_secs_f64());
+    }
+    let period = Duration::from_micros(100); // 10,000 msg/s
+    let paced_lc = run_livecache(&server, Plan::Paced { n: paced_n, period }, paced_n, false, true);
+    let paced_bare = run_bare(&server, Plan::Paced { n: paced_n, period }, paced_n, true);
+
+    let (bare_rate, lc_rate, lc_schema_rate) = (median(bare), median(lc), median(lc_schema));
+    let (p50, p99, max) = latency_row(&paced_lc, warmup);
+    let (bp50, bp99, bmax) = latency_row(&paced_bare, warmup);
+    println!();
+    println!(
+        "e2e over loopback WebSocket: {n} messages of ~{} bytes per flood, median of {reps}; latency at 10,000 msg/s over {paced_n} messages (first {warmup} skipped)",
+        bytes / n
+    );
+    println!("| {:<52} | {:>12} | {:>10} | {:>9} | {:>9} | {:>9} |", "", "msg/s", "of ceiling", "p50 µs", "p99 µs", "max µs");
+    println!("|{:-<54}|{:->14}|{:->12}|{:->11}|{:->11}|{:->11}|", "", "", "", "", "", "");
+    println!(
+        "| {:<52} | {:>12.0} | {:>9.0}% | {:>9.1} | {:>9.1} | {:>9.1} |",
+        "livecache: filter + append maxLen 1000 → callback",
+        lc_rate,
+        100.0 * lc_rate / bare_rate,
+        p50,
+        p99,
+        max
+    );
+    println!(
+        "| {:<52} | {:>12.0} | {:>9.0}% | {:>9} | {:>9} | {:>9} |",
+        "livecache: + JSON Schema",
+        lc_schema_rate,
+        100.0 * lc_schema_rate / bare_rate,
+        "",
+        "",
+        ""
+    );
+    println!(
+        "| {:<52} | {:>12.0} | {:>10} | {:>9.1} | {:>9.1} | {:>9.1} |",
+        "ceiling: tokio-tungstenite read + serde_json parse", bare_rate, "100%", bp50, bp99, bmax
+    );
+    println!();
+    println!("livecache / ceiling = {:.2}; queue overflows during the floods: {overflows}", lc_rate / bare_rate);
+}
