@@ -121,3 +121,44 @@ fn l9_runs_the_rfc_6902_suite() {
     }
     assert!(failed.is_empty(), "{} suite cases failed", failed.len());
 }
+
+/// The same suite through the engine's `patchQueryData` (L9): each case's `doc` is upserted as an
+/// entry's data, the patch applied as a host update; expected results equal `snapshot()`, error
+/// cases fail with `PatchError` and leave the entry's data and version unchanged.
+#[test]
+fn l9_runs_the_rfc_6902_suite_through_patch_query_data() {
+    use livecache_core::{Client, Config, EndpointHooks, Error, Hooks};
+    let config = Config::from_value(&serde_json::json!({"endpoints": {"doc": {}}})).unwrap();
+    let hooks = Hooks::new().endpoint("doc", EndpointHooks::default().query_fn_sync(|_| Ok(Value::Null)));
+    let client = Client::new(config, hooks).unwrap();
+    let mut failed = Vec::new();
+    let mut passed = 0;
+    for name in ["tests.json", "spec_tests.json"] {
+        let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(suite_file(name)).unwrap()).unwrap();
+        for (i, case) in cases.iter().enumerate() {
+            if case.get("patch").is_none() || case.get("disabled") == Some(&Value::Bool(true)) {
+                continue;
+            }
+            let arg = serde_json::json!(format!("{name}#{i}"));
+            client.upsert_query_data("doc", Some(arg.clone()), case["doc"].clone()).unwrap();
+            let before = client.snapshot("doc", Some(&arg)).unwrap();
+            let result = client.patch_query_data_value("doc", Some(&arg), &case["patch"]);
+            let after = client.snapshot("doc", Some(&arg)).unwrap();
+            let ok = match (&result, case.get("expected")) {
+                (Err(Error::Patch(_)), _) if case.get("error").is_some() => {
+                    after.data == before.data && after.version == before.version
+                }
+                (Ok(_), Some(expected)) => &after.data == expected,
+                (Ok(_), None) => case.get("error").is_none(),
+                _ => false,
+            };
+            if ok {
+                passed += 1;
+            } else {
+                failed.push(format!("{name} #{i}: {result:?} -> {}", after.data));
+            }
+        }
+    }
+    println!("json-patch-tests through patchQueryData: {passed} passed, {} failed", failed.len());
+    assert!(failed.is_empty(), "{failed:#?}");
+}
