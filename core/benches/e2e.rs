@@ -107,13 +107,31 @@ fn flood_frames(n: usize) -> Arc<Vec<Utf8Bytes>> {
     Arc::new((0..n as u64).map(|i| Utf8Bytes::from(message(i, 0))).collect())
 }
 
-fn config(url: &str, schema: bool) -> Config {
+/// The endpoint of each livecache row.
+#[derive(Clone, Copy)]
+struct Variant {
+    label: &'static str,
+    max_len: Option<usize>,
+    schema: bool,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant { label: "livecache: filter + append maxLen 1000 → callback", max_len: Some(1000), schema: false },
+    Variant { label: "livecache: + JSON Schema", max_len: Some(1000), schema: true },
+    Variant { label: "livecache: filter + append, no maxLen (unbounded)", max_len: None, schema: false },
+];
+
+fn config(url: &str, variant: Variant) -> Config {
+    let apply = match variant.max_len {
+        Some(n) => json!({"append": {"maxLen": n}}),
+        None => json!("append"),
+    };
     let mut stream = json!({
         "url": url,
         "filter": {"channel": "{arg}"},
-        "apply": {"append": {"maxLen": 1000}}
+        "apply": apply
     });
-    if schema {
+    if variant.schema {
         stream["schema"] = json!({"type": "object", "required": ["id", "channel", "text"]});
     }
     // No query: the first message (appended to null) is the initial data, so the measured path is
@@ -178,8 +196,10 @@ impl Probe {
     }
 }
 
-fn run_livecache(server: &FloodServer, plan: Plan, n: usize, schema: bool, record: bool) -> Run {
-    let client = Client::new(config(&server.url(), schema), Hooks::new()).unwrap();
+fn run_livecache(server: &FloodServer, plan: Plan, n: usize, variant: Variant, record: bool) -> Run {
+    let workers = std::env::var("E2E_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(2);
+    let options = livecache_core::ClientOptions { worker_threads: workers, ..Default::default() };
+    let client = Client::with_options(config(&server.url(), variant), Hooks::new(), options).unwrap();
     let probe = Arc::new(Probe::default());
     probe.target.store(n as u64, Ordering::Release);
     if record {
@@ -256,22 +276,35 @@ fn main() {
     let frames = flood_frames(n);
     let bytes: usize = frames.iter().map(|f| f.len()).sum();
 
-    let (mut bare, mut lc, mut lc_schema, mut overflows) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    // For profilers: `E2E_PROFILE=livecache|bare` floods with one side only and prints its rate.
+    if let Ok(side) = std::env::var("E2E_PROFILE") {
+        for _ in 0..reps {
+            let r = match side.as_str() {
+                "bare" => run_bare(&server, Plan::Flood(frames.clone()), n, false),
+                _ => run_livecache(&server, Plan::Flood(frames.clone()), n, VARIANTS[0], false),
+            };
+            println!("{side}: {:.0} msg/s", n as f64 / r.elapsed.as_secs_f64());
+        }
+        return;
+    }
+    let mut bare = Vec::new();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let mut overflows = 0;
     for _ in 0..reps {
         let r = run_bare(&server, Plan::Flood(frames.clone()), n, false);
         bare.push(n as f64 / r.elapsed.as_secs_f64());
-        let r = run_livecache(&server, Plan::Flood(frames.clone()), n, false, false);
-        overflows += r.overflows;
-        lc.push(n as f64 / r.elapsed.as_secs_f64());
-        let r = run_livecache(&server, Plan::Flood(frames.clone()), n, true, false);
-        overflows += r.overflows;
-        lc_schema.push(n as f64 / r.elapsed.as_secs_f64());
+        for (variant, rates) in VARIANTS.iter().zip(rates.iter_mut()) {
+            let r = run_livecache(&server, Plan::Flood(frames.clone()), n, *variant, false);
+            overflows += r.overflows;
+            rates.push(n as f64 / r.elapsed.as_secs_f64());
+        }
     }
     let period = Duration::from_micros(100); // 10,000 msg/s
-    let paced_lc = run_livecache(&server, Plan::Paced { n: paced_n, period }, paced_n, false, true);
+    let paced_lc = run_livecache(&server, Plan::Paced { n: paced_n, period }, paced_n, VARIANTS[0], true);
     let paced_bare = run_bare(&server, Plan::Paced { n: paced_n, period }, paced_n, true);
 
-    let (bare_rate, lc_rate, lc_schema_rate) = (median(bare), median(lc), median(lc_schema));
+    let bare_rate = median(bare);
+    let rates: Vec<f64> = rates.into_iter().map(median).collect();
     let (p50, p99, max) = latency_row(&paced_lc, warmup);
     let (bp50, bp99, bmax) = latency_row(&paced_bare, warmup);
     println!();
@@ -281,28 +314,18 @@ fn main() {
     );
     println!("| {:<52} | {:>12} | {:>10} | {:>9} | {:>9} | {:>9} |", "", "msg/s", "of ceiling", "p50 µs", "p99 µs", "max µs");
     println!("|{:-<54}|{:->14}|{:->12}|{:->11}|{:->11}|{:->11}|", "", "", "", "", "", "");
-    println!(
-        "| {:<52} | {:>12.0} | {:>9.0}% | {:>9.1} | {:>9.1} | {:>9.1} |",
-        "livecache: filter + append maxLen 1000 → callback",
-        lc_rate,
-        100.0 * lc_rate / bare_rate,
-        p50,
-        p99,
-        max
-    );
-    println!(
-        "| {:<52} | {:>12.0} | {:>9.0}% | {:>9} | {:>9} | {:>9} |",
-        "livecache: + JSON Schema",
-        lc_schema_rate,
-        100.0 * lc_schema_rate / bare_rate,
-        "",
-        "",
-        ""
-    );
+    for (i, (variant, rate)) in VARIANTS.iter().zip(&rates).enumerate() {
+        let pct = format!("{:.0}%", 100.0 * rate / bare_rate);
+        if i == 0 {
+            println!("| {:<52} | {rate:>12.0} | {pct:>10} | {p50:>9.1} | {p99:>9.1} | {max:>9.1} |", variant.label);
+        } else {
+            println!("| {:<52} | {rate:>12.0} | {pct:>10} | {:>9} | {:>9} | {:>9} |", variant.label, "", "", "");
+        }
+    }
     println!(
         "| {:<52} | {:>12.0} | {:>10} | {:>9.1} | {:>9.1} | {:>9.1} |",
         "ceiling: tokio-tungstenite read + serde_json parse", bare_rate, "100%", bp50, bp99, bmax
     );
     println!();
-    println!("livecache / ceiling = {:.2}; queue overflows during the floods: {overflows}", lc_rate / bare_rate);
+    println!("livecache / ceiling = {:.2}; queue overflows during the floods: {overflows}", rates[0] / bare_rate);
 }

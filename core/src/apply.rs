@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::adapter::{self, kind};
 use crate::config::{ApplyRule, EntityAdapterConfig};
+use crate::event::ErrorReason;
 use crate::json::depth;
 use crate::patch::{apply_patch, parse_patch, push_token, PatchOp};
 
@@ -29,6 +30,34 @@ pub enum Change {
     Replaced,
 }
 
+/// Why a message did not apply (E3): `too_deep` when it would make the data deeper than the
+/// limit, `apply` when it does not fit the data. The data is unchanged either way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApplyError {
+    pub reason: ErrorReason,
+    pub message: String,
+}
+
+impl From<String> for ApplyError {
+    fn from(message: String) -> ApplyError {
+        ApplyError { reason: ErrorReason::Apply, message }
+    }
+}
+
+impl From<&str> for ApplyError {
+    fn from(message: &str) -> ApplyError {
+        ApplyError::from(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
 /// Applies one message with a built-in rule. All-or-nothing: on Err the data is exactly unchanged.
 /// `adapter`: the endpoint's entityAdapter config, if any (upsert/remove use its selectId and keep `ids` sorted by its sortBy).
 pub fn apply_rule(
@@ -37,7 +66,7 @@ pub fn apply_rule(
     data: &mut Value,
     message: Value,
     max_depth: usize,
-) -> Result<Change, String> {
+) -> Result<Change, ApplyError> {
     match rule {
         ApplyRule::Append { max_len, dedupe_by } => append(data, message, *max_len, dedupe_by.as_deref(), max_depth),
         ApplyRule::Upsert { select_id } => upsert(select_id.as_deref(), adapter, data, message, max_depth),
@@ -54,27 +83,15 @@ pub fn apply_rule(
 
 /// E3: `value` inserted at a pointer of `tokens` reference tokens must keep the data within
 /// `max_depth` levels (root container = level 1).
-fn check_depth(rule: &str, tokens: usize, value: &Value, max_depth: usize, at: &str) -> Result<(), String> {
+fn check_depth(rule: &str, tokens: usize, value: &Value, max_depth: usize, at: &str) -> Result<(), ApplyError> {
     if tokens + depth(value) > max_depth {
         let at = if at.is_empty() { String::new() } else { format!(" (at {at})") };
-        return Err(format!("{rule}: the data would be deeper than {max_depth} levels{at}"));
+        return Err(ApplyError {
+            reason: ErrorReason::TooDeep,
+            message: format!("{rule}: the data would be deeper than {max_depth} levels{at}"),
+        });
     }
     Ok(())
-}
-
-/// E3: whether an `apply_rule` refusal is the depth bound (reason `too_deep`) rather than a
-/// message that does not fit the data (reason `apply`). Matched on the fixed start of the depth
-/// refusals (`check_depth` here, `patch`'s for `jsonPatch`), which message content cannot forge.
-pub fn is_depth_refusal(error: &str) -> bool {
-    let Some((rule, rest)) = error.split_once(": ") else { return false };
-    match rule {
-        "jsonPatch" => rest
-            .strip_prefix("operation ")
-            .and_then(|r| r.split_once(": "))
-            .is_some_and(|(n, m)| n.bytes().all(|b| b.is_ascii_digit()) && crate::patch::is_depth_message(m)),
-        "append" | "upsert" | "mergePatch" | "replace" => rest.starts_with("the data would be deeper than "),
-        _ => false,
-    }
 }
 
 fn ops_change(ops: Vec<PatchOp>) -> Change {
@@ -96,12 +113,12 @@ fn append(
     max_len: Option<usize>,
     dedupe_by: Option<&str>,
     max_depth: usize,
-) -> Result<Change, String> {
+) -> Result<Change, ApplyError> {
     if let Some(field) = dedupe_by {
         match &message {
             Value::Object(m) if m.contains_key(field) => {}
-            Value::Object(_) => return Err(format!("append: the message has no `{field}` field (dedupeBy)")),
-            other => return Err(format!("append: the message is {}, not an object with a `{field}` field (dedupeBy)", kind(other))),
+            Value::Object(_) => return Err(ApplyError::from(format!("append: the message has no `{field}` field (dedupeBy)"))),
+            other => return Err(ApplyError::from(format!("append: the message is {}, not an object with a `{field}` field (dedupeBy)", kind(other)))),
         }
     }
     check_depth("append", 1, &message, max_depth, "/-")?;
@@ -130,7 +147,7 @@ fn append(
             arr.drain(..excess);
             Ok(Change::Patch(ops))
         }
-        other => Err(format!("append: the data is {}, not an array", kind(other))),
+        other => Err(ApplyError::from(format!("append: the data is {}, not an array", kind(other)))),
     }
 }
 
@@ -140,7 +157,7 @@ fn upsert(
     data: &mut Value,
     message: Value,
     max_depth: usize,
-) -> Result<Change, String> {
+) -> Result<Change, ApplyError> {
     let field = id_field(select_id, adapter);
     let id = adapter::id_of(&message, field, "the message").map_err(|e| format!("upsert: {e}"))?.clone();
     let sort_by = adapter.and_then(|a| a.sort_by.as_ref());
@@ -191,7 +208,7 @@ fn upsert(
             let ops = adapter::upsert_one(state, field, sort_by, message).map_err(|e| format!("upsert: {e}"))?;
             Ok(ops_change(ops))
         }
-        other => Err(not_a_collection("upsert", other)),
+        other => Err(not_a_collection("upsert", other).into()),
     }
 }
 
@@ -210,16 +227,16 @@ fn remove(
     adapter: Option<&EntityAdapterConfig>,
     data: &mut Value,
     message: Value,
-) -> Result<Change, String> {
+) -> Result<Change, ApplyError> {
     let field = id_field(select_id, adapter);
     let id = match &message {
         Value::String(_) | Value::Number(_) => &message,
         Value::Object(_) => adapter::id_of(&message, field, "the message").map_err(|e| format!("remove: {e}"))?,
         other => {
-            return Err(format!(
+            return Err(ApplyError::from(format!(
                 "remove: the message is {}; expected an object with a `{field}` field or a bare string/number id",
                 kind(other)
-            ))
+            )))
         }
     };
     match data {
@@ -239,11 +256,11 @@ fn remove(
             let ops = adapter::remove_one(state, id, sort_by).map_err(|e| format!("remove: {e}"))?;
             Ok(ops_change(ops))
         }
-        other => Err(not_a_collection("remove", other)),
+        other => Err(not_a_collection("remove", other).into()),
     }
 }
 
-fn json_patch(data: &mut Value, message: Value, max_depth: usize) -> Result<Change, String> {
+fn json_patch(data: &mut Value, message: Value, max_depth: usize) -> Result<Change, ApplyError> {
     let ops = match message {
         v @ Value::Array(_) => v,
         Value::Object(mut m) => match m.remove("patches") {
@@ -251,18 +268,21 @@ fn json_patch(data: &mut Value, message: Value, max_depth: usize) -> Result<Chan
             _ => return Err("jsonPatch: the message is an object without a `patches` array".into()),
         },
         other => {
-            return Err(format!("jsonPatch: the message is {}, not an RFC 6902 operation array", kind(&other)))
+            return Err(ApplyError::from(format!("jsonPatch: the message is {}, not an RFC 6902 operation array", kind(&other))))
         }
     };
     let ops = parse_patch(&ops).map_err(|e| format!("jsonPatch: {e}"))?;
-    let applied = apply_patch(data, &ops, max_depth).map_err(|e| format!("jsonPatch: {e}"))?;
+    let applied = apply_patch(data, &ops, max_depth).map_err(|e| ApplyError {
+        reason: if e.is_too_deep() { ErrorReason::TooDeep } else { ErrorReason::Apply },
+        message: format!("jsonPatch: {e}"),
+    })?;
     Ok(if applied.replaced_root { Change::Replaced } else { ops_change(applied.patches) })
 }
 
 /// RFC 7386. An object patch onto object data: the ops are planned read-only (O(patch)), then the
 /// patch is merged in place; a non-object patch, or an object patch onto non-object data, replaces
 /// the data.
-fn merge_patch(data: &mut Value, message: Value, max_depth: usize) -> Result<Change, String> {
+fn merge_patch(data: &mut Value, message: Value, max_depth: usize) -> Result<Change, ApplyError> {
     // Every value a merge patch inserts lands at the same depth it has in the patch (null members
     // add no depth), so "the patch is within the limit" is exactly "every insertion is": one check,
     // which also bounds the recursion below.
@@ -410,7 +430,15 @@ mod tests {
             }
             Ok(Change::Replaced) => {}
         }
-        (d, r)
+        (d, r.map_err(|e| e.message))
+    }
+
+    /// Like `run`, but keeps the refusal's reason.
+    fn reason(rule: &ApplyRule, data: Value, msg: Value, max_depth: usize) -> ErrorReason {
+        let mut d = data.clone();
+        let e = apply_rule(rule, None, &mut d, msg, max_depth).unwrap_err();
+        assert_eq!(d, data);
+        e.reason
     }
 
     fn check_ops(ops: &[PatchOp]) {
@@ -1011,18 +1039,15 @@ mod tests {
     #[test]
     fn e3_depth_refusals_are_told_from_other_failures() {
         let deep = json!([[[[]]]]);
-        let (_, r) = run(&append(None, None), None, json!([]), deep.clone(), 3);
-        assert!(is_depth_refusal(&r.unwrap_err()));
-        let (_, r) = run(&ApplyRule::JsonPatch, None, json!({}), json!([{"op": "add", "path": "/a", "value": deep}]), 3);
-        assert!(is_depth_refusal(&r.unwrap_err()));
-        let (_, r) = run(&ApplyRule::MergePatch, None, json!({}), json!({"a": {"b": {"c": {}}}}), 3);
-        assert!(is_depth_refusal(&r.unwrap_err()));
+        assert_eq!(reason(&append(None, None), json!([]), deep.clone(), 3), ErrorReason::TooDeep);
+        let msg = json!([{"op": "add", "path": "/a", "value": deep}]);
+        assert_eq!(reason(&ApplyRule::JsonPatch, json!({}), msg, 3), ErrorReason::TooDeep);
+        assert_eq!(reason(&ApplyRule::MergePatch, json!({}), json!({"a": {"b": {"c": {}}}}), 3), ErrorReason::TooDeep);
+        assert_eq!(reason(&ApplyRule::Replace, json!({}), json!([[[[1]]]]), 3), ErrorReason::TooDeep);
         // A failure whose text quotes message content is not mistaken for one.
         let forged = "/the value would be nested deeper than the depth limit of 1";
-        assert!(!crate::patch::is_depth_message(&format!("path {:?}: does not exist", forged)));
-        let (_, r) = run(&ApplyRule::JsonPatch, None, json!({}), json!([{"op": "remove", "path": forged}]), MAX);
-        assert!(!is_depth_refusal(&r.unwrap_err()));
-        let (_, r) = run(&append(None, Some("id")), None, json!([]), json!({"x": 1}), MAX);
-        assert!(!is_depth_refusal(&r.unwrap_err()));
+        let msg = json!([{"op": "remove", "path": forged}]);
+        assert_eq!(reason(&ApplyRule::JsonPatch, json!({}), msg, MAX), ErrorReason::Apply);
+        assert_eq!(reason(&append(None, Some("id")), json!([]), json!({"x": 1}), MAX), ErrorReason::Apply);
     }
 }

@@ -854,9 +854,8 @@ impl Inner {
                                 entry.data = None;
                             }
                             // E3: an update that would make the data too deep has its own reason.
-                            let reason = if crate::apply::is_depth_refusal(&m) { ErrorReason::TooDeep } else { ErrorReason::Apply };
-                            stats.reject(reason);
-                            let event = Event::Error { key: key.clone(), reason, message: m };
+                            stats.reject(m.reason);
+                            let event = Event::Error { key: key.clone(), reason: m.reason, message: m.message };
                             entry.broadcast(&self.dispatcher, stats, event);
                         }
                     }
