@@ -237,6 +237,7 @@ impl Client {
 
     /// The cache key of `(endpoint, arg)` (K1). Fails for an unknown endpoint.
     pub fn cache_key(&self, endpoint: &str, arg: Option<&Value>) -> Result<String> {
+        drop(self.inner.lock_open()?);
         self.inner.endpoint(endpoint)?;
         Ok(cache_key(endpoint, arg))
     }
@@ -519,6 +520,11 @@ impl Inner {
     }
     pub(crate) fn count_buffer_overflow(&self) {
         self.buffer_overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Holds delivery wake-ups while the pipeline applies a burst (see `WakeHold`).
+    pub(crate) fn hold_wakes(&self) -> crate::dispatch::WakeHold {
+        self.dispatcher.hold()
     }
 
     fn subscribe(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, callback: Callback) -> Result<Subscription> {

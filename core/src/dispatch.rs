@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -87,6 +87,32 @@ pub(crate) struct Dispatcher {
     pub delivered: AtomicU64,
     pub panics: AtomicU64,
     stopped: AtomicBool,
+    /// Producers holding wakes back while they work through a burst (`hold`).
+    holds: AtomicUsize,
+    /// Work was scheduled while wakes were held: `PENDING_WAKE`, plus `PENDING_HOOK` when the
+    /// ready queue was empty (the pull-mode hook is only called for that).
+    wake_pending: AtomicU8,
+}
+
+const PENDING_WAKE: u8 = 1;
+const PENDING_HOOK: u8 = 2;
+
+/// Held by a producer working through a burst: subscribers are scheduled as usual but the
+/// delivery thread is woken once, when the last hold ends. Without it a flood wakes the thread
+/// (a futex call and usually a context switch on the producer) for every single event; with it
+/// the burst's patches coalesce (E2). Hold only across work that never waits.
+pub(crate) struct WakeHold(Arc<Dispatcher>);
+
+impl Drop for WakeHold {
+    fn drop(&mut self) {
+        let d = &self.0;
+        if d.holds.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let pending = d.wake_pending.swap(0, Ordering::SeqCst);
+            if pending != 0 {
+                d.wake_up(pending & PENDING_HOOK != 0);
+            }
+        }
+    }
 }
 
 impl Dispatcher {
@@ -100,6 +126,8 @@ impl Dispatcher {
             delivered: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            holds: AtomicUsize::new(0),
+            wake_pending: AtomicU8::new(0),
         })
     }
 
@@ -124,26 +152,37 @@ impl Dispatcher {
             return Enqueued::Closed;
         }
         let mut result = Enqueued::Queued;
-        let merged = match (q.events.back_mut(), &event) {
-            // E2: a burst becomes one patch event spanning several versions.
+        let unmerged = match (q.events.back_mut(), event) {
+            // E2: a burst becomes one patch event spanning several versions (its patches moved,
+            // not copied).
             (
                 Some(Event::Patch { version: last_version, patches: last_patches, .. }),
                 Event::Patch { from, version, patches, .. },
-            ) if *last_version == *from => {
-                last_patches.extend(patches.iter().cloned());
-                *last_version = *version;
-                true
+            ) if *last_version == from => {
+                last_patches.extend(patches);
+                *last_version = version;
+                None
             }
-            _ => false,
+            (_, event) => Some(event),
         };
-        if merged {
-            result = Enqueued::Coalesced;
-        } else if q.events.len() >= sub.limit {
-            q.events.clear();
-            q.events.push_back(snapshot());
-            result = Enqueued::Overflowed;
-        } else {
-            q.events.push_back(event);
+        match unmerged {
+            None => result = Enqueued::Coalesced,
+            Some(event) if q.events.len() >= sub.limit => {
+                // E5: the snapshot carries the data, version and status; the stream state and a
+                // removal are not in it, so the newest of each survives the collapse.
+                let stream = match &event {
+                    Event::Stream { .. } => Some(event.clone()),
+                    _ => q.events.iter().rev().find(|e| matches!(e, Event::Stream { .. })).cloned(),
+                };
+                q.events.clear();
+                q.events.push_back(snapshot());
+                q.events.extend(stream);
+                if matches!(event, Event::Removed { .. }) {
+                    q.events.push_back(event);
+                }
+                result = Enqueued::Overflowed;
+            }
+            Some(event) => q.events.push_back(event),
         }
         if !q.scheduled && q.running_on.is_none() {
             q.scheduled = true;
@@ -158,8 +197,32 @@ impl Dispatcher {
         let was_empty = ready.subs.is_empty();
         ready.subs.push_back(sub);
         drop(ready);
+        if self.holds.load(Ordering::SeqCst) > 0 {
+            let bits = if was_empty { PENDING_WAKE | PENDING_HOOK } else { PENDING_WAKE };
+            self.wake_pending.fetch_or(bits, Ordering::SeqCst);
+            // The last hold may have ended since the check: then its drop saw no pending wake,
+            // and this call must wake (unless another call already took the pending wake).
+            if self.holds.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            let pending = self.wake_pending.swap(0, Ordering::SeqCst);
+            if pending != 0 {
+                self.wake_up(pending & PENDING_HOOK != 0);
+            }
+            return;
+        }
+        self.wake_up(was_empty);
+    }
+
+    /// Holds wakes of the delivery thread back until the returned guard drops (see `WakeHold`).
+    pub(crate) fn hold(self: &Arc<Self>) -> WakeHold {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        WakeHold(Arc::clone(self))
+    }
+
+    fn wake_up(&self, call_hook: bool) {
         self.wake.notify_one();
-        if was_empty {
+        if call_hook {
             let hook = self.on_ready.lock().clone();
             if let Some(hook) = hook {
                 hook();
@@ -273,5 +336,72 @@ impl Dispatcher {
             }
         }
         self.ready.lock().subs.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wake held back by `hold` is delivered by the last hold's drop or by the scheduling
+    /// call itself, whatever the interleaving: no event is ever left undelivered.
+    #[test]
+    fn held_wakes_are_never_lost() {
+        let dispatcher = Dispatcher::new();
+        dispatcher.spawn_thread("test-delivery".into()).unwrap();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let subs: Vec<_> = (0..4)
+            .map(|id| {
+                let d = delivered.clone();
+                SubscriberQueue::new(id, usize::MAX, Box::new(move |_: &Event| {
+                    d.fetch_add(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        let event = || Event::Removed { key: "k".into() };
+        const ROUNDS: u64 = 20_000;
+        std::thread::scope(|scope| {
+            for (t, sub) in subs.iter().enumerate() {
+                let dispatcher = &dispatcher;
+                scope.spawn(move || {
+                    for i in 0..ROUNDS {
+                        // Half the producers hold, half do not; holds overlap across threads.
+                        let hold = (t % 2 == 0).then(|| dispatcher.hold());
+                        dispatcher.enqueue(sub, event(), &event);
+                        if i % 7 == 0 {
+                            std::thread::yield_now();
+                        }
+                        drop(hold);
+                    }
+                });
+            }
+        });
+        let expected = ROUNDS * subs.len() as u64;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while delivered.load(Ordering::SeqCst) < expected {
+            assert!(Instant::now() < deadline, "delivered {} of {expected}", delivered.load(Ordering::SeqCst));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        dispatcher.shutdown();
+    }
+
+    /// E5: a collapse keeps the newest stream state and a removal beside the snapshot.
+    #[test]
+    fn e5_overflow_keeps_stream_state_and_removal() {
+        let dispatcher = Dispatcher::new(); // no thread: events stay queued
+        let sub = SubscriberQueue::new(1, 3, Box::new(|_: &Event| {}));
+        let key: Arc<str> = "k".into();
+        let snapshot = || Event::Snapshot { key: key.clone(), version: 9, status: crate::Status::Fulfilled, data: serde_json::json!(1) };
+        let stream = |state| Event::Stream { key: key.clone(), state, error: None };
+        let error = || Event::Error { key: key.clone(), reason: crate::ErrorReason::Schema, message: "x".into() };
+        dispatcher.enqueue(&sub, stream(crate::StreamState::Open), &snapshot);
+        dispatcher.enqueue(&sub, error(), &snapshot);
+        dispatcher.enqueue(&sub, error(), &snapshot);
+        assert_eq!(dispatcher.enqueue(&sub, error(), &snapshot), Enqueued::Overflowed);
+        let types = |sub: &SubscriberQueue| sub.queue.lock().events.iter().map(Event::type_name).collect::<Vec<_>>();
+        assert_eq!(types(&sub), ["snapshot", "stream"]);
+        dispatcher.enqueue(&sub, error(), &snapshot);
+        assert_eq!(dispatcher.enqueue(&sub, Event::Removed { key: key.clone() }, &snapshot), Enqueued::Overflowed);
+        assert_eq!(types(&sub), ["snapshot", "stream", "removed"]);
     }
 }

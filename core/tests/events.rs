@@ -44,6 +44,16 @@ struct Gate {
     open: mpsc::Sender<()>,
 }
 
+/// Opens a gate when dropped: declared after the subscription it blocks, so a failing assertion
+/// releases the callback before the subscription's drop waits for it.
+struct OpenOnDrop(mpsc::Sender<()>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 fn gated(rec: &Recorder) -> (impl Fn(&Event) + Send + Sync + 'static, Gate) {
     let (entered_tx, entered) = mpsc::channel();
     let (open, open_rx) = mpsc::channel::<()>();
@@ -69,6 +79,7 @@ fn e4_e5_blocked_callback_overflow_collapses_to_one_snapshot() {
     let slow = Recorder::default();
     let (callback, gate) = gated(&slow);
     let _s = c.subscribe("getLog", None, callback).unwrap();
+    let open = OpenOnDrop(gate.open);
     gate.entered.recv_timeout(util::TIMEOUT).expect("the slow callback runs");
     // Alternate good and bad messages: error events cannot be coalesced into the patches (E2),
     // so the blocked subscriber's queue really fills.
@@ -81,7 +92,7 @@ fn e4_e5_blocked_callback_overflow_collapses_to_one_snapshot() {
     assert_eq!(version, 21);
     let overflows = c.stats().unwrap().queue_overflows;
     assert!(overflows >= 1, "stats.queueOverflows counts collapses");
-    gate.open.send(()).unwrap();
+    drop(open);
     slow.wait_version(version);
     slow.assert_replica(&data, version);
     // E4: what waited for the blocked callback was at most `queueLimit` events (plus the one it held);
@@ -177,6 +188,7 @@ fn s5_unsubscribe_from_another_thread_waits_for_the_running_callback() {
         })
         .unwrap(),
     );
+    let open = OpenOnDrop(open_tx);
     entered_rx.recv_timeout(util::TIMEOUT).expect("the callback runs");
     for i in 0..3 {
         push(&c, json!(i)); // queued behind the running callback
@@ -191,7 +203,7 @@ fn s5_unsubscribe_from_another_thread_waits_for_the_running_callback() {
     wait_until("unsubscribe started", || !sub.is_active());
     // Give a wrong implementation every chance to return early.
     std::thread::sleep(Duration::from_millis(100));
-    open_tx.send(()).unwrap();
+    drop(open);
     let callback_had_finished = unsubscriber.join().unwrap();
     assert!(callback_had_finished, "unsubscribe returned while its callback was still running");
     // No callback of it starts afterwards: the three queued events are dropped.

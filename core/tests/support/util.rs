@@ -132,11 +132,13 @@ impl Recorder {
 }
 
 type Answer = oneshot::Sender<Result<Value, Value>>;
+/// Calls not answered yet: the arg each was made with, and its answer channel.
+type Calls = Arc<Mutex<VecDeque<(Option<Value>, Answer)>>>;
 
 /// A `queryFn` the test answers call by call (oldest first).
 #[derive(Clone, Default)]
 pub struct ManualQuery {
-    calls: Arc<Mutex<VecDeque<(Option<Value>, Answer)>>>,
+    calls: Calls,
     made: Arc<std::sync::atomic::AtomicUsize>,
 }
 
