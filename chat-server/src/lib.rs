@@ -3,9 +3,12 @@
 //! `POST /messages/{channel}` (`{"userName", "text"}`), and a WebSocket upgrade on any other
 //! path (`/`, `/ws`) that broadcasts every posted message as JSON text to every socket.
 //!
-//! Knobs for failure tests: `drop_all_sockets` (TCP gone, no close frame), `close_all_sockets`
-//! (close handshake), `refuse_upgrades(n)` (503 on the next n upgrades), `set_fetch_delay`,
-//! `set_http_status`; counters say what the server saw.
+//! Knobs for failure tests: `broadcast_raw` / `broadcast_binary` (malformed frames, E3),
+//! `drop_all_sockets` (TCP gone, no close frame), `close_all_sockets`
+//! (close handshake), `silence_all_sockets` (a hung peer: no reads, no writes, no pongs, TCP left
+//! open), `refuse_upgrades(n)` (503 on the next n upgrades), `set_fetch_delay` (before the
+//! messages are read), `set_response_delay` (after), `set_http_status`; counters say what the
+//! server saw.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,10 +35,13 @@ use tokio_tungstenite::WebSocketStream;
 
 enum SocketCommand {
     Send(Utf8Bytes),
+    SendBinary(Bytes),
     /// Drop the TCP connection without a close frame (a network failure, as the client sees it).
     Drop,
     /// Close handshake initiated by the server.
     Close,
+    /// Stop reading and writing, keep the TCP connection (a hung peer, for heartbeat tests).
+    Silence,
 }
 
 struct Shared {
@@ -43,14 +49,18 @@ struct Shared {
     messages: Mutex<Vec<Value>>,
     next_id: AtomicU64,
     sockets: Mutex<Vec<(u64, mpsc::UnboundedSender<SocketCommand>)>>,
+    /// Silenced sockets, kept so their connections stay open until dropped.
+    silenced: Mutex<Vec<mpsc::UnboundedSender<SocketCommand>>>,
     next_socket: AtomicU64,
     refuse_upgrades: AtomicUsize,
     fetch_delay_ms: AtomicU64,
+    response_delay_ms: AtomicU64,
     http_status: AtomicU16,
     connections_accepted: AtomicUsize,
     upgrades_refused: AtomicUsize,
     close_frames_received: AtomicUsize,
     fetches: AtomicUsize,
+    snapshots_taken: AtomicUsize,
 }
 
 pub struct ChatServer {
@@ -77,14 +87,17 @@ impl ChatServer {
             messages: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             sockets: Mutex::new(Vec::new()),
+            silenced: Mutex::new(Vec::new()),
             next_socket: AtomicU64::new(1),
             refuse_upgrades: AtomicUsize::new(0),
             fetch_delay_ms: AtomicU64::new(0),
+            response_delay_ms: AtomicU64::new(0),
             http_status: AtomicU16::new(200),
             connections_accepted: AtomicUsize::new(0),
             upgrades_refused: AtomicUsize::new(0),
             close_frames_received: AtomicUsize::new(0),
             fetches: AtomicUsize::new(0),
+            snapshots_taken: AtomicUsize::new(0),
         });
         let accept_shared = shared.clone();
         let accept_loop = tokio::spawn(async move {
@@ -142,12 +155,36 @@ impl ChatServer {
         }
     }
 
+    /// Sends `bytes` as one binary frame to every open socket (E3: messages must be text).
+    pub fn broadcast_binary(&self, bytes: &[u8]) {
+        for (_, tx) in self.shared.sockets.lock().unwrap().iter() {
+            let _ = tx.send(SocketCommand::SendBinary(Bytes::copy_from_slice(bytes)));
+        }
+    }
+
+    /// Drops every socket's TCP connection without a close frame, silenced ones included.
     pub fn drop_all_sockets(&self) {
         self.command_all(|| SocketCommand::Drop);
+        for tx in std::mem::take(&mut *self.shared.silenced.lock().unwrap()) {
+            let _ = tx.send(SocketCommand::Drop);
+        }
     }
 
     pub fn close_all_sockets(&self) {
         self.command_all(|| SocketCommand::Close);
+    }
+
+    /// Every open socket goes silent: it stops reading (so pings get no pong) and sending, and
+    /// keeps its TCP connection until `drop_all_sockets` or the server is dropped. It no longer
+    /// counts in `open_sockets`; new sockets are served normally.
+    pub fn silence_all_sockets(&self) {
+        let sockets = std::mem::take(&mut *self.shared.sockets.lock().unwrap());
+        let mut silenced = self.shared.silenced.lock().unwrap();
+        for (_, tx) in sockets {
+            if tx.send(SocketCommand::Silence).is_ok() {
+                silenced.push(tx);
+            }
+        }
     }
 
     /// The next `n` WebSocket upgrades are answered `503 Service Unavailable`.
@@ -158,6 +195,12 @@ impl ChatServer {
     /// Delay before every `GET /messages/…` answer.
     pub fn set_fetch_delay(&self, ms: u64) {
         self.shared.fetch_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Delay between reading the messages and answering `GET /messages/…`: a response that
+    /// predates messages posted meanwhile.
+    pub fn set_response_delay(&self, ms: u64) {
+        self.shared.response_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Status of `GET /messages/…`; anything but 200 answers `{"error": "…"}`.
@@ -186,6 +229,11 @@ impl ChatServer {
     /// `GET /messages/…` requests answered or in progress.
     pub fn fetch_count(&self) -> usize {
         self.shared.fetches.load(Ordering::SeqCst)
+    }
+
+    /// `GET /messages/…` answers whose messages have been read (the response's point in time).
+    pub fn snapshots_taken(&self) -> usize {
+        self.shared.snapshots_taken.load(Ordering::SeqCst)
     }
 
     /// Polls `condition` until it holds; panics after 5 s naming `what`.
@@ -283,10 +331,13 @@ async fn handle(
                     &json!({"error": format!("status {}", status.as_u16())}),
                 ));
             }
-            Ok(json_response(
-                StatusCode::OK,
-                &Value::Array(channel_messages(&shared, &channel)),
-            ))
+            let body = Value::Array(channel_messages(&shared, &channel));
+            shared.snapshots_taken.fetch_add(1, Ordering::SeqCst);
+            let delay = shared.response_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            Ok(json_response(StatusCode::OK, &body))
         }
         Method::POST => {
             let Ok(body) = req.into_body().collect().await else {
@@ -376,6 +427,11 @@ where
                         break;
                     }
                 }
+                Some(SocketCommand::SendBinary(bytes)) => {
+                    if socket.send(Message::Binary(bytes)).await.is_err() {
+                        break;
+                    }
+                }
                 Some(SocketCommand::Close) => {
                     let _ = socket.close(None).await;
                     // Read on until the client's reply ends the handshake.
@@ -383,6 +439,15 @@ where
                         while let Some(Ok(_)) = socket.next().await {}
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+                    break;
+                }
+                Some(SocketCommand::Silence) => {
+                    // Hold the socket unread until told to drop it (or the server goes).
+                    while let Some(command) = commands.recv().await {
+                        if matches!(command, SocketCommand::Drop | SocketCommand::Close) {
+                            break;
+                        }
+                    }
                     break;
                 }
                 Some(SocketCommand::Drop) | None => break,

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("livecache: {message}\n{USAGE}");
+            // SPEC §7: one line; `livecache --help` has the usage.
+            eprintln!("livecache: {message} (see `livecache --help`)");
             ExitCode::from(2)
         }
     }

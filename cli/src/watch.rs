@@ -14,6 +14,23 @@ enum Stop {
     Signal,
 }
 
+/// SPEC §7: `watch` ends when stdout closes, also while no event is due. A pipe's write end
+/// reports POLLERR once its reader is gone, so a thread waits for exactly that.
+fn watch_stdout(stop: mpsc::Sender<Stop>) {
+    std::thread::spawn(move || loop {
+        let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: 0, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut fd, 1, -1) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n < 0 || fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            let _ = stop.send(Stop::StdoutClosed);
+            return;
+        }
+    });
+}
+
 pub fn run(args: WatchArgs) -> ExitCode {
     let fail = |message: String| {
         eprintln!("livecache watch: {message}");
@@ -48,6 +65,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    watch_stdout(stop_tx.clone());
     let signals = client.runtime_handle();
     signals.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1043,6 +1043,7 @@ impl Inner {
         let mut guard = self.lock_open()?;
         if !guard.entries.contains_key(&*key) {
             self.create_entry(&mut guard, &ep, key.clone(), arg, Some(data))?;
+            guard.stats.host_updates += 1;
             let entry = guard.entries.get_mut(&*key).expect("entry");
             let _ = entry.inbox.send(Inbound::Loaded);
             self.schedule_removal(entry);

@@ -114,6 +114,10 @@ pub(crate) fn prepare(raw: RawMessage, config: &StreamConfig, filter: &MessageFi
     Prepared::Message(message)
 }
 
+/// How many queued messages one burst applies before the delivery thread is woken: bounds how
+/// long the events of other entries wait behind a flood.
+const BURST: usize = 64;
+
 /// Runs one entry's pipeline until the entry is removed (its inbox sender dropped).
 pub(crate) async fn run(
     inner: Weak<Inner>,
@@ -126,11 +130,17 @@ pub(crate) async fn run(
 ) {
     let mut buffer: VecDeque<Value> = VecDeque::new();
     let mut overflowed = false;
-    while let Some(item) = inbox.recv().await {
+    while let Some(first) = inbox.recv().await {
         let Some(client) = inner.upgrade() else { return };
-        match item {
-            Inbound::Raw(raw) => {
-                match prepare(raw, &config, &filter) {
+        // Built-in rules apply without waiting, so the messages already queued are applied as
+        // one burst with the delivery thread woken once at its end (their patches coalesce, E2).
+        // `onMessage` hooks may wait: no hold then.
+        let mut hold = config.apply.is_some().then(|| client.hold_wakes());
+        let mut next = Some(first);
+        let mut applied = 0;
+        while let Some(item) = next.take() {
+            match item {
+                Inbound::Raw(raw) => match prepare(raw, &config, &filter) {
                     Prepared::Rejected(reason, message) => client.report_error(&key, entry_id, reason, message),
                     Prepared::Filtered => client.count_filtered(),
                     Prepared::Message(message) if loaded => client.apply_message(&key, entry_id, message).await,
@@ -151,18 +161,29 @@ pub(crate) async fn run(
                             overflowed = true;
                         }
                     }
+                },
+                Inbound::Loaded => {
+                    loaded = true;
+                    while let Some(message) = buffer.pop_front() {
+                        client.apply_message(&key, entry_id, message).await;
+                        applied += 1;
+                        if applied % BURST == 0 && hold.is_some() {
+                            // Let other entries' events out between bursts.
+                            drop(hold.take());
+                            hold = Some(client.hold_wakes());
+                        }
+                    }
+                    if std::mem::take(&mut overflowed) {
+                        client.refetch_when_open(&key, entry_id);
+                    }
                 }
             }
-            Inbound::Loaded => {
-                loaded = true;
-                while let Some(message) = buffer.pop_front() {
-                    client.apply_message(&key, entry_id, message).await;
-                }
-                if std::mem::take(&mut overflowed) {
-                    client.refetch_when_open(&key, entry_id);
-                }
+            applied += 1;
+            if hold.is_some() && applied < BURST {
+                next = inbox.try_recv().ok();
             }
         }
+        drop(hold);
     }
 }
 
