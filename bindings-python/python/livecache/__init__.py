@@ -1,0 +1,509 @@
+"""livecache: a native live query cache with streaming updates (SPEC §7 Python).
+
+Threads: subscriber callbacks run with the GIL on the engine's delivery thread, or — when
+``subscribe`` is called inside a running asyncio loop — on that loop (``call_soon_threadsafe``).
+Hooks run on engine threads; a hook that returns a coroutine (``async def``) runs on the event loop
+that was running when the ``Client`` was created, or, for a client created outside any loop, on a
+private loop thread the client starts on first use and stops on ``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import inspect
+import threading
+import weakref
+from typing import Any, AsyncIterator, Callable, Dict, Generator, List, Mapping, Optional, Set, Tuple, Union
+
+from . import _livecache
+from ._draft import DraftDict, DraftList, run_on_message
+from ._livecache import (
+    NO_ARG,
+    CacheEntryRemoved,
+    Closed,
+    ConfigError,
+    HostUpdate,
+    InvalidArgument,
+    InvalidInput,
+    LivecacheError,
+    NotFound,
+    NotLoaded,
+    PatchError,
+    UnknownEndpoint,
+)
+
+__all__ = [
+    "NO_ARG",
+    "CacheEntryRemoved",
+    "Client",
+    "Closed",
+    "ConfigError",
+    "DraftDict",
+    "DraftList",
+    "HostUpdate",
+    "InvalidArgument",
+    "InvalidInput",
+    "Lifecycle",
+    "LivecacheError",
+    "NotFound",
+    "NotLoaded",
+    "PatchError",
+    "Pending",
+    "QueryError",
+    "Subscription",
+    "UnknownEndpoint",
+]
+
+Event = Dict[str, Any]
+
+
+class QueryError(LivecacheError):
+    """Raised by a ``query_fn`` to fail the fetch with this exact ``error`` value (L6), like
+    returning ``{error}`` from an RTK Query ``queryFn``. Any other exception fails it with
+    ``{"status": "CUSTOM_ERROR", "error": str(exc)}``."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class Pending:
+    """A result the engine delivers later (``loaded()``, ``lifecycle.cache_data_loaded``).
+
+    Awaitable any number of times from any event loop, and ``result(timeout)`` for threads. It is
+    bound when created, and a rejection nobody looks at is never reported (L2).
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def _settle(self, ok: bool, value: Any) -> None:
+        if self._future.done():
+            return
+        if ok:
+            self._future.set_result(value)
+        else:
+            self._future.set_exception(value)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        return self._future.result(timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self._future).__await__()
+
+
+def _error_value(exc: BaseException) -> Any:
+    if isinstance(exc, QueryError):
+        return exc.error
+    return {"status": "CUSTOM_ERROR", "error": f"{type(exc).__name__}: {exc}"}
+
+
+class _HookRunner:
+    """Runs hook functions for the engine (called from engine threads, with the GIL)."""
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._private: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def _target_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            return loop
+        with self._lock:
+            if self._private is None:
+                private = asyncio.new_event_loop()
+                thread = threading.Thread(target=private.run_forever, name="livecache-hooks", daemon=True)
+                thread.start()
+                self._private, self._thread = private, thread
+            return self._private
+
+    def call(self, fn: Callable[..., Any], args: Tuple[Any, ...], completion: Any) -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # a hook failure is reported by the engine (SPEC §6)
+            completion.reject(_error_value(exc))
+            return
+        if inspect.isawaitable(result):
+            awaitable = result
+
+            async def run() -> Any:
+                return await awaitable
+
+            try:
+                future = asyncio.run_coroutine_threadsafe(run(), self._target_loop())
+            except RuntimeError as exc:
+                completion.reject(_error_value(exc))
+                return
+            future.add_done_callback(lambda f: self._finish(f, completion))
+        elif isinstance(result, concurrent.futures.Future):
+            result.add_done_callback(lambda f: self._finish(f, completion))
+        else:
+            completion.resolve(result)
+
+    @staticmethod
+    def _finish(future: "concurrent.futures.Future[Any]", completion: Any) -> None:
+        if future.cancelled():
+            completion.reject({"status": "CUSTOM_ERROR", "error": "cancelled"})
+            return
+        exc = future.exception()
+        if exc is not None:
+            completion.reject(_error_value(exc))
+        else:
+            completion.resolve(future.result())
+
+    def call_lifecycle(self, fn: Callable[..., Any], arg: Any, native: _livecache.NativeLifecycle, completion: Any) -> None:
+        self.call(fn, (arg, Lifecycle(native)), completion)
+
+    def on_message(self, fn: Callable[..., Any], data: Any, message: Any, arg: Any) -> Any:
+        return run_on_message(fn, data, message, arg)
+
+    def close(self) -> None:
+        with self._lock:
+            private, thread = self._private, self._thread
+            self._private = self._thread = None
+        if private is not None and thread is not None:
+            private.call_soon_threadsafe(private.stop)
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+
+
+class Lifecycle:
+    """The second argument of ``on_cache_entry_added`` (SPEC §6), bound to one entry lifetime."""
+
+    def __init__(self, native: _livecache.NativeLifecycle) -> None:
+        self._native = native
+        #: Resolves with ``{"data", "meta"}`` on the first data (L2); raises ``CacheEntryRemoved``
+        #: if the entry goes first.
+        self.cache_data_loaded = Pending()
+        #: Resolves (with ``None``) when the entry is removed (L3).
+        self.cache_entry_removed = Pending()
+        native.when_loaded(self.cache_data_loaded._settle)
+        native.when_removed(self.cache_entry_removed._settle)
+
+    @property
+    def key(self) -> str:
+        return str(self._native.key)
+
+    def update_cached_data(self, recipe: Callable[[Any], Any]) -> HostUpdate:
+        """A host update of this entry (L9): ``recipe(draft)`` mutates the draft or returns new data."""
+        return self._native.update_cached_data(recipe)
+
+    def get_cache_entry(self) -> Dict[str, Any]:
+        return self._native.get_cache_entry()
+
+
+class _EventQueue:
+    """One ``events()`` consumer: an asyncio queue on the consumer's loop, bounded like the
+    engine's own subscriber queues (E4): past ``LIMIT`` unread events they are replaced by one
+    ``snapshot`` of the current state (E5), so a slow reader misses steps, never state."""
+
+    _END = object()
+    LIMIT = 1024
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sub: "Subscription") -> None:
+        self.loop = loop
+        self.sub = sub
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        #: The version of the last snapshot this queue made up: older steps are in it.
+        self.floor = 0
+
+    def put(self, item: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._put, item)
+        except RuntimeError:
+            pass  # the consumer's loop is closed: nobody can read this
+
+    def _put(self, item: Any) -> None:
+        q = self.queue
+        if item is _EventQueue._END:
+            q.put_nowait(item)
+            return
+        kind = item.get("type")
+        if kind in ("snapshot", "patch") and item["version"] <= self.floor:
+            return  # already part of a snapshot this queue holds
+        if kind == "patch" and item["from"] < self.floor:
+            self._collapse()  # a burst across the snapshot's version: take a newer snapshot
+            return
+        if q.qsize() >= self.LIMIT:
+            self._collapse()
+            if kind in ("snapshot", "patch"):
+                return
+        q.put_nowait(item)
+
+    def _collapse(self) -> None:
+        q = self.queue
+        while not q.empty():
+            q.get_nowait()
+        try:
+            state = self.sub.snapshot()
+        except LivecacheError:
+            return
+        if state["version"] == 0:
+            event: Event = {"type": "status", "key": state["key"], "status": state["status"]}
+        else:
+            event = {"type": "snapshot", "key": state["key"], "version": state["version"],
+                     "status": state["status"], "data": state["data"]}
+            self.floor = state["version"]
+        q.put_nowait(event)
+
+
+class _EventStream:
+    def __init__(self, sub: "Subscription") -> None:
+        self._sub = sub
+        self._queue: Optional[_EventQueue] = None
+        self._done = False
+        try:
+            self._attach(asyncio.get_running_loop())
+        except RuntimeError:
+            pass
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> _EventQueue:
+        q = _EventQueue(loop, self._sub)
+        self._queue = q
+        self._sub._add_queue(q)
+        return q
+
+    def __aiter__(self) -> "_EventStream":
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._done:
+            raise StopAsyncIteration
+        q = self._queue or self._attach(asyncio.get_running_loop())
+        item = await q.queue.get()
+        if item is _EventQueue._END:
+            self._done = True
+            self._sub._remove_queue(q)
+            raise StopAsyncIteration
+        event: Event = item
+        if event.get("type") == "removed":
+            self._done = True
+            self._sub._remove_queue(q)
+        return event
+
+    async def aclose(self) -> None:
+        self._done = True
+        if self._queue is not None:
+            self._sub._remove_queue(self._queue)
+
+
+def _deliver(ref: "weakref.ReferenceType[Subscription]", event: Event) -> None:
+    sub = ref()
+    if sub is not None:
+        sub._deliver(event)
+
+
+class Subscription:
+    """One subscriber of one cache key. Stays active until ``unsubscribe()`` or ``client.close()``
+    (the client keeps it alive). Also a context manager that unsubscribes on exit."""
+
+    def __init__(self, client: "Client", endpoint: str, arg: Any, on_event: Optional[Callable[[Event], Any]]) -> None:
+        self._client = client
+        self._on_event = on_event
+        self._queues: List[_EventQueue] = []
+        self._active = True
+        # Held while a callback runs on the subscribing loop, so `unsubscribe()` from another thread
+        # returns only after it finished (SPEC §5); on the delivery thread the engine does this.
+        self._running = threading.RLock()
+        try:
+            self._loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._native = client._native.subscribe(endpoint, arg, _bind_deliver(self))
+
+    # Engine side --------------------------------------------------------------------------------
+    def _deliver(self, event: Event) -> None:
+        loop = self._loop
+        if loop is None:
+            self._dispatch(event)
+            return
+        try:
+            loop.call_soon_threadsafe(self._dispatch, event)
+        except RuntimeError:
+            pass  # the subscribing loop is closed: nobody can receive this
+
+    def _dispatch(self, event: Event) -> None:
+        with self._running:
+            if not self._active:
+                return
+            cb = self._on_event
+            if cb is not None:
+                try:
+                    cb(event)
+                except BaseException as exc:  # SPEC §5: reported, and others still get their events
+                    _livecache.report_unraisable(exc, cb)
+            for q in list(self._queues):
+                q.put(event)
+
+    def _add_queue(self, q: _EventQueue) -> None:
+        self._queues.append(q)
+        if not self._active:
+            q.put(_EventQueue._END)
+
+    def _remove_queue(self, q: _EventQueue) -> None:
+        try:
+            self._queues.remove(q)
+        except ValueError:
+            pass
+
+    # Public -------------------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return str(self._native.key)
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def snapshot(self) -> Dict[str, Any]:
+        """The entry's state (SPEC §5): ``{key, status, version, data, error?, stream}``."""
+        return self._native.snapshot()
+
+    def loaded(self) -> Pending:
+        """``await sub.loaded()``: the data, at once if present (L2). Raises ``CacheEntryRemoved``
+        if the entry is removed first; bound to the entry when called."""
+        p = Pending()
+        self._native.loaded(p._settle)
+        return p
+
+    def events(self) -> AsyncIterator[Event]:
+        """Events delivered from now on, as an async iterator. It ends after a ``removed`` event,
+        on ``unsubscribe()`` and on ``client.close()``."""
+        return _EventStream(self)
+
+    def unsubscribe(self) -> None:
+        """No callback of this subscription starts after this returns (SPEC §5). Idempotent."""
+        if not self._active:
+            return
+        self._active = False
+        self._native.unsubscribe()
+        if self._loop is not None:
+            with self._running:
+                pass
+        self._client._subs.discard(self)
+        for q in self._queues:
+            q.put(_EventQueue._END)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unsubscribe()
+
+    def __repr__(self) -> str:
+        return f"<livecache.Subscription {self.key} {'active' if self._active else 'inactive'}>"
+
+
+def _bind_deliver(sub: Subscription) -> Callable[[Event], None]:
+    # A weak reference: the native subscription must not keep its Python wrapper alive in a cycle
+    # the garbage collector cannot see.
+    ref = weakref.ref(sub)
+    return lambda event: _deliver(ref, event)
+
+
+Config = Union[Mapping[str, Any], str]
+Hooks = Mapping[str, Mapping[str, Any]]
+
+_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+class Client:
+    """A livecache client (SPEC §7 Python): ``Client(config, hooks=None)``.
+
+    ``config`` is the SPEC §2 shape as a dict or JSON text. ``hooks`` maps an endpoint name to its
+    hook functions: ``query_fn(arg)``, ``transform_response(data, arg)``,
+    ``on_message(draft, message, arg)``, ``on_cache_entry_added(arg, lifecycle)``. Hooks receive
+    ``None`` for "no arg". Also a context manager that closes on exit.
+    """
+
+    def __init__(self, config: Config, hooks: Optional[Hooks] = None) -> None:
+        try:
+            loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._runner = _HookRunner(loop)
+        self._subs: Set[Subscription] = set()
+        self._native = _livecache.NativeClient(config, hooks, self._runner)
+        _clients.add(self)
+
+    def subscribe(self, endpoint: str, arg: Any = NO_ARG, on_event: Optional[Callable[[Event], Any]] = None) -> Subscription:
+        """Subscribes to ``(endpoint, arg)``; ``arg`` omitted is "no arg", ``None`` is JSON null."""
+        sub = Subscription(self, endpoint, arg, on_event)
+        self._subs.add(sub)
+        return sub
+
+    def cache_key(self, endpoint: str, arg: Any = NO_ARG) -> str:
+        """The cache key of ``(endpoint, arg)`` (K1)."""
+        return self._native.cache_key(endpoint, arg)
+
+    def snapshot(self, endpoint: str, arg: Any = NO_ARG) -> Dict[str, Any]:
+        """The entry state of ``(endpoint, arg)``; ``NotFound`` without an entry."""
+        return self._native.snapshot(endpoint, arg)
+
+    def update_query_data(self, endpoint: str, arg: Any, recipe: Callable[[Any], Any]) -> HostUpdate:
+        """L9: ``recipe(draft)`` mutates the draft (plain dicts and lists) or returns new data."""
+        return self._native.update_query_data(endpoint, arg, recipe)
+
+    def patch_query_data(self, endpoint: str, arg: Any, patches: List[Dict[str, Any]]) -> HostUpdate:
+        """L9: RFC 6902 operations, applied all or nothing."""
+        return self._native.patch_query_data(endpoint, arg, patches)
+
+    def upsert_query_data(self, endpoint: str, arg: Any, data: Any) -> None:
+        self._native.upsert_query_data(endpoint, arg, data)
+
+    def refetch(self, endpoint: str, arg: Any = NO_ARG) -> None:
+        self._native.refetch(endpoint, arg)
+
+    def push_message(self, endpoint: str, arg: Any, message: Any) -> None:
+        """L10: one message through the endpoint's stream pipeline, as if the stream received it."""
+        self._native.push_message(endpoint, arg, message)
+
+    def push_message_text(self, endpoint: str, arg: Any, text: str) -> None:
+        """L10: raw text through the pipeline, exactly as a WebSocket text frame carries it."""
+        self._native.push_message_text(endpoint, arg, text)
+
+    def stats(self) -> Dict[str, Any]:
+        return self._native.stats()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._native.closed)
+
+    def close(self) -> None:
+        """Closes every stream and stops every callback before returning (SPEC §8). Idempotent."""
+        subs = list(self._subs)
+        self._subs.clear()
+        try:
+            self._native.close()
+        finally:
+            for sub in subs:
+                sub._active = False
+                for q in sub._queues:
+                    q.put(_EventQueue._END)
+            self._runner.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Interpreter exit with live subscriptions and open streams: close handshakes now, while
+    # callbacks can still run, rather than during finalization.
+    for client in list(_clients):
+        try:
+            client.close()
+        except Exception:
+            pass

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Python suite: a venv at the repository root (.venv), the package installed exactly as a user
+# installs it (`pip install ./bindings-python`, maturin as the PEP 517 backend: one release build),
+# then mypy --strict on the tests and examples, then pytest.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$HERE")"
+VENV="$ROOT/.venv"
+cd "$ROOT"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+"$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+"$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" pytest websockets jsonpatch mypy
+
+# One build; cargo reuses the workspace's target/ between runs.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+"$PY" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings-python
+
+cd "$HERE"
+"$VENV/bin/mypy" --strict --config-file pyproject.toml tests examples bench
+"$VENV/bin/mypy" --strict --config-file pyproject.toml python/livecache/__init__.py python/livecache/_draft.py
+"$VENV/bin/python" -m pytest tests -p no:cacheprovider -q "$@"

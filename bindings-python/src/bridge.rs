@@ -1,0 +1,119 @@
+//! Engine-to-Python plumbing shared by clients, subscriptions and lifecycles: one-shot
+//! notifications from engine threads, host update recipes, and host update results.
+
+use std::future::Future;
+
+use livecache_core::{Error, HostUpdate};
+use pyo3::prelude::*;
+use serde_json::Value;
+use tokio::runtime::Handle;
+
+use crate::convert::{from_py, ops_to_py, to_py};
+use crate::errors::{to_pyerr, Closed};
+
+/// A Python callback `callback(ok, value)` called exactly once from an engine thread: with the
+/// result, or — if the engine drops the work (client closed) — with `Closed`, so no Python
+/// future waits forever.
+pub struct Notify(Option<Py<PyAny>>);
+
+impl Notify {
+    pub fn new(callback: Py<PyAny>) -> Notify {
+        Notify(Some(callback))
+    }
+
+    pub fn send(mut self, make: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>) {
+        let Some(cb) = self.0.take() else { return };
+        Python::try_attach(|py| {
+            let (ok, value) = match make(py) {
+                Ok(v) => (true, v),
+                Err(e) => (false, e.into_value(py).into_bound(py).into_any()),
+            };
+            if let Err(e) = cb.call1(py, (ok, value)) {
+                e.write_unraisable(py, Some(cb.bind(py)));
+            }
+        });
+    }
+}
+
+impl Drop for Notify {
+    fn drop(&mut self) {
+        if let Some(cb) = self.0.take() {
+            Notify(Some(cb)).send(|_| Err(Closed::new_err("the client is closed")));
+        }
+    }
+}
+
+/// Runs `fut` on the engine's runtime and reports its result to `callback(ok, value)`.
+pub fn spawn_notify<T: Send + 'static>(
+    handle: &Handle,
+    fut: impl Future<Output = Result<T, Error>> + Send + 'static,
+    callback: Py<PyAny>,
+    convert: impl for<'py> FnOnce(Python<'py>, T) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
+) {
+    let notify = Notify::new(callback);
+    handle.spawn(async move {
+        let r = fut.await;
+        notify.send(move |py| match r {
+            Ok(v) => convert(py, v),
+            Err(e) => Err(to_pyerr(e)),
+        });
+    });
+}
+
+/// A recipe as the core's draft closure: the draft is converted to Python, `recipe(draft)` mutates
+/// it or returns a new value. A raising recipe changes nothing; its exception lands in `failure`.
+pub fn recipe_fn<'a>(recipe: Py<PyAny>, failure: &'a mut Option<PyErr>) -> impl FnOnce(&mut Value) -> Option<Value> + Send + 'a {
+    move |draft: &mut Value| {
+        let r = Python::attach(|py| -> PyResult<Value> {
+            let obj = to_py(py, draft)?;
+            let returned = recipe.call1(py, (obj.clone(),))?;
+            if returned.is_none(py) {
+                from_py(&obj)
+            } else {
+                from_py(returned.bind(py))
+            }
+        });
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                *failure = Some(e);
+                None
+            }
+        }
+    }
+}
+
+/// The result of a host update (L9): `patches`, `inverse_patches`, `undo()`.
+#[pyclass(frozen, name = "HostUpdate", module = "livecache._livecache")]
+pub struct NativeHostUpdate {
+    update: HostUpdate,
+}
+
+impl NativeHostUpdate {
+    pub fn new(update: HostUpdate) -> NativeHostUpdate {
+        NativeHostUpdate { update }
+    }
+}
+
+#[pymethods]
+impl NativeHostUpdate {
+    #[getter]
+    fn patches<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(ops_to_py(py, &self.update.patches)?.into_any())
+    }
+
+    #[getter]
+    fn inverse_patches<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(ops_to_py(py, &self.update.inverse_patches)?.into_any())
+    }
+
+    /// Applies `inverse_patches` as a new host update and returns it.
+    fn undo(&self, py: Python<'_>) -> PyResult<NativeHostUpdate> {
+        let update = &self.update;
+        py.detach(|| update.undo()).map(NativeHostUpdate::new).map_err(to_pyerr)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("HostUpdate(patches={} ops)", self.update.patches.len())
+    }
+}

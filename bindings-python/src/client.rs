@@ -1,0 +1,218 @@
+//! The native client and subscription. Every call that waits on the engine (its lock, a running
+//! callback, the close handshake) runs detached from the interpreter (`py.detach`), so engine
+//! threads can always attach to call Python.
+
+use livecache_core::{Client, Config, Event, RawMessage, Subscription};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use serde_json::Value;
+use tokio::runtime::Handle;
+
+use crate::bridge::{recipe_fn, spawn_notify, NativeHostUpdate};
+use crate::convert::{event_to_py, from_py, state_to_py, stats_to_py, to_py};
+use crate::errors::{to_pyerr, ConfigError};
+use crate::hooks::build_hooks;
+
+/// The "no arg" marker (`undefined` in RTK Query): `getX(undefined)`, distinct from `None` (`null`).
+#[pyclass(frozen, module = "livecache._livecache")]
+pub struct NoArg;
+
+#[pymethods]
+impl NoArg {
+    fn __repr__(&self) -> &'static str {
+        "livecache.NO_ARG"
+    }
+
+    fn __bool__(&self) -> bool {
+        false
+    }
+}
+
+fn arg_of(arg: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
+    if arg.is_instance_of::<NoArg>() {
+        Ok(None)
+    } else {
+        from_py(arg).map(Some)
+    }
+}
+
+fn config_of(config: &Bound<'_, PyAny>) -> PyResult<Config> {
+    if let Ok(text) = config.cast::<PyString>() {
+        return Config::from_json_text(text.to_str()?).map_err(to_pyerr);
+    }
+    let value = from_py(config).map_err(|e| ConfigError::new_err(format!("invalid config at (root): {e}")))?;
+    Config::from_value(&value).map_err(to_pyerr)
+}
+
+#[pyclass(frozen, module = "livecache._livecache")]
+pub struct NativeClient {
+    client: Client,
+    handle: Handle,
+}
+
+impl NativeClient {
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Client) -> livecache_core::Result<T> + Send) -> PyResult<T> {
+        let client = &self.client;
+        py.detach(|| f(client)).map_err(to_pyerr)
+    }
+}
+
+impl Drop for NativeClient {
+    fn drop(&mut self) {
+        if !self.client.is_closed() {
+            // Closing waits for running callbacks, which need the interpreter.
+            let client = &self.client;
+            Python::try_attach(|py| py.detach(|| client.close()));
+        }
+    }
+}
+
+#[pymethods]
+impl NativeClient {
+    /// `config`: a dict or JSON text (SPEC §2). `hooks`: per endpoint, snake_case hook names
+    /// (SPEC §6). `runner`: the package's hook runner.
+    #[new]
+    #[pyo3(signature = (config, hooks, runner))]
+    fn new(py: Python<'_>, config: &Bound<'_, PyAny>, hooks: Option<&Bound<'_, PyAny>>, runner: Py<PyAny>) -> PyResult<NativeClient> {
+        let config = config_of(config)?;
+        let hooks = build_hooks(py, hooks, &runner)?;
+        let client = py.detach(|| Client::new(config, hooks)).map_err(to_pyerr)?;
+        let handle = client.runtime_handle();
+        Ok(NativeClient { client, handle })
+    }
+
+    /// `callback(event: dict)` runs on the delivery thread with the interpreter attached.
+    fn subscribe(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<NativeSubscription> {
+        let arg = arg_of(arg)?;
+        let deliver = move |event: &Event| {
+            Python::try_attach(|py| {
+                let r = event_to_py(py, event).and_then(|d| callback.call1(py, (d,)));
+                if let Err(e) = r {
+                    e.write_unraisable(py, Some(callback.bind(py)));
+                }
+            });
+        };
+        let sub = self.with(py, |c| c.subscribe(endpoint, arg, deliver))?;
+        Ok(NativeSubscription { sub, handle: self.handle.clone() })
+    }
+
+    fn cache_key(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>) -> PyResult<String> {
+        let arg = arg_of(arg)?;
+        self.with(py, |c| {
+            if c.is_closed() {
+                return Err(livecache_core::Error::Closed);
+            }
+            c.cache_key(endpoint, arg.as_ref())
+        })
+    }
+
+    fn snapshot<'py>(&self, py: Python<'py>, endpoint: &str, arg: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let arg = arg_of(arg)?;
+        let state = self.with(py, |c| c.snapshot(endpoint, arg.as_ref()))?;
+        state_to_py(py, &state)
+    }
+
+    fn update_query_data(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, recipe: Py<PyAny>) -> PyResult<NativeHostUpdate> {
+        let arg = arg_of(arg)?;
+        let mut failure = None;
+        let r = self.with(py, |c| c.update_query_data(endpoint, arg.as_ref(), recipe_fn(recipe, &mut failure)));
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        r.map(NativeHostUpdate::new)
+    }
+
+    fn patch_query_data(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, patches: &Bound<'_, PyAny>) -> PyResult<NativeHostUpdate> {
+        let arg = arg_of(arg)?;
+        let patches = from_py(patches)?;
+        self.with(py, |c| c.patch_query_data_value(endpoint, arg.as_ref(), &patches)).map(NativeHostUpdate::new)
+    }
+
+    fn upsert_query_data(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        let data = from_py(data)?;
+        self.with(py, |c| c.upsert_query_data(endpoint, arg, data))
+    }
+
+    fn refetch(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        self.with(py, |c| c.refetch(endpoint, arg.as_ref()))
+    }
+
+    fn push_message(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        let message = from_py(message)?;
+        self.with(py, |c| c.push_message(endpoint, arg.as_ref(), RawMessage::Value(message)))
+    }
+
+    /// Raw text through the stream pipeline, exactly as a WebSocket text frame (L10).
+    fn push_message_text(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, text: String) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        self.with(py, |c| c.push_message(endpoint, arg.as_ref(), RawMessage::Text(text)))
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = self.with(py, |c| c.stats())?;
+        stats_to_py(py, &stats)
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Closes every stream and stops every callback before returning (SPEC §8). Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |c| {
+            c.close();
+            Ok(())
+        })
+    }
+}
+
+#[pyclass(frozen, module = "livecache._livecache")]
+pub struct NativeSubscription {
+    sub: Subscription,
+    handle: Handle,
+}
+
+impl Drop for NativeSubscription {
+    fn drop(&mut self) {
+        if self.sub.is_active() {
+            // Unsubscribing waits for a running callback, which needs the interpreter.
+            let sub = &self.sub;
+            Python::try_attach(|py| py.detach(|| sub.unsubscribe()));
+        }
+    }
+}
+
+#[pymethods]
+impl NativeSubscription {
+    #[getter]
+    fn key(&self) -> &str {
+        self.sub.key()
+    }
+
+    #[getter]
+    fn active(&self) -> bool {
+        self.sub.is_active()
+    }
+
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let sub = &self.sub;
+        let state = py.detach(|| sub.snapshot()).map_err(to_pyerr)?;
+        state_to_py(py, &state)
+    }
+
+    /// `callback(True, data)` once the entry has data, or `callback(False, CacheEntryRemoved)`.
+    /// Binds to the entry now (L2).
+    fn loaded(&self, callback: Py<PyAny>) {
+        spawn_notify(&self.handle, self.sub.loaded(), callback, |py, data| to_py(py, &data));
+    }
+
+    /// No callback of this subscription starts after this returns (SPEC §5). Idempotent.
+    fn unsubscribe(&self, py: Python<'_>) {
+        let sub = &self.sub;
+        py.detach(|| sub.unsubscribe());
+    }
+}

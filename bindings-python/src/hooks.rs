@@ -1,0 +1,301 @@
+//! Python host hooks (SPEC §6) wrapped into the core's `EndpointHooks`.
+//!
+//! The engine calls hooks on its own threads with no lock held; each wrapper attaches to the
+//! interpreter with `Python::try_attach` (nothing runs during interpreter shutdown) and hands the
+//! Python function to the package's hook runner (`livecache._HookRunner`), which runs plain functions
+//! at once and schedules coroutines on the client's event loop. Answers come back through a
+//! [`Completion`].
+//!
+//! `on_message` is the per-message hot path. Converting the whole document to Python and diffing
+//! it back per message would cost O(size of the data); instead each entry keeps a Python replica
+//! of its data, built once, and the hook gets a recording draft over it whose edits become RFC
+//! 6902 operations (`MessageUpdate::Ops`), applied by the engine without a diff. The replica is
+//! trusted only when the engine says it handed the hook exactly the version the replica is at
+//! (`hooks::message_base`); anything else (a host update, a refetch, a retried message) rebuilds it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::FutureExt;
+use livecache_core::hooks::{message_base, MessageBase, OnCacheEntryAddedFn, OnMessageFn, QueryFn, TransformFn};
+use livecache_core::json::{within_depth, MAX_DEPTH};
+use livecache_core::key::cache_key;
+use livecache_core::{EndpointHooks, Hooks, Lifecycle, MessageUpdate, PatchOp};
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::convert::{from_py, to_py};
+use crate::errors::ConfigError;
+use crate::lifecycle::NativeLifecycle;
+
+const HOOK_NAMES: [&str; 4] = ["query_fn", "transform_response", "on_message", "on_cache_entry_added"];
+
+/// The answer of a Python hook, sent back to the engine once (from any thread).
+#[pyclass(frozen, module = "livecache._livecache")]
+pub struct Completion {
+    tx: Mutex<Option<oneshot::Sender<Result<Value, Value>>>>,
+}
+
+impl Completion {
+    fn new(tx: oneshot::Sender<Result<Value, Value>>) -> Completion {
+        Completion { tx: Mutex::new(Some(tx)) }
+    }
+
+    fn send(&self, r: Result<Value, Value>) {
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.send(r);
+        }
+    }
+}
+
+#[pymethods]
+impl Completion {
+    /// The hook's value. A value that is not bounded JSON fails the hook instead.
+    fn resolve(&self, value: &Bound<'_, PyAny>) {
+        let r = from_py(value).map_err(|e| json!({"status": "CUSTOM_ERROR", "error": e.to_string()}));
+        self.send(r);
+    }
+
+    /// The hook failed with this error value (a fetch error object, or a message).
+    fn reject(&self, error: &Bound<'_, PyAny>) {
+        let v = from_py(error).unwrap_or_else(|e| json!({"status": "CUSTOM_ERROR", "error": e.to_string()}));
+        self.send(Err(v));
+    }
+}
+
+fn custom_error(message: impl Into<String>) -> Value {
+    json!({"status": "CUSTOM_ERROR", "error": message.into()})
+}
+
+pub fn arg_to_py<'py>(py: Python<'py>, arg: Option<&Value>) -> PyResult<Bound<'py, PyAny>> {
+    match arg {
+        Some(v) => to_py(py, v),
+        None => Ok(py.None().into_bound(py)),
+    }
+}
+
+/// Starts a Python hook through the runner; its answer arrives on the returned receiver.
+fn start_hook(
+    runner: &Py<PyAny>,
+    method: &'static str,
+    build: impl FnOnce(Python<'_>, Py<Completion>) -> PyResult<Bound<'_, PyTuple>>,
+) -> oneshot::Receiver<Result<Value, Value>> {
+    let (tx, rx) = oneshot::channel();
+    // When this fails (or the interpreter is shutting down) the completion and its sender are
+    // gone, and the receiver reports the hook as abandoned.
+    let _ = Python::try_attach(|py| -> PyResult<()> {
+        let completion = Py::new(py, Completion::new(tx))?;
+        let args = build(py, completion.clone_ref(py))?;
+        if let Err(e) = runner.call_method1(py, PyString::new(py, method), args) {
+            completion.get().send(Err(custom_error(e.to_string())));
+        }
+        Ok(())
+    });
+    rx
+}
+
+/// Per entry: the Python replica of its data that recording drafts write through.
+struct Replica {
+    /// The engine's data this replica equals once the last hook result is applied.
+    base: MessageBase,
+    /// `None` when the last call cannot vouch for it (see `on_message`).
+    data: Option<Py<PyAny>>,
+    /// The last message handed to the hook. The engine calls the hook again with the same
+    /// message when the data moved while it ran, and applies nothing from the earlier call; the
+    /// replica that call edited is then stale even if the versions happen to match.
+    message: Value,
+}
+
+type Replicas = Arc<Mutex<HashMap<String, Replica>>>;
+
+fn query_fn(runner: Py<PyAny>, f: Py<PyAny>) -> QueryFn {
+    Arc::new(move |arg: Option<Value>| {
+        let rx = start_hook(&runner, "call", |py, completion| {
+            let a = arg_to_py(py, arg.as_ref())?;
+            PyTuple::new(py, [f.clone_ref(py).into_any(), PyTuple::new(py, [a])?.into_any().unbind(), completion.into_any()])
+        });
+        async move { rx.await.unwrap_or_else(|_| Err(custom_error("queryFn was abandoned (interpreter shutting down or its loop closed)"))) }
+            .boxed()
+    })
+}
+
+fn transform_response(f: Py<PyAny>) -> TransformFn {
+    Arc::new(move |data: Value, arg: Option<Value>| {
+        Python::try_attach(|py| -> Result<Value, String> {
+            let d = to_py(py, &data).map_err(|e| e.to_string())?;
+            let a = arg_to_py(py, arg.as_ref()).map_err(|e| e.to_string())?;
+            let r = f.call1(py, (d, a)).map_err(|e| e.to_string())?;
+            from_py(r.bind(py)).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|| Err("the interpreter is shutting down".into()))
+    })
+}
+
+/// One operation recorded by a draft: `(op, path, value)`.
+fn recorded_op(t: &Bound<'_, PyAny>) -> PyResult<PatchOp> {
+    let t = t.cast::<PyTuple>()?;
+    let op: String = t.get_item(0)?.extract()?;
+    let path: String = t.get_item(1)?.extract()?;
+    Ok(match op.as_str() {
+        "add" => PatchOp::Add { path, value: from_py(&t.get_item(2)?)? },
+        "replace" => PatchOp::Replace { path, value: from_py(&t.get_item(2)?)? },
+        "remove" => PatchOp::Remove { path },
+        other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown recorded op {other:?}"))),
+    })
+}
+
+fn on_message(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Replicas) -> OnMessageFn {
+    Arc::new(move |current: Arc<Value>, message: Value, arg: Option<Value>| {
+        let base = message_base();
+        let key = cache_key(&endpoint, arg.as_ref());
+        // Taken out of the map: no Rust lock is held while Python runs.
+        let replica = replicas.lock().remove(&key);
+        let outcome = Python::try_attach(|py| -> PyResult<(MessageUpdate, Option<Replica>)> {
+            let retry = replica.as_ref().is_some_and(|r| r.message == message);
+            let trusted = match (&replica, base) {
+                (Some(r), Some(b)) => r.base == b && !retry,
+                _ => false,
+            };
+            let data = match replica.and_then(|r| r.data) {
+                Some(d) if trusted => d.into_bound(py),
+                _ => to_py(py, &current)?,
+            };
+            drop(current);
+            let msg = to_py(py, &message)?;
+            let a = arg_to_py(py, arg.as_ref())?;
+            let r = runner.call_method1(py, intern!(py, "on_message"), (f.clone_ref(py), data.clone(), msg, a))?;
+            let r = r.bind(py).cast::<PyTuple>()?.clone();
+            let kind: u8 = r.get_item(0)?.extract()?;
+            match kind {
+                // The draft recorded operations and the replica already holds their result.
+                0 => {
+                    let list = r.get_item(1)?;
+                    let list = list.cast::<PyList>()?;
+                    let mut ops = Vec::with_capacity(list.len());
+                    for t in list.iter() {
+                        ops.push(recorded_op(&t)?);
+                    }
+                    // An op the engine will refuse (E3: deeper than 128 levels) leaves the engine's data
+                    // behind the replica, so the replica is not kept.
+                    let refused = ops.iter().any(|op| match op {
+                        PatchOp::Add { path, value } | PatchOp::Replace { path, value } => {
+                            let levels = path.matches('/').count();
+                            levels >= MAX_DEPTH || !within_depth(value, MAX_DEPTH - levels)
+                        }
+                        _ => false,
+                    });
+                    // A retried call may be the engine's last attempt, whose result is dropped too:
+                    // only the message is remembered, and the next message rebuilds the replica.
+                    let next = base.map(|b| Replica {
+                        base: MessageBase { entry_id: b.entry_id, version: b.version + u64::from(!ops.is_empty()) },
+                        data: (!refused && !retry).then(|| data.unbind()),
+                        message,
+                    });
+                    let update = if ops.is_empty() { MessageUpdate::Unchanged } else { MessageUpdate::Ops(ops) };
+                    Ok((update, next))
+                }
+                // A returned value: the engine diffs it; the replica is rebuilt next time.
+                _ => Ok((MessageUpdate::Data(from_py(&r.get_item(1)?)?), None)),
+            }
+        });
+        let result = match outcome {
+            Some(Ok((update, next))) => {
+                if let Some(next) = next {
+                    replicas.lock().insert(key, next);
+                }
+                Ok(update)
+            }
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("the interpreter is shutting down".to_owned()),
+        };
+        std::future::ready(result).boxed()
+    })
+}
+
+fn on_cache_entry_added(runner: Py<PyAny>, f: Option<Py<PyAny>>, replicas: Option<Replicas>) -> OnCacheEntryAddedFn {
+    Arc::new(move |arg: Option<Value>, lifecycle: Lifecycle| {
+        if let Some(replicas) = replicas.clone() {
+            // The replica lives as long as its entry (L3).
+            let removed = lifecycle.cache_entry_removed();
+            let key = lifecycle.key().to_owned();
+            tokio::spawn(async move {
+                removed.await;
+                let gone = replicas.lock().remove(&key);
+                drop(gone);
+            });
+        }
+        let Some(f) = f.as_ref().and_then(|f| Python::try_attach(|py| f.clone_ref(py))) else {
+            return std::future::ready(Ok(())).boxed();
+        };
+        let handle = tokio::runtime::Handle::current();
+        let rx = start_hook(&runner, "call_lifecycle", |py, completion| {
+            let native = Py::new(py, NativeLifecycle::new(lifecycle, handle))?;
+            let a = arg_to_py(py, arg.as_ref())?;
+            PyTuple::new(py, [f.into_any(), a.unbind(), native.into_any(), completion.into_any()])
+        });
+        async move {
+            match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(Value::String(m))) => Err(m),
+                Ok(Err(v)) => Err(v.get("error").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string())),
+                Err(_) => Err("abandoned (interpreter shutting down or its loop closed)".to_owned()),
+            }
+        }
+        .boxed()
+    })
+}
+
+/// `hooks`: `{endpoint: {"query_fn": f, "transform_response": f, "on_message": f, "on_cache_entry_added": f}}`.
+pub fn build_hooks(py: Python<'_>, hooks: Option<&Bound<'_, PyAny>>, runner: &Py<PyAny>) -> PyResult<Hooks> {
+    let mut out = Hooks::new();
+    let Some(hooks) = hooks.filter(|h| !h.is_none()) else { return Ok(out) };
+    let hooks = hooks.cast::<PyDict>().map_err(|_| ConfigError::new_err("invalid config at hooks: must be a dict keyed by endpoint name"))?;
+    for (ep, spec) in hooks.iter() {
+        let ep: String = ep
+            .extract()
+            .map_err(|_| ConfigError::new_err("invalid config at hooks: endpoint names must be str"))?;
+        let spec = spec
+            .cast::<PyDict>()
+            .map_err(|_| ConfigError::new_err(format!("invalid config at hooks.{ep}: must be a dict of hook functions")))?;
+        let mut eh = EndpointHooks::default();
+        let mut user_entry_added = None;
+        let mut endpoint_replicas = None;
+        for (name, f) in spec.iter() {
+            let name: String = name
+                .extract()
+                .map_err(|_| ConfigError::new_err(format!("invalid config at hooks.{ep}: hook names must be str")))?;
+            if !HOOK_NAMES.contains(&name.as_str()) {
+                return Err(ConfigError::new_err(format!(
+                    "invalid config at hooks.{ep}.{name}: unknown hook (expected one of {})",
+                    HOOK_NAMES.join(", ")
+                )));
+            }
+            if f.is_none() {
+                continue;
+            }
+            if !f.is_callable() {
+                return Err(ConfigError::new_err(format!("invalid config at hooks.{ep}.{name}: must be callable")));
+            }
+            let f = f.unbind();
+            match name.as_str() {
+                "query_fn" => eh.query_fn = Some(query_fn(runner.clone_ref(py), f)),
+                "transform_response" => eh.transform_response = Some(transform_response(f)),
+                "on_message" => {
+                    let replicas: Replicas = Default::default();
+                    eh.on_message = Some(on_message(runner.clone_ref(py), f, ep.clone(), replicas.clone()));
+                    endpoint_replicas = Some(replicas);
+                }
+                _ => user_entry_added = Some(f),
+            }
+        }
+        if user_entry_added.is_some() || endpoint_replicas.is_some() {
+            eh.on_cache_entry_added = Some(on_cache_entry_added(runner.clone_ref(py), user_entry_added, endpoint_replicas));
+        }
+        out = out.endpoint(&ep, eh);
+    }
+    Ok(out)
+}
