@@ -1,0 +1,214 @@
+"""The shared chat test server (SPEC §1): the seed's chat backend, on 127.0.0.1, for every
+suite's end-to-end tests and the C example.
+
+    python tests/chat_server.py --port 0
+
+prints `PORT <n>` as its first line of stdout (the chat port) and `ADMIN <m>` as its second
+(the same admin routes, with JSON request bodies), then serves until killed.
+
+Chat port (one port, the `websockets` library):
+- `GET /messages/{channel}`: the channel's messages as a JSON array (the `query` of the seed).
+- WebSocket upgrade on `/`: every posted message `{id, channel, userName, text}` is broadcast to
+  every socket as one text frame (clients filter by channel, as the seed does).
+- Admin routes, for tests (no request body here: the WebSocket library refuses one, so
+  parameters go in the query string):
+  - `POST /post?channel=C&userName=U&text=T`: stores and broadcasts a message, answers it as JSON.
+  - `POST /raw?text=T`: broadcasts T as one text frame as it is (bad input for E3 tests).
+  - `POST /drop`: drops every socket without a close frame (a lost connection, L8);
+    `POST /drop?mode=close` closes them with a close handshake (code 1012) instead.
+  - `GET /stats`: connection counters as JSON (below).
+  - `POST /reset`: back to the seed messages and zeroed counters.
+
+Admin port: the same routes, and `POST /post` / `POST /raw` also take a JSON body
+(`{"channel", "userName", "text"}` / `{"text"}`).
+
+`/stats`: `connectionsOpened`, `connectionsOpen`, `closeFramesReceived` (sockets whose client
+sent a close frame), `clientInitiatedCloses` (the client sent its close frame first: a
+close handshake started by the client, SPEC L7), `abortedConnections` (ended with no close
+frame from the client), `messagesPosted`, `httpRequests` (message fetches), `paths` (upgrade
+paths seen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http
+import json
+import sys
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+SEED = [
+    {"id": 1, "channel": "redux", "userName": "markerikson", "text": "Welcome to #redux"},
+    {"id": 2, "channel": "redux", "userName": "phryneas", "text": "RTK Query streams updates with onCacheEntryAdded"},
+    {"id": 3, "channel": "general", "userName": "lenz", "text": "hello everyone"},
+]
+
+
+class Chat:
+    def __init__(self) -> None:
+        self.sockets: set[ServerConnection] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages = [dict(m) for m in SEED]
+        self.next_id = len(self.messages) + 1
+        self.stats = {
+            "connectionsOpened": 0,
+            "closeFramesReceived": 0,
+            "clientInitiatedCloses": 0,
+            "abortedConnections": 0,
+            "messagesPosted": 0,
+            "httpRequests": 0,
+        }
+        self.paths: list[str] = []
+
+    def snapshot_stats(self) -> dict:
+        return {**self.stats, "connectionsOpen": len(self.sockets), "paths": self.paths[-20:]}
+
+    def post(self, channel: str, user_name: str, text: str) -> dict:
+        message = {"id": self.next_id, "channel": channel, "userName": user_name, "text": text}
+        self.next_id += 1
+        self.messages.append(message)
+        self.stats["messagesPosted"] += 1
+        self.broadcast(json.dumps(message))
+        return message
+
+    def broadcast(self, frame: str) -> None:
+        for ws in list(self.sockets):
+            asyncio.ensure_future(self._send(ws, frame))
+
+    @staticmethod
+    async def _send(ws: ServerConnection, frame: str) -> None:
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            pass
+
+    async def drop(self, mode: str) -> int:
+        victims = list(self.sockets)
+        for ws in victims:
+            if mode == "close":
+                asyncio.ensure_future(ws.close(1012, "server restart"))
+            else:
+                ws.transport.abort()
+        return len(victims)
+
+    # ---- routes shared by both ports ----
+
+    async def route(self, method: str, path: str, query: dict[str, str], body: dict | None) -> tuple[int, object] | None:
+        params = dict(query)
+        if body:
+            params.update({k: v for k, v in body.items() if isinstance(v, str)})
+        if method == "GET" and path.startswith("/messages/"):
+            channel = unquote(path[len("/messages/"):])
+            self.stats["httpRequests"] += 1
+            return 200, [m for m in self.messages if m["channel"] == channel]
+        if method == "GET" and path == "/stats":
+            return 200, self.snapshot_stats()
+        if method == "POST" and path == "/post":
+            missing = [k for k in ("channel", "userName", "text") if k not in params]
+            if missing:
+                return 400, {"error": f"missing {', '.join(missing)}"}
+            return 200, self.post(params["channel"], params["userName"], params["text"])
+        if method == "POST" and path == "/raw":
+            if "text" not in params:
+                return 400, {"error": "missing text"}
+            self.broadcast(params["text"])
+            return 200, {"sent": len(self.sockets)}
+        if method == "POST" and path == "/drop":
+            return 200, {"dropped": await self.drop(params.get("mode", "abort"))}
+        if method == "POST" and path == "/reset":
+            self.reset()
+            return 200, {"reset": True}
+        return None
+
+
+def json_response(status: int, payload: object) -> Response:
+    body = json.dumps(payload).encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")])
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+
+def split_target(target: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(target)
+    return parts.path, {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--admin-port", type=int, default=0)
+    args = parser.parse_args()
+    chat = Chat()
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        path, query = split_target(request.path)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            chat.paths.append(request.path)
+            return None
+        routed = await chat.route(getattr(request, "method", "GET"), path, query, None)
+        if routed is None:
+            return json_response(404, {"error": f"no route for {path}"})
+        return json_response(*routed)
+
+    async def handler(ws: ServerConnection) -> None:
+        chat.sockets.add(ws)
+        chat.stats["connectionsOpened"] += 1
+        try:
+            async for _ in ws:
+                pass  # clients only listen
+        except ConnectionClosed:
+            pass
+        finally:
+            chat.sockets.discard(ws)
+            protocol = ws.protocol
+            if protocol.close_rcvd is not None:
+                chat.stats["closeFramesReceived"] += 1
+                if protocol.close_rcvd_then_sent:
+                    chat.stats["clientInitiatedCloses"] += 1
+            else:
+                chat.stats["abortedConnections"] += 1
+
+    async def admin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+            length = int(headers.get("content-length", "0"))
+            raw = await reader.readexactly(length) if length else b""
+            body = json.loads(raw) if raw.strip() else None
+            path, query = split_target(target)
+            routed = await chat.route(method, path, query, body if isinstance(body, dict) else None)
+            status, payload = routed if routed else (404, {"error": f"no route for {path}"})
+        except (ValueError, asyncio.IncompleteReadError) as e:
+            status, payload = 400, {"error": str(e)}
+        data = json.dumps(payload).encode()
+        writer.write(
+            f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+        )
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler, "127.0.0.1", args.port, process_request=process_request, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        admin_server = await asyncio.start_server(admin, "127.0.0.1", args.admin_port)
+        admin_port = admin_server.sockets[0].getsockname()[1]
+        print(f"PORT {port}", flush=True)
+        print(f"ADMIN {admin_port}", flush=True)
+        async with admin_server:
+            await asyncio.Future()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)
