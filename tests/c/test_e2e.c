@@ -1,0 +1,309 @@
+/* End to end through the C API against the real chat test server (tests/chat_server.py) on
+ * 127.0.0.1: the HTTP fetch and the WebSocket stream of the seed's chat (SPEC §2), stream state
+ * events and reconnection (L8), bad frames (E3), shared sockets (K2), close handshakes on
+ * removal and on livecache_client_free (L7, §8), and pull mode.
+ *
+ * usage: test_e2e PYTHON tests/chat_server.py */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+#include "support.h"
+
+#define WAIT 10.0
+
+static chat_server server;
+
+static char *config(double keep_unused) {
+    char *text = malloc(1024);
+    snprintf(text, 1024,
+             "{\"baseUrl\": \"http://127.0.0.1:%d/\", \"keepUnusedDataFor\": %g, \"endpoints\": {\"getMessages\": {"
+             "\"query\": \"messages/{arg}\","
+             "\"stream\": {\"url\": \"ws://127.0.0.1:%d/\", \"filter\": {\"channel\": \"{arg}\"},"
+             "\"schema\": {\"type\": \"object\", \"required\": [\"id\", \"channel\", \"text\"]},"
+             "\"apply\": {\"append\": {\"dedupeBy\": \"id\"}},"
+             "\"reconnect\": {\"initialDelayMs\": 50, \"maxDelayMs\": 500}}}}}",
+             server.port, keep_unused, server.port);
+    return text;
+}
+
+static livecache_client *chat_client(double keep_unused, const char *options) {
+    char *text = config(keep_unused);
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new_with_options(text, options, NULL, &client));
+    free(text);
+    return client;
+}
+
+static jvalue *admin(const char *method, const char *path, const char *body) {
+    char *text = http_request(server.admin_port, method, path, body);
+    CHECK(text != NULL, "admin %s %s failed", method, path);
+    if (!text) return NULL;
+    jvalue *v = json_parse_or_die(text);
+    free(text);
+    return v;
+}
+
+static double server_stat(const char *name) {
+    jvalue *st = admin("GET", "/stats", NULL);
+    double v = st && json_get(st, name) ? json_get(st, name)->num : -1;
+    json_free(st);
+    return v;
+}
+
+static int wait_server_stat(const char *name, double at_least) {
+    double deadline = now_seconds() + WAIT;
+    while (server_stat(name) < at_least) {
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
+static void post(const char *channel, const char *text) {
+    char body[512];
+    snprintf(body, sizeof body, "{\"channel\":\"%s\",\"userName\":\"c-test\",\"text\":\"%s\"}", channel, text);
+    json_free(admin("POST", "/post", body));
+}
+
+/* Waits for a `stream` event with this state, after `skip` earlier ones of that state. */
+static int wait_stream_state(recorder *rec, const char *state, int count, double seconds) {
+    double deadline = now_seconds() + seconds;
+    for (;;) {
+        int seen = 0;
+        pthread_mutex_lock(&rec->lock);
+        for (size_t i = 0; i < rec->events->n; i++) {
+            const jvalue *e = rec->events->items[i];
+            const char *t = json_string(json_get(e, "type")), *s = json_string(json_get(e, "state"));
+            if (t && s && strcmp(t, "stream") == 0 && strcmp(s, state) == 0) seen++;
+        }
+        pthread_mutex_unlock(&rec->lock);
+        if (seen >= count) return 1;
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(5);
+    }
+}
+
+static int replica_has_text(recorder *rec, const char *text) {
+    char *data = recorder_replica_text(rec);
+    int found = data && strstr(data, text) != NULL;
+    free(data);
+    return found;
+}
+
+static int wait_replica_text(recorder *rec, const char *text) {
+    double deadline = now_seconds() + WAIT;
+    while (!replica_has_text(rec, text)) {
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(5);
+    }
+    return 1;
+}
+
+static void check_replica(recorder *rec, livecache_subscription *sub) {
+    char *snap = NULL, why[300];
+    CHECK_OK(livecache_subscription_snapshot(sub, &snap));
+    if (!snap) return;
+    CHECK(recorder_matches(rec, snap, why, sizeof why), "replica: %s", why);
+    livecache_string_free(snap);
+}
+
+static void reset(void) { json_free(admin("POST", "/reset", NULL)); }
+
+static void chat_fetch_then_stream(void) {
+    reset();
+    livecache_client *client = chat_client(60, NULL);
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    CHECK(recorder_wait_version(&rec, 1, WAIT), "no data fetched");
+    CHECK(wait_stream_state(&rec, "open", 1, WAIT), "the stream never opened");
+    CHECK(replica_has_text(&rec, "Welcome to #redux"), "seed messages");
+    post("general", "not for redux");
+    post("redux", "from C");
+    CHECK(wait_replica_text(&rec, "from C"), "the posted message never arrived");
+    char *snap = NULL;
+    CHECK_OK(livecache_snapshot(client, "getMessages", "\"redux\"", &snap));
+    jvalue *s = take_json(snap);
+    CHECK(json_get(s, "data") && json_get(s, "data")->n == 3, "redux has 3 messages");
+    CHECK(strcmp(json_string(json_get(json_get(s, "stream"), "state")), "open") == 0, "stream state in the snapshot");
+    json_free(s);
+    check_replica(&rec, sub);
+    CHECK(!replica_has_text(&rec, "not for redux"), "the filter let another channel through");
+    char *stats = NULL;
+    CHECK_OK(livecache_stats(client, &stats));
+    jvalue *st = take_json(stats);
+    CHECK(json_get(st, "messagesFiltered")->num >= 1, "filtered counter");
+    /* One fetch, plus one resync when the fetch finished before the socket opened (L8). */
+    CHECK(server_stat("httpRequests") == json_get(st, "fetches")->num && json_get(st, "fetches")->num <= 2,
+          "HTTP fetches: server %g, client %g", server_stat("httpRequests"), json_get(st, "fetches")->num);
+    json_free(st);
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
+static void subscribers_of_one_key_share_one_socket(void) {
+    reset();
+    livecache_client *client = chat_client(60, NULL);
+    recorder a, b;
+    recorder_init(&a);
+    recorder_init(&b);
+    livecache_subscription *sa = NULL, *sb = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &a, &sa));
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &b, &sb));
+    CHECK(wait_stream_state(&a, "open", 1, WAIT) && wait_stream_state(&b, "open", 1, WAIT), "stream not open");
+    post("redux", "shared");
+    CHECK(wait_replica_text(&a, "shared") && wait_replica_text(&b, "shared"), "message missing");
+    CHECK(server_stat("connectionsOpened") == 1, "K2: %g sockets for one key", server_stat("connectionsOpened"));
+    CHECK(server_stat("httpRequests") <= 2, "K2: %g fetches for one key", server_stat("httpRequests"));
+    livecache_unsubscribe(sa);
+    livecache_unsubscribe(sb);
+    livecache_client_free(client);
+    recorder_destroy(&a);
+    recorder_destroy(&b);
+}
+
+static void dropped_stream_reconnects_and_resyncs(void) {
+    reset();
+    livecache_client *client = chat_client(60, NULL);
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    CHECK(wait_stream_state(&rec, "open", 1, WAIT), "the stream never opened");
+    jvalue *dropped = admin("POST", "/drop", NULL);
+    CHECK(dropped && json_get(dropped, "dropped")->num == 1, "one socket dropped");
+    json_free(dropped);
+    /* Posted while the client may be away: the resync refetch (L8) or the stream brings it. */
+    post("redux", "while away");
+    CHECK(wait_stream_state(&rec, "reconnecting", 1, WAIT), "no reconnecting state");
+    CHECK(wait_stream_state(&rec, "open", 2, WAIT), "did not reopen");
+    CHECK(wait_replica_text(&rec, "while away"), "the message posted during the drop is lost");
+    post("redux", "after reconnect");
+    CHECK(wait_replica_text(&rec, "after reconnect"), "the reopened stream does not apply");
+    check_replica(&rec, sub);
+    char *stats = NULL;
+    CHECK_OK(livecache_stats(client, &stats));
+    jvalue *st = take_json(stats);
+    CHECK(json_get(st, "reconnects")->num >= 1, "reconnects counter");
+    json_free(st);
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
+static void bad_frames_are_error_events(void) {
+    reset();
+    livecache_client *client = chat_client(60, NULL);
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    CHECK(wait_stream_state(&rec, "open", 1, WAIT), "the stream never opened");
+    json_free(admin("POST", "/raw", "{\"text\":\"{not json\"}"));
+    json_free(admin("POST", "/raw", "{\"text\":\"{\\\"channel\\\":\\\"redux\\\"}\"}"));
+    CHECK(recorder_wait_count(&rec, "error", 2, WAIT), "no error events");
+    post("redux", "still flowing");
+    CHECK(wait_replica_text(&rec, "still flowing"), "the stream stopped after bad input");
+    pthread_mutex_lock(&rec.lock);
+    const char *reasons[2] = {NULL, NULL};
+    for (size_t i = 0, k = 0; i < rec.events->n && k < 2; i++)
+        if (strcmp(json_string(json_get(rec.events->items[i], "type")), "error") == 0)
+            reasons[k++] = json_string(json_get(rec.events->items[i], "reason"));
+    CHECK(reasons[0] && strcmp(reasons[0], "invalid_json") == 0, "first reason %s", reasons[0]);
+    CHECK(reasons[1] && strcmp(reasons[1], "schema") == 0, "second reason %s", reasons[1]);
+    pthread_mutex_unlock(&rec.lock);
+    check_replica(&rec, sub);
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
+static void client_free_with_open_sockets_closes_them(void) {
+    reset();
+    livecache_client *client = chat_client(60, NULL);
+    recorder a, b;
+    recorder_init(&a);
+    recorder_init(&b);
+    livecache_subscription *sa = NULL, *sb = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &a, &sa));
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"general\"", recorder_cb, &b, &sb));
+    CHECK(wait_stream_state(&a, "open", 1, WAIT) && wait_stream_state(&b, "open", 1, WAIT), "streams not open");
+    CHECK(server_stat("connectionsOpen") == 2, "two sockets open");
+    livecache_client_free(client);
+    CHECK(a.removed && b.removed, "removed events delivered before free returned");
+    CHECK(wait_server_stat("clientInitiatedCloses", 2), "close handshakes: %g (aborted %g)", server_stat("clientInitiatedCloses"),
+          server_stat("abortedConnections"));
+    CHECK(server_stat("abortedConnections") == 0, "a socket was dropped without a close frame");
+    CHECK(server_stat("connectionsOpen") == 0, "sockets left open");
+    livecache_unsubscribe(sa);
+    livecache_unsubscribe(sb);
+    recorder_destroy(&a);
+    recorder_destroy(&b);
+}
+
+static void unused_entry_removal_closes_its_socket(void) {
+    reset();
+    livecache_client *client = chat_client(0.2, NULL);
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    CHECK(wait_stream_state(&rec, "open", 1, WAIT), "the stream never opened");
+    livecache_unsubscribe(sub);
+    CHECK(wait_server_stat("clientInitiatedCloses", 1), "no close handshake after keepUnusedDataFor");
+    char *snap = NULL;
+    CHECK_RC(livecache_snapshot(client, "getMessages", "\"redux\"", &snap), LIVECACHE_RESULT_NOT_FOUND);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
+static void pull_mode_against_the_server(void) {
+    reset();
+    livecache_client *client = chat_client(60, "{\"delivery\": \"poll\"}");
+    int fd = -1;
+    CHECK_OK(livecache_client_fd(client, &fd));
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    double deadline = now_seconds() + WAIT;
+    int posted = 0;
+    while (!replica_has_text(&rec, "pulled") && now_seconds() < deadline) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1) CHECK_OK(livecache_client_poll(client, 0, NULL));
+        if (!posted && wait_stream_state(&rec, "open", 1, 0)) {
+            post("redux", "pulled");
+            posted = 1;
+        }
+    }
+    CHECK(replica_has_text(&rec, "pulled"), "message not delivered through poll");
+    check_replica(&rec, sub);
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s PYTHON CHAT_SERVER_SCRIPT\n", argv[0]);
+        return 2;
+    }
+    if (chat_server_start(&server, argv[1], argv[2]) != 0) {
+        fprintf(stderr, "cannot start the chat server %s with %s\n", argv[2], argv[1]);
+        count_case("chat_server_starts", 1);
+        return finish();
+    }
+    run_case("chat_fetch_then_stream", chat_fetch_then_stream);
+    run_case("subscribers_of_one_key_share_one_socket", subscribers_of_one_key_share_one_socket);
+    run_case("dropped_stream_reconnects_and_resyncs", dropped_stream_reconnects_and_resyncs);
+    run_case("bad_frames_are_error_events", bad_frames_are_error_events);
+    run_case("client_free_with_open_sockets_closes_them", client_free_with_open_sockets_closes_them);
+    run_case("unused_entry_removal_closes_its_socket", unused_entry_removal_closes_its_socket);
+    run_case("pull_mode_against_the_server", pull_mode_against_the_server);
+    chat_server_stop(&server);
+    return finish();
+}
