@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Python suite: a venv at the repository root (.venv), the package installed exactly as a user
-# installs it (`pip install ./bindings-python`, maturin as the PEP 517 backend: one release build),
+# installs it (`pip install ./bindings-python`, maturin as the PEP 517 backend, dev profile: one build),
 # then mypy --strict on the tests and examples, then pytest.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -15,8 +15,10 @@ PY="$VENV/bin/python"
 "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" pytest websockets jsonpatch mypy
 
-# One build; cargo reuses the workspace's target/ between runs.
+# One build; cargo reuses the workspace's target/ between runs. The tests take the dev profile,
+# which shares the dependencies `cargo test` already built (a user's `pip install` builds release).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+export MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}"
 "$PY" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings-python
 
 cd "$HERE"
