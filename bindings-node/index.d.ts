@@ -1,0 +1,223 @@
+// Types of the `livecache` package (SPEC §7 Node). Events are a discriminated union on `type`.
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+/** One RFC 6902 operation (events never carry `test`, E1). */
+export type PatchOperation =
+  | { op: 'add'; path: string; value: JsonValue }
+  | { op: 'remove'; path: string }
+  | { op: 'replace'; path: string; value: JsonValue }
+  | { op: 'move'; from: string; path: string }
+  | { op: 'copy'; from: string; path: string }
+  | { op: 'test'; path: string; value: JsonValue }
+
+export type Status = 'pending' | 'fulfilled' | 'rejected'
+export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'closed'
+export type ErrorReason =
+  | 'invalid_json'
+  | 'binary_frame'
+  | 'too_large'
+  | 'too_deep'
+  | 'not_finite'
+  | 'schema'
+  | 'apply'
+  | 'hook'
+  | 'protocol'
+
+export interface SnapshotEvent<D = JsonValue> {
+  type: 'snapshot'
+  key: string
+  version: number
+  status: Status
+  data: D
+}
+export interface PatchEvent {
+  type: 'patch'
+  key: string
+  from: number
+  version: number
+  patches: PatchOperation[]
+}
+export interface StatusEvent {
+  type: 'status'
+  key: string
+  status: Status
+  error?: JsonValue
+}
+export interface StreamEvent {
+  type: 'stream'
+  key: string
+  state: StreamState
+  error?: string
+}
+export interface ErrorEvent {
+  type: 'error'
+  key: string
+  reason: ErrorReason
+  message: string
+}
+export interface RemovedEvent {
+  type: 'removed'
+  key: string
+}
+/** SPEC §5. */
+export type LivecacheEvent<D = JsonValue> = SnapshotEvent<D> | PatchEvent | StatusEvent | StreamEvent | ErrorEvent | RemovedEvent
+
+/** An entry's state, as `snapshot()` returns it (SPEC §5). */
+export interface EntryState<D = JsonValue> {
+  key: string
+  status: Status
+  version: number
+  data: D
+  error?: JsonValue
+  stream: { state: StreamState; error?: string }
+}
+
+export interface Stats {
+  entries: number
+  subscriptions: number
+  entriesCreated: number
+  entriesRemoved: number
+  messagesReceived: number
+  messagesApplied: number
+  messagesFiltered: number
+  messagesBuffered: number
+  messagesReapplied: number
+  messagesRejected: Record<ErrorReason, number>
+  bufferOverflows: number
+  fetches: number
+  fetchErrors: number
+  staleResponses: number
+  reconnects: number
+  queueOverflows: number
+  eventsDelivered: number
+  hostUpdates: number
+  [counter: string]: number | Record<string, number>
+}
+
+/** SPEC §2: one JSON shape for every language. */
+export interface EndpointConfig {
+  query?: string
+  transformResponse?: { entityAdapter?: { selectId?: string; sortBy?: string } }
+  keepUnusedDataFor?: number | null | 'infinite'
+  stream?: {
+    url?: string
+    filter?: Record<string, JsonValue>
+    schema?: JsonValue
+    apply?: string | Record<string, JsonValue>
+    reconnect?: { initialDelayMs?: number; maxDelayMs?: number }
+    heartbeat?: { intervalMs?: number; timeoutMs?: number }
+    maxMessageBytes?: number
+    resyncOnReconnect?: boolean
+    bufferBeforeLoaded?: number
+  }
+  [key: string]: unknown
+}
+export interface Config {
+  baseUrl?: string
+  keepUnusedDataFor?: number | null | 'infinite'
+  queueLimit?: number
+  endpoints: Record<string, EndpointConfig>
+  [key: string]: unknown
+}
+
+/** A recipe mutates the draft (recorded as RFC 6902 operations) or returns the new data. */
+export type Recipe<D = any> = (draft: D) => D | void
+
+export interface UpdateResult {
+  patches: PatchOperation[]
+  inversePatches: PatchOperation[]
+  /** Applies `inversePatches` as a new host update. */
+  undo(): UpdateResult
+}
+
+export interface CacheLifecycle<D = any> {
+  /** L2: `{data, meta}` of the first data; rejects with CacheEntryRemoved if the entry goes first. */
+  cacheDataLoaded: Promise<{ data: D; meta: JsonValue }>
+  /** L3: resolves when the entry is removed. */
+  cacheEntryRemoved: Promise<void>
+  updateCachedData(recipe: Recipe<D>): UpdateResult
+  getCacheEntry(): EntryState<D>
+}
+
+/** SPEC §6, per endpoint. */
+export interface EndpointHooks<D = any, A = any> {
+  /** The data for `arg` (may be async). A thrown Error rejects the fetch as
+   * `{status: 'CUSTOM_ERROR', error: message}`; any other thrown value is the error itself. */
+  queryFn?: (arg: A) => D | Promise<D>
+  transformResponse?: (data: any, arg: A) => D | Promise<D>
+  /** Mutate the draft or return the new data. Synchronous. */
+  onMessage?: (draft: D, message: any, arg: A) => D | void
+  onCacheEntryAdded?: (arg: A, lifecycle: CacheLifecycle<D>) => void | Promise<void>
+}
+export type Hooks = Record<string, EndpointHooks>
+
+export declare class Subscription<D = any> {
+  private constructor()
+  /** The cache key (K1), e.g. `getMessages("redux")`. */
+  readonly key: string
+  readonly active: boolean
+  snapshot(): EntryState<D>
+  /** L2: the data, at once if present. */
+  loaded(): Promise<D>
+  events(): AsyncIterableIterator<LivecacheEvent<D>>
+  unsubscribe(): void
+}
+
+export declare class Client {
+  constructor(config: Config | string, hooks?: Hooks)
+  readonly closed: boolean
+  /** `arg` undefined is "no arg", null is null (K1). */
+  subscribe<D = any>(endpoint: string, arg?: unknown, onEvent?: (event: LivecacheEvent<D>) => void): Subscription<D>
+  cacheKey(endpoint: string, arg?: unknown): string
+  snapshot<D = any>(endpoint: string, arg?: unknown): EntryState<D>
+  updateQueryData<D = any>(endpoint: string, arg: unknown, recipe: Recipe<D>): UpdateResult
+  patchQueryData(endpoint: string, arg: unknown, patches: PatchOperation[]): UpdateResult
+  upsertQueryData(endpoint: string, arg: unknown, data: unknown): void
+  refetch(endpoint: string, arg?: unknown): void
+  pushMessage(endpoint: string, arg: unknown, message: unknown): void
+  /** Raw text through the stream pipeline, exactly as a frame carries it. */
+  pushMessageText(endpoint: string, arg: unknown, text: string): void
+  stats(): Stats
+  close(): Promise<void>
+}
+
+export type ErrorCode =
+  | 'ConfigError'
+  | 'Closed'
+  | 'UnknownEndpoint'
+  | 'NotFound'
+  | 'NotLoaded'
+  | 'PatchError'
+  | 'InvalidArgument'
+  | 'InvalidInput'
+  | 'CacheEntryRemoved'
+
+export declare class LivecacheError extends Error {
+  readonly code: ErrorCode | 'LivecacheError'
+}
+export declare class ConfigError extends LivecacheError {}
+export declare class Closed extends LivecacheError {}
+export declare class UnknownEndpoint extends LivecacheError {}
+export declare class NotFound extends LivecacheError {}
+export declare class NotLoaded extends LivecacheError {}
+export declare class PatchError extends LivecacheError {}
+export declare class InvalidArgument extends LivecacheError {}
+export declare class InvalidInput extends LivecacheError {}
+export declare class CacheEntryRemoved extends LivecacheError {}
+
+declare const livecache: {
+  Client: typeof Client
+  Subscription: typeof Subscription
+  LivecacheError: typeof LivecacheError
+  ConfigError: typeof ConfigError
+  Closed: typeof Closed
+  UnknownEndpoint: typeof UnknownEndpoint
+  NotFound: typeof NotFound
+  NotLoaded: typeof NotLoaded
+  PatchError: typeof PatchError
+  InvalidArgument: typeof InvalidArgument
+  InvalidInput: typeof InvalidInput
+  CacheEntryRemoved: typeof CacheEntryRemoved
+}
+export default livecache

@@ -1,0 +1,691 @@
+'use strict'
+// livecache for Node.js: the public API of SPEC §7 Node over the native layer (src/lib.rs).
+
+const path = require('node:path')
+const errors = require('./lib/errors')
+const { toJSONText, argText } = require('./lib/json')
+const { Recorder, record } = require('./lib/draft')
+const { applyPatches } = require('./lib/patch')
+
+const { native, makeError, fromNative } = errors
+
+function loadNative() {
+  const file = process.env.LIVECACHE_NODE_ADDON || path.join(__dirname, 'livecache.node')
+  try {
+    return require(file)
+  } catch (e) {
+    throw new Error(
+      `livecache: cannot load the native addon ${file} (${e.message}). ` +
+        'It is built by `npm install` in the livecache package folder (needs cargo).',
+      { cause: e },
+    )
+  }
+}
+
+const binding = loadNative()
+
+// Host-call kinds, as in src/bridge.rs.
+const QUERY_FN = 1
+const TRANSFORM_RESPONSE = 2
+const ON_MESSAGE = 3
+const ON_CACHE_ENTRY_ADDED = 4
+const SETTLE = 5
+const LIFECYCLE_LOADED = 6
+const LIFECYCLE_REMOVED = 7
+
+const HOOK_NAMES = ['queryFn', 'transformResponse', 'onMessage', 'onCacheEntryAdded']
+
+/** Reports a callback's exception as an uncaught exception, after the others ran (SPEC §5). */
+function reportUncaught(e) {
+  process.nextTick(() => {
+    throw e
+  })
+}
+
+function messageOf(e) {
+  if (e instanceof Error) return e.message
+  try {
+    return typeof e === 'string' ? e : JSON.stringify(e)
+  } catch {
+    return String(e)
+  }
+}
+
+function argOf(call) {
+  return Object.prototype.hasOwnProperty.call(call, 'a') ? call.a : undefined
+}
+
+/** A failed `queryFn` as the entry's `error` (L6): a thrown Error becomes RTK's CUSTOM_ERROR shape;
+ * any other thrown value is the error value itself. */
+function fetchErrorText(e) {
+  if (e instanceof Error) return JSON.stringify({ status: 'CUSTOM_ERROR', error: e.message })
+  try {
+    return toJSONText(e === undefined ? null : e)
+  } catch (inner) {
+    return JSON.stringify({ status: 'CUSTOM_ERROR', error: inner.message })
+  }
+}
+
+function deferred() {
+  let resolve, reject
+  const promise = new Promise((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
+function settle(d, payload) {
+  const s = JSON.parse(payload)
+  if (Object.prototype.hasOwnProperty.call(s, 'value')) d.resolve(s.value)
+  else d.reject(makeError(s.kind, s.message))
+}
+
+function updateResult(client, endpoint, arg, text) {
+  const r = JSON.parse(text)
+  return {
+    patches: r.patches,
+    inversePatches: r.inversePatches,
+    undo: () => client.patchQueryData(endpoint, arg, r.inversePatches),
+  }
+}
+
+class Subscription {
+  #client
+  #native
+  #id
+  #onEvent
+  #iterators = new Set()
+  #active = true
+
+  /** @internal */
+  constructor(client, nativeSub, id, onEvent) {
+    this.#client = client
+    this.#native = nativeSub
+    this.#id = id
+    this.#onEvent = onEvent
+    this.key = nativeSub.key
+  }
+
+  /** @internal Delivers one event to the callback and to every `events()` iterator. */
+  _deliver(event) {
+    if (this.#onEvent !== undefined) {
+      try {
+        this.#onEvent(event)
+      } catch (e) {
+        reportUncaught(e)
+      }
+    }
+    for (const it of this.#iterators) {
+      if (!this.#active) break
+      it.push(event)
+    }
+  }
+
+  get active() {
+    return this.#active
+  }
+
+  /** The entry's current state (SPEC §5). */
+  snapshot() {
+    return JSON.parse(native(() => this.#native.snapshot()))
+  }
+
+  /** The data once loaded (L2); rejects with CacheEntryRemoved if the entry goes first. */
+  loaded() {
+    const d = deferred()
+    const id = this.#client[SETTLES].add(d)
+    try {
+      this.#native.loaded(id)
+    } catch (e) {
+      this.#client[SETTLES].remove(id)
+      d.reject(fromNative(e))
+    }
+    return d.promise
+  }
+
+  /** Every later event, as an async iterator; it ends when the subscription ends. */
+  events() {
+    const buffer = []
+    let head = 0
+    let waiting = null
+    let done = !this.#active
+    const iterators = this.#iterators
+    const it = {
+      push(event) {
+        if (waiting !== null) {
+          const w = waiting
+          waiting = null
+          w({ value: event, done: false })
+        } else buffer.push(event)
+      },
+      end() {
+        done = true
+        iterators.delete(it)
+        if (waiting !== null) {
+          const w = waiting
+          waiting = null
+          w({ value: undefined, done: true })
+        }
+      },
+      next() {
+        if (head < buffer.length) {
+          const value = buffer[head]
+          buffer[head++] = undefined
+          if (head > 1024 && head * 2 > buffer.length) {
+            buffer.splice(0, head)
+            head = 0
+          }
+          return Promise.resolve({ value, done: false })
+        }
+        if (done) return Promise.resolve({ value: undefined, done: true })
+        return new Promise((resolve) => {
+          waiting = resolve
+        })
+      },
+      return() {
+        it.end()
+        return Promise.resolve({ value: undefined, done: true })
+      },
+      [Symbol.asyncIterator]() {
+        return it
+      },
+    }
+    if (!done) iterators.add(it)
+    return it
+  }
+
+  /** Stops the subscription: no callback of it runs afterwards (SPEC §5). Idempotent. */
+  unsubscribe() {
+    if (!this.#active) return
+    this.#active = false
+    try {
+      native(() => this.#native.unsubscribe())
+    } finally {
+      this.#client[FORGET](this.#id, this.key)
+      for (const it of [...this.#iterators]) it.end()
+    }
+  }
+
+  /** @internal The client closed. */
+  _closed() {
+    this.#active = false
+    for (const it of [...this.#iterators]) it.end()
+  }
+}
+
+const SETTLES = Symbol('settles')
+const FORGET = Symbol('forget')
+
+class Client {
+  #native
+  #hooks
+  #subs = new Map()
+  #keyCounts = new Map()
+  #nextSub = 1
+  #settles = new Map()
+  #nextSettle = 1
+  #lifecycles = new Map()
+  /** Per cache key, a copy of the data kept in step by its events, for `onMessage` drafts. */
+  #replicas = new Map()
+  /** `onMessage` calls waiting for their key's replica to reach the version they were given. */
+  #waiting = new Map()
+  #closed = false
+  /** True while events are handed out: a nested drain would reorder them. */
+  #draining = false
+
+  /**
+   * @param config SPEC §2 config, as an object or JSON text.
+   * @param hooks `{ [endpoint]: { queryFn, transformResponse, onMessage, onCacheEntryAdded } }`
+   */
+  constructor(config, hooks = {}) {
+    let configText
+    if (typeof config === 'string') configText = config
+    else if (config !== null && typeof config === 'object') {
+      try {
+        configText = toJSONText(config)
+      } catch (e) {
+        throw makeError('ConfigError', `invalid config at (root): ${e.message}`)
+      }
+    } else throw makeError('ConfigError', 'invalid config at (root): expected an object or JSON text')
+    if (hooks === null || hooks === undefined) hooks = {}
+    if (typeof hooks !== 'object') throw makeError('ConfigError', 'invalid config at hooks: expected an object')
+    const spec = {}
+    this.#hooks = {}
+    for (const endpoint of Object.keys(hooks)) {
+      const h = hooks[endpoint]
+      if (h === null || typeof h !== 'object') {
+        throw makeError('ConfigError', `invalid config at hooks.${endpoint}: expected an object of hook functions`)
+      }
+      const names = []
+      for (const name of Object.keys(h)) {
+        if (h[name] === undefined) continue
+        if (!HOOK_NAMES.includes(name)) {
+          throw makeError('ConfigError', `invalid config at hooks.${endpoint}.${name}: not a hook name (${HOOK_NAMES.join(', ')})`)
+        }
+        if (typeof h[name] !== 'function') {
+          throw makeError('ConfigError', `invalid config at hooks.${endpoint}.${name}: expected a function`)
+        }
+        names.push(name)
+      }
+      spec[endpoint] = names
+      this.#hooks[endpoint] = { ...h }
+    }
+    this.#native = native(
+      () =>
+        new binding.NativeClient(
+          configText,
+          JSON.stringify(spec),
+          () => this.#drain(),
+          (kind, id, payload) => this.#hostCall(kind, id, payload),
+        ),
+    )
+  }
+
+  get [SETTLES]() {
+    const settles = this.#settles
+    return {
+      add: (d) => {
+        const id = this.#nextSettle++
+        settles.set(id, d)
+        return id
+      },
+      remove: (id) => settles.delete(id),
+    }
+  }
+
+  [FORGET](id, key) {
+    this.#subs.delete(id)
+    const n = (this.#keyCounts.get(key) || 1) - 1
+    if (n > 0) {
+      this.#keyCounts.set(key, n)
+      return
+    }
+    this.#keyCounts.delete(key)
+    // No events will move this key's replica any more: waiting hook calls take the data itself.
+    this.#replicas.delete(key)
+    const waiting = this.#waiting.get(key)
+    if (waiting !== undefined) {
+      this.#waiting.delete(key)
+      for (const w of waiting) this.#complete(w.id, true, 'snapshot')
+    }
+  }
+
+  /** Runs the engine's ready callbacks and hands their events out, in order, on this thread. */
+  #drain() {
+    if (this.#closed || this.#draining) return
+    let text
+    try {
+      text = this.#native.poll()
+    } catch (e) {
+      reportUncaught(fromNative(e))
+      return
+    }
+    if (text == null) return
+    const batch = JSON.parse(text)
+    const outer = this.#draining
+    this.#draining = true
+    try {
+      for (let i = 0; i < batch.length; i++) {
+        const pair = batch[i]
+        const sub = this.#subs.get(pair[0])
+        if (sub === undefined) continue
+        const event = pair[1]
+        if (this.#replicas.size !== 0) this.#track(event)
+        sub._deliver(event)
+      }
+    } finally {
+      this.#draining = outer
+    }
+    if (this.#waiting.size !== 0) this.#resumeWaiting()
+  }
+
+  /** Keeps a replica in step with its key's events (several subscribers: each version once). */
+  #track(event) {
+    const r = this.#replicas.get(event.key)
+    if (r === undefined) return
+    switch (event.type) {
+      case 'patch':
+        if (event.from !== r.version) return
+        try {
+          applyPatches(r.data, event.patches)
+          r.version = event.version
+        } catch {
+          this.#replicas.delete(event.key)
+        }
+        return
+      case 'snapshot':
+        r.data = structuredClone(event.data)
+        r.version = event.version
+        // A snapshot does not say which entry lifetime it is; the next hook call tells.
+        r.entryId = null
+        return
+      case 'removed':
+        this.#replicas.delete(event.key)
+        return
+      default:
+    }
+  }
+
+  #resumeWaiting() {
+    for (const [key, calls] of this.#waiting) {
+      const r = this.#replicas.get(key)
+      const ready = calls.filter((c) => r === undefined || r.version >= c.call.v[1])
+      if (ready.length === 0) continue
+      const rest = calls.filter((c) => !ready.includes(c))
+      if (rest.length === 0) this.#waiting.delete(key)
+      else this.#waiting.set(key, rest)
+      for (const c of ready) this.#onMessage(c.id, c.call)
+    }
+  }
+
+  #complete(id, ok, text) {
+    if (this.#closed) return
+    try {
+      this.#native.complete(id, ok, text)
+    } catch (e) {
+      reportUncaught(fromNative(e))
+    }
+  }
+
+  /** Answers hook call `id` with what `thunk` returns (a value or a promise). */
+  #answer(id, thunk, okText, failText) {
+    let result
+    try {
+      result = thunk()
+    } catch (e) {
+      this.#complete(id, false, failText(e))
+      return
+    }
+    const finish = (value) => {
+      let text
+      try {
+        text = okText(value)
+      } catch (e) {
+        this.#complete(id, false, failText(e))
+        return
+      }
+      this.#complete(id, true, text)
+    }
+    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+      result.then(finish, (e) => this.#complete(id, false, failText(e)))
+    } else finish(result)
+  }
+
+  #hostCall(kind, id, payload) {
+    switch (kind) {
+      case QUERY_FN: {
+        const call = JSON.parse(payload)
+        const fn = this.#hooks[call.e].queryFn
+        this.#answer(id, () => fn(argOf(call)), (v) => toJSONText(v === undefined ? null : v), fetchErrorText)
+        return
+      }
+      case TRANSFORM_RESPONSE: {
+        const call = JSON.parse(payload)
+        const fn = this.#hooks[call.e].transformResponse
+        this.#answer(id, () => fn(call.d, argOf(call)), (v) => toJSONText(v === undefined ? null : v), messageOf)
+        return
+      }
+      case ON_MESSAGE:
+        // The event for the version this call was given is already queued: take it first.
+        this.#drain()
+        this.#onMessage(id, JSON.parse(payload))
+        return
+      case ON_CACHE_ENTRY_ADDED:
+        this.#onCacheEntryAdded(id, JSON.parse(payload))
+        return
+      case SETTLE: {
+        const d = this.#settles.get(id)
+        if (d === undefined) return
+        this.#settles.delete(id)
+        settle(d, payload)
+        return
+      }
+      case LIFECYCLE_LOADED: {
+        const lc = this.#lifecycles.get(id)
+        if (lc !== undefined) settle(lc.loaded, payload)
+        return
+      }
+      case LIFECYCLE_REMOVED: {
+        const lc = this.#lifecycles.get(id)
+        if (lc === undefined) return
+        this.#lifecycles.delete(id)
+        lc.gone = true
+        lc.removed.resolve()
+        return
+      }
+      default:
+    }
+  }
+
+  /** `onMessage` over the key's replica: the draft records operations, the replica is rolled
+   * back, and the engine's patch event moves it forward, so no message copies the document. */
+  #onMessage(id, call) {
+    const fn = this.#hooks[call.e].onMessage
+    const [entryId, version] = call.v || [null, -1]
+    let r
+    if (Object.prototype.hasOwnProperty.call(call, 'd')) {
+      r = { entryId, version, data: call.d }
+      if (this.#keyCounts.has(call.k)) this.#replicas.set(call.k, r)
+    } else {
+      r = this.#replicas.get(call.k)
+      if (r !== undefined && r.entryId !== null && r.entryId !== entryId) r = undefined
+      if (r === undefined) {
+        this.#complete(id, true, 'snapshot')
+        return
+      }
+      if (r.version > version) {
+        // The engine has moved on since; it calls again with its current data.
+        this.#complete(id, true, '{}')
+        return
+      }
+      if (r.version < version) {
+        let list = this.#waiting.get(call.k)
+        if (list === undefined) this.#waiting.set(call.k, (list = []))
+        list.push({ id, call })
+        return
+      }
+      r.entryId = entryId
+    }
+    const recorder = new Recorder()
+    let out
+    try {
+      out = record(r.data, fn, recorder, call.m, argOf(call))
+    } catch (e) {
+      recorder.rollback()
+      this.#complete(id, false, messageOf(e))
+      return
+    }
+    recorder.rollback()
+    this.#complete(id, true, out.mode === 1 ? '{"data":' + out.payload + '}' : '{"ops":' + out.payload + '}')
+  }
+
+  #onCacheEntryAdded(id, call) {
+    const fn = this.#hooks[call.e].onCacheEntryAdded
+    const lcId = call.lc
+    const lc = { loaded: deferred(), removed: deferred() }
+    // L2: an unobserved rejection of cacheDataLoaded is never an unhandled rejection.
+    lc.loaded.promise.catch(() => {})
+    this.#lifecycles.set(lcId, lc)
+    const arg = call.has_arg ? call.a : undefined
+    const api = {
+      cacheDataLoaded: lc.loaded.promise,
+      cacheEntryRemoved: lc.removed.promise,
+      updateCachedData: (recipe) => this.#lifecycleUpdate(lcId, call.e, arg, call.k, recipe),
+      getCacheEntry: () => JSON.parse(native(() => this.#native.lifecycleEntry(lcId))),
+    }
+    this.#answer(id, () => fn(arg, api), () => '', messageOf)
+  }
+
+  #lifecycleUpdate(lcId, ep, arg, key, recipe) {
+    if (typeof recipe !== 'function') throw makeError('InvalidArgument', 'invalid argument: updateCachedData needs a recipe function')
+    const lc = this.#lifecycles.get(lcId)
+    const a = argText(arg)
+    const fast = lc === undefined || lc.gone ? null : this.#recordOnReplica(key, ep, a, recipe)
+    if (fast !== null && fast.mode === 0) return this.#lifecycleResult(lcId, native(() => this.#native.patchQueryData(ep, a, fast.payload)))
+    let out = fast
+    if (out === null) {
+      const state = JSON.parse(native(() => this.#native.lifecycleEntry(lcId)))
+      out = state.version === 0 ? { mode: 0, payload: '[]' } : record(state.data, recipe, new Recorder())
+    }
+    return this.#lifecycleResult(lcId, native(() => this.#native.lifecycleUpdate(lcId, out.mode, out.payload)))
+  }
+
+  /** Runs a host recipe on the replica of `key` when this client's subscriptions keep one in
+   * step, so the recipe costs time proportional to its change, not to the document. Returns
+   * null when there is none (the caller reads the data from the engine instead). */
+  #recordOnReplica(key, ep, a, recipe) {
+    if (!this.#keyCounts.has(key) || this.#draining) return null
+    // Every change the engine has committed is queued for this key's subscriptions: take it.
+    this.#drain()
+    let r = this.#replicas.get(key)
+    if (r === undefined) {
+      const state = JSON.parse(native(() => this.#native.snapshot(ep, a)))
+      if (state.version === 0) return null
+      r = { entryId: null, version: state.version, data: state.data }
+      this.#replicas.set(key, r)
+    }
+    const recorder = new Recorder()
+    try {
+      return record(r.data, recipe, recorder)
+    } finally {
+      recorder.rollback()
+    }
+  }
+
+  #lifecycleResult(lcId, text) {
+    const r = JSON.parse(text)
+    return {
+      patches: r.patches,
+      inversePatches: r.inversePatches,
+      undo: () =>
+        this.#lifecycleResult(lcId, native(() => this.#native.lifecycleUpdate(lcId, 0, JSON.stringify(r.inversePatches)))),
+    }
+  }
+
+  /** Subscribes to `(endpoint, arg)`; `arg` undefined is "no arg", null is null (K1). */
+  subscribe(endpoint, arg, onEvent) {
+    if (typeof endpoint !== 'string') throw makeError('InvalidArgument', 'invalid argument: the endpoint must be a string')
+    if (onEvent !== undefined && typeof onEvent !== 'function') {
+      throw makeError('InvalidArgument', 'invalid argument: onEvent must be a function')
+    }
+    const id = this.#nextSub++
+    const nativeSub = native(() => this.#native.subscribe(endpoint, argText(arg), id))
+    const sub = new Subscription(this, nativeSub, id, onEvent)
+    this.#subs.set(id, sub)
+    this.#keyCounts.set(sub.key, (this.#keyCounts.get(sub.key) || 0) + 1)
+    return sub
+  }
+
+  /** The cache key of `(endpoint, arg)` (K1). */
+  cacheKey(endpoint, arg) {
+    return native(() => this.#native.cacheKey(String(endpoint), argText(arg)))
+  }
+
+  /** The entry state of `(endpoint, arg)` (SPEC §5); NotFound without an entry. */
+  snapshot(endpoint, arg) {
+    return JSON.parse(native(() => this.#native.snapshot(String(endpoint), argText(arg))))
+  }
+
+  /** L9: `recipe(draft)` mutates the draft or returns new data. */
+  updateQueryData(endpoint, arg, recipe) {
+    if (typeof recipe !== 'function') throw makeError('InvalidArgument', 'invalid argument: updateQueryData needs a recipe function')
+    const a = argText(arg)
+    const ep = String(endpoint)
+    let out = this.#recordOnReplica(native(() => this.#native.cacheKey(ep, a)), ep, a, recipe)
+    if (out !== null && out.mode === 0) return updateResult(this, endpoint, arg, native(() => this.#native.patchQueryData(ep, a, out.payload)))
+    if (out === null) {
+      const state = JSON.parse(native(() => this.#native.snapshot(ep, a)))
+      // Without data the engine refuses the update (NotLoaded); the recipe does not run.
+      out = state.version === 0 ? { mode: 0, payload: '[]' } : record(state.data, recipe, new Recorder())
+    }
+    return updateResult(this, endpoint, arg, native(() => this.#native.updateQueryData(ep, a, out.mode, out.payload)))
+  }
+
+  /** L9: RFC 6902 operations, all or nothing. */
+  patchQueryData(endpoint, arg, patches) {
+    const text = toJSONText(patches, 2)
+    return updateResult(this, endpoint, arg, native(() => this.#native.patchQueryData(String(endpoint), argText(arg), text)))
+  }
+
+  /** L9: sets the data, creating a fulfilled entry if absent. */
+  upsertQueryData(endpoint, arg, data) {
+    const text = toJSONText(data === undefined ? null : data)
+    native(() => this.#native.upsertQueryData(String(endpoint), argText(arg), text))
+  }
+
+  /** L5: re-runs the query. */
+  refetch(endpoint, arg) {
+    native(() => this.#native.refetch(String(endpoint), argText(arg)))
+  }
+
+  /** L10: one message through the endpoint's stream pipeline. */
+  pushMessage(endpoint, arg, message) {
+    const text = toJSONText(message === undefined ? null : message)
+    native(() => this.#native.pushMessage(String(endpoint), argText(arg), text))
+  }
+
+  /** L10 with raw text, exactly as a stream frame carries it (bad JSON is an `error` event). */
+  pushMessageText(endpoint, arg, text) {
+    if (typeof text !== 'string') throw makeError('InvalidArgument', 'invalid argument: pushMessageText needs a string')
+    native(() => this.#native.pushMessageText(String(endpoint), argText(arg), text))
+  }
+
+  /** Counters (SPEC §5). */
+  stats() {
+    return JSON.parse(native(() => this.#native.stats()))
+  }
+
+  get closed() {
+    return this.#closed
+  }
+
+  /** Closes every stream and subscription (SPEC §8); a second call does nothing. */
+  async close() {
+    if (this.#closed) return
+    this.#closed = true
+    native(() => this.#native.close())
+    for (const sub of this.#subs.values()) sub._closed()
+    this.#subs.clear()
+    this.#keyCounts.clear()
+    this.#replicas.clear()
+    this.#waiting.clear()
+    const removed = makeError('CacheEntryRemoved', 'the client closed')
+    for (const d of this.#settles.values()) d.reject(removed)
+    this.#settles.clear()
+    for (const lc of this.#lifecycles.values()) {
+      lc.loaded.reject(removed)
+      lc.removed.resolve()
+    }
+    this.#lifecycles.clear()
+  }
+}
+
+const {
+  LivecacheError,
+  ConfigError,
+  Closed,
+  UnknownEndpoint,
+  NotFound,
+  NotLoaded,
+  PatchError,
+  InvalidArgument,
+  InvalidInput,
+  CacheEntryRemoved,
+} = errors
+
+module.exports = {
+  Client,
+  Subscription,
+  LivecacheError,
+  ConfigError,
+  Closed,
+  UnknownEndpoint,
+  NotFound,
+  NotLoaded,
+  PatchError,
+  InvalidArgument,
+  InvalidInput,
+  CacheEntryRemoved,
+}
+module.exports.default = module.exports

@@ -1,0 +1,280 @@
+//! Host hooks (SPEC §6) run on the JavaScript thread. The engine calls them on its own threads;
+//! each call is queued on one threadsafe function and answered by `NativeClient.complete`, so a
+//! hook may be async (a promise) without blocking the engine.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::FutureExt;
+use livecache_core::hooks::{MessageUpdate, OnCacheEntryAddedFn, OnMessageFn, QueryFn, TransformFn};
+use livecache_core::key::cache_key;
+use livecache_core::{EndpointHooks, Error, Hooks, Lifecycle, PatchOp};
+use napi::bindgen_prelude::{FnArgs, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::convert::to_text;
+
+/// What a queued call asks the JavaScript side to do (mirrored in `lib/native.js`).
+pub mod kind {
+    pub const QUERY_FN: u32 = 1;
+    pub const TRANSFORM_RESPONSE: u32 = 2;
+    pub const ON_MESSAGE: u32 = 3;
+    pub const ON_CACHE_ENTRY_ADDED: u32 = 4;
+    /// A promise made by `loaded()` settles.
+    pub const SETTLE: u32 = 5;
+    /// A lifecycle's `cacheDataLoaded` settles.
+    pub const LIFECYCLE_LOADED: u32 = 6;
+    /// A lifecycle's `cacheEntryRemoved` resolves.
+    pub const LIFECYCLE_REMOVED: u32 = 7;
+}
+
+pub type HostCalls =
+    ThreadsafeFunction<FnArgs<(u32, u32, String)>, Unknown<'static>, FnArgs<(u32, u32, String)>, Status, false, true>;
+
+type Reply = Box<dyn FnOnce(bool, String) + Send>;
+
+pub struct Bridge {
+    calls: HostCalls,
+    next: AtomicU32,
+    pending: Mutex<HashMap<u32, Reply>>,
+    lifecycles: Mutex<HashMap<u32, Lifecycle>>,
+}
+
+/// A settled promise as JSON: `{"value": …}` or `{"kind": …, "message": …}`.
+pub fn settlement(result: Result<Value, Error>) -> String {
+    match result {
+        Ok(v) => to_text(&json!({ "value": v })),
+        Err(e) => to_text(&json!({ "kind": e.kind(), "message": e.to_string() })),
+    }
+}
+
+impl Bridge {
+    pub fn new(calls: HostCalls) -> Arc<Bridge> {
+        Arc::new(Bridge {
+            calls,
+            next: AtomicU32::new(1),
+            pending: Mutex::new(HashMap::new()),
+            lifecycles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn next_id(&self) -> u32 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues a call that expects no answer.
+    pub fn notify(&self, kind: u32, id: u32, payload: String) {
+        self.calls.call(FnArgs { data: (kind, id, payload) }, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+
+    fn call(&self, kind: u32, payload: String, reply: Reply) {
+        let id = self.next_id();
+        self.pending.lock().insert(id, reply);
+        let status = self.calls.call(FnArgs { data: (kind, id, payload) }, ThreadsafeFunctionCallMode::NonBlocking);
+        if status != Status::Ok {
+            if let Some(reply) = self.pending.lock().remove(&id) {
+                reply(false, format!("the JavaScript thread cannot take calls ({status})"));
+            }
+        }
+    }
+
+    async fn call_async(&self, kind: u32, payload: String) -> (bool, String) {
+        let (tx, rx) = oneshot::channel();
+        self.call(kind, payload, Box::new(move |ok, text| drop(tx.send((ok, text)))));
+        rx.await.unwrap_or_else(|_| (false, "the hook call was dropped".into()))
+    }
+
+    /// For the engine's synchronous hooks (`transformResponse`): waits on this engine thread,
+    /// telling tokio so other tasks move elsewhere meanwhile.
+    fn call_blocking(&self, kind: u32, payload: String) -> (bool, String) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.call(kind, payload, Box::new(move |ok, text| drop(tx.send((ok, text)))));
+        let wait = move || rx.recv().unwrap_or_else(|_| (false, "the hook call was dropped".into()));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
+    }
+
+    /// The answer to call `id`, from the JavaScript side.
+    pub fn complete(&self, id: u32, ok: bool, text: String) {
+        if let Some(reply) = self.pending.lock().remove(&id) {
+            reply(ok, text);
+        }
+    }
+
+    pub fn lifecycle(&self, id: u32) -> Option<Lifecycle> {
+        self.lifecycles.lock().get(&id).cloned()
+    }
+
+    /// Builds the engine hooks for `spec` (`{endpoint: [hook names]}`), each forwarding here.
+    pub fn hooks(self: &Arc<Self>, spec: &Value) -> napi::Result<Hooks> {
+        let mut hooks = Hooks::new();
+        let Some(spec) = spec.as_object() else { return Ok(hooks) };
+        for (endpoint, names) in spec {
+            let mut eh = EndpointHooks::default();
+            for name in names.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                match name {
+                    "queryFn" => eh.query_fn = Some(self.query_fn(endpoint)),
+                    "transformResponse" => eh.transform_response = Some(self.transform_response(endpoint)),
+                    "onMessage" => eh.on_message = Some(self.on_message(endpoint)),
+                    "onCacheEntryAdded" => eh.on_cache_entry_added = Some(self.on_cache_entry_added(endpoint)),
+                    other => {
+                        return Err(crate::convert::kind_error(
+                            "ConfigError",
+                            format!("invalid config at hooks.{endpoint}.{other}: not a hook name"),
+                        ))
+                    }
+                }
+            }
+            hooks = hooks.endpoint(endpoint, eh);
+        }
+        Ok(hooks)
+    }
+
+    fn query_fn(self: &Arc<Self>, endpoint: &str) -> QueryFn {
+        let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
+        Arc::new(move |arg: Option<Value>| {
+            let payload = to_text(&HookCall { e: &endpoint, a: arg.as_ref(), ..HookCall::default() });
+            let bridge = Arc::clone(&bridge);
+            async move {
+                let (ok, text) = bridge.call_async(kind::QUERY_FN, payload).await;
+                let parsed = livecache_core::json::parse_host(&text);
+                match (ok, parsed) {
+                    (true, Ok(data)) => Ok(data),
+                    (false, Ok(error)) => Err(error),
+                    (_, Err(e)) => Err(json!({"status": "CUSTOM_ERROR", "error": format!("queryFn: {e}")})),
+                }
+            }
+            .boxed()
+        })
+    }
+
+    fn transform_response(self: &Arc<Self>, endpoint: &str) -> TransformFn {
+        let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
+        Arc::new(move |data: Value, arg: Option<Value>| {
+            let payload = to_text(&HookCall { e: &endpoint, a: arg.as_ref(), d: Some(&data), ..HookCall::default() });
+            drop(data);
+            let (ok, text) = bridge.call_blocking(kind::TRANSFORM_RESPONSE, payload);
+            if !ok {
+                return Err(text);
+            }
+            livecache_core::json::parse_host(&text).map_err(|e| format!("returned an invalid value: {e}"))
+        })
+    }
+
+    fn on_message(self: &Arc<Self>, endpoint: &str) -> OnMessageFn {
+        let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
+        Arc::new(move |data: Arc<Value>, message: Value, arg: Option<Value>| {
+            let key = cache_key(&endpoint, arg.as_ref());
+            let context = livecache_core::hooks::message_base();
+            let payload = to_text(&HookCall {
+                e: &endpoint,
+                a: arg.as_ref(),
+                k: Some(&key),
+                m: Some(&message),
+                v: context.map(|c| (c.entry_id, c.version)),
+                ..HookCall::default()
+            });
+            // The data itself crosses only when the JavaScript side asks for it (see lib/replica.js).
+            let (bridge, endpoint) = (Arc::clone(&bridge), endpoint.clone());
+            async move {
+                let (mut ok, mut text) = bridge.call_async(kind::ON_MESSAGE, payload).await;
+                if ok && text == "snapshot" {
+                    let payload = to_text(&HookCall {
+                        e: &endpoint,
+                        a: arg.as_ref(),
+                        k: Some(&key),
+                        m: Some(&message),
+                        d: Some(&data),
+                        v: context.map(|c| (c.entry_id, c.version)),
+                    });
+                    (ok, text) = bridge.call_async(kind::ON_MESSAGE, payload).await;
+                }
+                drop(data);
+                if !ok {
+                    return Err(text);
+                }
+                message_update(&text)
+            }
+            .boxed()
+        })
+    }
+
+    fn on_cache_entry_added(self: &Arc<Self>, endpoint: &str) -> OnCacheEntryAddedFn {
+        let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
+        Arc::new(move |arg: Option<Value>, lifecycle: Lifecycle| {
+            let bridge = Arc::clone(&bridge);
+            let id = bridge.next_id();
+            bridge.lifecycles.lock().insert(id, lifecycle.clone());
+            let payload = to_text(&json!({ "e": endpoint, "a": arg, "has_arg": arg.is_some(), "k": lifecycle.key(), "lc": id }));
+            async move {
+                let (tx, rx) = oneshot::channel();
+                bridge.call(kind::ON_CACHE_ENTRY_ADDED, payload, Box::new(move |ok, text| drop(tx.send((ok, text)))));
+                // Queued after the call above, so the JavaScript side knows the lifecycle first;
+                // `cacheDataLoaded` settles no later than removal (L2), so it is always told first.
+                let b = Arc::clone(&bridge);
+                tokio::spawn(async move {
+                    let loaded = lifecycle.cache_data_loaded().await.map(|l| json!({"data": l.data, "meta": l.meta}));
+                    b.notify(kind::LIFECYCLE_LOADED, id, settlement(loaded));
+                    lifecycle.cache_entry_removed().await;
+                    // Gone from the table first: an update after `cacheEntryRemoved` is CacheEntryRemoved.
+                    b.lifecycles.lock().remove(&id);
+                    b.notify(kind::LIFECYCLE_REMOVED, id, String::new());
+                });
+                let (ok, text) = rx.await.unwrap_or_else(|_| (false, "the hook call was dropped".into()));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            }
+            .boxed()
+        })
+    }
+}
+
+/// One hook call's arguments; absent fields are left out. `a` is absent for "no arg" (K1).
+#[derive(Serialize, Default)]
+struct HookCall<'a> {
+    e: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    m: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    d: Option<&'a Value>,
+    /// `[entry id, version]` of the data the hook is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<(u64, u64)>,
+}
+
+/// An `onMessage` answer: `{"ops": [...]}` (a recording draft's operations), `{"data": …}`
+/// (a returned value), or `{}` (nothing changed).
+fn message_update(text: &str) -> Result<MessageUpdate, String> {
+    // `{"ops": [{"value": …}]}` holds values three levels down, `{"data": …}` one.
+    let v = crate::convert::parse_wrapped(text, 3).map_err(|e| format!("returned an invalid value: {}", e.reason.replace('\u{1}', ": ")))?;
+    if let Some(ops) = v.get("ops").and_then(Value::as_array) {
+        if ops.is_empty() {
+            return Ok(MessageUpdate::Unchanged);
+        }
+        let ops = ops.iter().map(PatchOp::from_value).collect::<Result<Vec<_>, _>>()?;
+        return Ok(MessageUpdate::Ops(ops));
+    }
+    match v {
+        Value::Object(mut o) => match o.remove("data") {
+            Some(d) => Ok(MessageUpdate::Data(d)),
+            None => Ok(MessageUpdate::Unchanged),
+        },
+        _ => Err("onMessage answer is not an object".into()),
+    }
+}
+

@@ -1,0 +1,77 @@
+//! Values and errors across the boundary. JavaScript values arrive as JSON text that the
+//! JavaScript side has already checked (depth, NaN/Infinity, SPEC E3); this side parses it with
+//! the engine's bounded parser, so a caller that skips the check still cannot get past the limits.
+
+use livecache_core::json::parse_host;
+use livecache_core::Error;
+use napi::Status;
+use serde_json::Value;
+
+/// Separates the error kind from its message; index.js splits on it to build the `Error` subclass.
+pub const KIND_SEPARATOR: char = '\u{1}';
+
+/// A core error as a thrown JavaScript error: `<kind>\u{1}<message>`.
+pub fn to_napi(e: Error) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("{}{KIND_SEPARATOR}{e}", e.kind()))
+}
+
+/// An error of a named kind that did not come from the core.
+pub fn kind_error(kind: &str, message: impl std::fmt::Display) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("{kind}{KIND_SEPARATOR}{message}"))
+}
+
+pub fn parse(text: &str) -> napi::Result<Value> {
+    parse_host(text).map_err(|e| to_napi(Error::Input(e)))
+}
+
+/// `""` is "no arg" (JavaScript `undefined`); anything else is the arg as JSON text (`null` too, K1).
+pub fn arg_of(arg_json: &str) -> napi::Result<Option<Value>> {
+    if arg_json.is_empty() {
+        Ok(None)
+    } else {
+        parse(arg_json).map(Some)
+    }
+}
+
+pub fn to_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("engine values always serialise")
+}
+
+/// Parses JSON text whose values sit inside `wrapping` levels of transport containers (an
+/// operation array holds each value two levels down): every value keeps the full 128 levels
+/// (E3), the limit on the data itself is applied by the engine when the operations apply.
+pub fn parse_wrapped(text: &str, wrapping: usize) -> napi::Result<Value> {
+    let limit = livecache_core::json::MAX_DEPTH + wrapping;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(kind_error(
+                        "InvalidInput",
+                        format!("invalid input: too_deep: a value is nested deeper than {} levels", livecache_core::json::MAX_DEPTH),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let value = <Value as serde::Deserialize>::deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| kind_error("InvalidInput", format!("invalid input: invalid_json: {e}")))?;
+    Ok(value)
+}

@@ -1,0 +1,343 @@
+//! The native layer of the `livecache` npm package. `index.js` is the public API; this module
+//! only converts values and maps errors around `livecache-core` (SPEC §7 Node).
+//!
+//! Delivery: the client runs in pull mode. When events are ready the engine calls a weak
+//! threadsafe function ("wake"); the JavaScript side then calls `poll()`, which runs the queued
+//! subscriber callbacks on the JavaScript thread and hands back every event of that turn as one
+//! JSON text. The per-subscription queues of the engine therefore keep their bounds (E4, E5)
+//! however slow the JavaScript thread is. The wake function is referenced while at least one
+//! subscription is live, so the process lives exactly as long as something is subscribed.
+
+mod bridge;
+mod convert;
+
+use std::io::Write;
+
+use futures_util::FutureExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use livecache_core::patch::{apply_patch, parse_patch};
+use livecache_core::{Client, ClientOptions, Config, Delivery, Error, HostUpdate, RawMessage, Subscription};
+use napi::bindgen_prelude::{FnArgs, Function, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status};
+use napi_derive::napi;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::bridge::{kind, settlement, Bridge, HostCalls};
+use crate::convert::{arg_of, parse, parse_wrapped, to_napi, to_text};
+
+type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
+
+/// State shared by a client, its subscriptions and the engine's ready notifier.
+struct Shared {
+    /// Events of the current `poll`, as `[subId,event],[subId,event]…`.
+    batch: Mutex<Vec<u8>>,
+    wake: Mutex<Wake>,
+    wake_pending: AtomicBool,
+    /// Live subscriptions; the wake function is referenced while this is above 0.
+    live: Mutex<u32>,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.wake.lock().call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    #[allow(deprecated)] // refer/unref are the documented way to make a weak function hold the loop
+    fn add_live(&self, env: &Env) -> napi::Result<()> {
+        let mut live = self.live.lock();
+        *live += 1;
+        if *live == 1 {
+            self.wake.lock().refer(env)?;
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    fn drop_live(&self, env: &Env, all: bool) -> napi::Result<()> {
+        let mut live = self.live.lock();
+        let before = *live;
+        *live = if all { 0 } else { live.saturating_sub(1) };
+        if before > 0 && *live == 0 {
+            self.wake.lock().unref(env)?;
+        }
+        Ok(())
+    }
+}
+
+#[napi]
+pub struct NativeClient {
+    client: Client,
+    shared: Arc<Shared>,
+    bridge: Arc<Bridge>,
+}
+
+/// What a host update returned (L9), as JSON for index.js.
+fn update_text(u: &HostUpdate) -> String {
+    to_text(&json!({ "patches": u.patches, "inversePatches": u.inverse_patches }))
+}
+
+/// A recipe's outcome from the JavaScript side: mode 0 = RFC 6902 operations recorded on a
+/// draft, mode 1 = a returned value that replaces the data.
+fn recipe_of(mode: u32, payload: &str) -> napi::Result<RecipeResult> {
+    if mode == 1 {
+        return Ok(RecipeResult::Replace(parse(payload)?));
+    }
+    let v = parse_wrapped(payload, 2)?;
+    let ops = parse_patch(&v).map_err(|e| to_napi(Error::Patch(e.to_string())))?;
+    Ok(RecipeResult::Ops(ops))
+}
+
+enum RecipeResult {
+    Ops(Vec<livecache_core::PatchOp>),
+    Replace(Value),
+}
+
+/// Runs a recorded recipe as the engine's recipe: the operations are applied to the engine's
+/// own draft, so a change that happened since the JavaScript side read the data is kept.
+fn run_recipe(
+    recipe: RecipeResult,
+    update: impl FnOnce(&mut dyn FnMut(&mut Value) -> Option<Value>) -> livecache_core::Result<HostUpdate>,
+) -> napi::Result<String> {
+    let mut failure = None;
+    let mut recipe = Some(recipe);
+    let mut f = |draft: &mut Value| -> Option<Value> {
+        match recipe.take()? {
+            RecipeResult::Replace(v) => Some(v),
+            RecipeResult::Ops(ops) => {
+                if let Err(e) = apply_patch(draft, &ops, livecache_core::json::MAX_DEPTH) {
+                    failure = Some(e.to_string());
+                }
+                None
+            }
+        }
+    };
+    let result = update(&mut f).map_err(to_napi)?;
+    if let Some(message) = failure {
+        return Err(to_napi(Error::Patch(message)));
+    }
+    Ok(update_text(&result))
+}
+
+#[napi]
+impl NativeClient {
+    /// `config_json`: SPEC §2 config as JSON text; `hook_spec_json`: `{endpoint: [hook names]}`;
+    /// `on_wake`: called (no arguments) when events wait for `poll`; `on_host_call(kind, id,
+    /// payload)`: hook calls and promise settlements, see bridge.rs.
+    #[napi(constructor)]
+    pub fn new(
+        env: Env,
+        config_json: String,
+        hook_spec_json: String,
+        on_wake: Function<'_, (), Unknown<'static>>,
+        on_host_call: Function<'_, FnArgs<(u32, u32, String)>, Unknown<'static>>,
+    ) -> napi::Result<Self> {
+        let _ = env;
+        let config = Config::from_json_text(&config_json).map_err(to_napi)?;
+        let wake: Wake = on_wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
+        let calls: HostCalls = on_host_call
+            .build_threadsafe_function::<FnArgs<(u32, u32, String)>>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        let bridge = Bridge::new(calls);
+        let hooks = bridge.hooks(&parse(&hook_spec_json)?)?;
+        let options = ClientOptions { delivery: Delivery::Poll, ..ClientOptions::default() };
+        let client = Client::with_options(config, hooks, options).map_err(to_napi)?;
+        let shared = Arc::new(Shared {
+            batch: Mutex::new(Vec::new()),
+            wake: Mutex::new(wake),
+            wake_pending: AtomicBool::new(false),
+            live: Mutex::new(0),
+        });
+        let notifier = Arc::clone(&shared);
+        client.set_ready_notifier(Some(Arc::new(move || notifier.wake())));
+        Ok(NativeClient { client, shared, bridge })
+    }
+
+    /// Runs the subscriber callbacks that are ready and returns their events as one JSON array of
+    /// `[subscriptionId, event]` pairs, or `null` when there were none (or the client is closed).
+    #[napi]
+    pub fn poll(&self) -> Option<String> {
+        self.shared.wake_pending.store(false, Ordering::Release);
+        let _ = self.client.poll(Duration::ZERO);
+        let mut batch = self.shared.batch.lock();
+        if batch.is_empty() {
+            return None;
+        }
+        let mut text = Vec::with_capacity(batch.len() + 2);
+        text.push(b'[');
+        text.append(&mut batch);
+        text.push(b']');
+        Some(String::from_utf8(text).expect("serde_json writes UTF-8"))
+    }
+
+    #[napi]
+    pub fn subscribe(&self, env: Env, endpoint: String, arg_json: String, sub_id: u32) -> napi::Result<NativeSubscription> {
+        let arg = arg_of(&arg_json)?;
+        let shared = Arc::clone(&self.shared);
+        let sub = self
+            .client
+            .subscribe(&endpoint, arg, move |event| {
+                let mut batch = shared.batch.lock();
+                if !batch.is_empty() {
+                    batch.push(b',');
+                }
+                let _ = write!(batch, "[{sub_id},");
+                let _ = serde_json::to_writer(&mut *batch, event);
+                batch.push(b']');
+            })
+            .map_err(to_napi)?;
+        self.shared.add_live(&env)?;
+        Ok(NativeSubscription {
+            sub,
+            shared: Arc::clone(&self.shared),
+            bridge: Arc::clone(&self.bridge),
+            runtime: self.client.runtime_handle(),
+            active: true,
+        })
+    }
+
+    #[napi]
+    pub fn cache_key(&self, endpoint: String, arg_json: String) -> napi::Result<String> {
+        self.client.cache_key(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn snapshot(&self, endpoint: String, arg_json: String) -> napi::Result<String> {
+        Ok(self.client.snapshot(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)?.to_json())
+    }
+
+    #[napi]
+    pub fn update_query_data(&self, endpoint: String, arg_json: String, mode: u32, payload: String) -> napi::Result<String> {
+        let arg = arg_of(&arg_json)?;
+        let recipe = recipe_of(mode, &payload)?;
+        run_recipe(recipe, |f| self.client.update_query_data(&endpoint, arg.as_ref(), f))
+    }
+
+    #[napi]
+    pub fn patch_query_data(&self, endpoint: String, arg_json: String, patches_json: String) -> napi::Result<String> {
+        let arg = arg_of(&arg_json)?;
+        let patches = parse_wrapped(&patches_json, 2)?;
+        let result = self.client.patch_query_data_value(&endpoint, arg.as_ref(), &patches).map_err(to_napi)?;
+        Ok(update_text(&result))
+    }
+
+    #[napi]
+    pub fn upsert_query_data(&self, endpoint: String, arg_json: String, data_json: String) -> napi::Result<()> {
+        let arg = arg_of(&arg_json)?;
+        let data = parse(&data_json)?;
+        self.client.upsert_query_data(&endpoint, arg, data).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn refetch(&self, endpoint: String, arg_json: String) -> napi::Result<()> {
+        self.client.refetch(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)
+    }
+
+    /// `pushMessage` with a value the JavaScript side already checked and serialised.
+    #[napi]
+    pub fn push_message(&self, endpoint: String, arg_json: String, message_json: String) -> napi::Result<()> {
+        let arg = arg_of(&arg_json)?;
+        let message = parse(&message_json)?;
+        self.client.push_message(&endpoint, arg.as_ref(), RawMessage::Value(message)).map_err(to_napi)
+    }
+
+    /// Raw text as a stream frame carries it: the pipeline parses it (bad JSON is an `error` event).
+    #[napi]
+    pub fn push_message_text(&self, endpoint: String, arg_json: String, text: String) -> napi::Result<()> {
+        let arg = arg_of(&arg_json)?;
+        self.client.push_message(&endpoint, arg.as_ref(), RawMessage::Text(text)).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn stats(&self) -> napi::Result<String> {
+        Ok(to_text(&self.client.stats().map_err(to_napi)?))
+    }
+
+    /// Closes the client (SPEC §8) and lets the process exit: no subscription holds it any more.
+    #[napi]
+    pub fn close(&self, env: Env) -> napi::Result<()> {
+        self.client.close();
+        self.shared.batch.lock().clear();
+        self.shared.drop_live(&env, true)
+    }
+
+    #[napi]
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// The JavaScript side's answer to a hook call.
+    #[napi]
+    pub fn complete(&self, id: u32, ok: bool, text: String) {
+        self.bridge.complete(id, ok, text);
+    }
+
+    /// `lifecycle.updateCachedData(recipe)` for lifecycle `lc`.
+    #[napi]
+    pub fn lifecycle_update(&self, lc: u32, mode: u32, payload: String) -> napi::Result<String> {
+        let lifecycle = self.bridge.lifecycle(lc).ok_or_else(|| to_napi(Error::CacheEntryRemoved(format!("of lifecycle {lc}"))))?;
+        let recipe = recipe_of(mode, &payload)?;
+        run_recipe(recipe, |f| lifecycle.update_cached_data(f))
+    }
+
+    /// `lifecycle.getCacheEntry()`.
+    #[napi]
+    pub fn lifecycle_entry(&self, lc: u32) -> napi::Result<String> {
+        let lifecycle = self.bridge.lifecycle(lc).ok_or_else(|| to_napi(Error::CacheEntryRemoved(format!("of lifecycle {lc}"))))?;
+        Ok(lifecycle.get_cache_entry().map_err(to_napi)?.to_json())
+    }
+}
+
+#[napi]
+pub struct NativeSubscription {
+    sub: Subscription,
+    shared: Arc<Shared>,
+    bridge: Arc<Bridge>,
+    runtime: tokio::runtime::Handle,
+    active: bool,
+}
+
+#[napi]
+impl NativeSubscription {
+    #[napi(getter)]
+    pub fn key(&self) -> String {
+        self.sub.key().to_owned()
+    }
+
+    #[napi]
+    pub fn snapshot(&self) -> napi::Result<String> {
+        Ok(self.sub.snapshot().map_err(to_napi)?.to_json())
+    }
+
+    /// `loaded()`: bound to the entry now (L2); settles later through the host-call function
+    /// with `kind::SETTLE` and this `id`.
+    #[napi]
+    pub fn loaded(&self, id: u32) {
+        let mut loaded = Box::pin(self.sub.loaded());
+        if let Some(result) = (&mut loaded).now_or_never() {
+            return self.bridge.notify(kind::SETTLE, id, settlement(result));
+        }
+        let bridge = Arc::clone(&self.bridge);
+        self.runtime.spawn(async move {
+            let result = loaded.await;
+            bridge.notify(kind::SETTLE, id, settlement(result));
+        });
+    }
+
+    #[napi]
+    pub fn unsubscribe(&mut self, env: Env) -> napi::Result<()> {
+        if std::mem::replace(&mut self.active, false) {
+            self.sub.unsubscribe();
+            self.shared.drop_live(&env, false)?;
+        }
+        Ok(())
+    }
+}
