@@ -137,6 +137,77 @@ fn default_stream_config() -> StreamConfig {
     }
 }
 
+/// An endpoint's `onMessage` hook in the form the engine calls.
+#[derive(Clone)]
+enum MessageHook {
+    One(crate::hooks::OnMessageFn),
+    Many(crate::hooks::OnMessagesFn),
+}
+
+impl MessageHook {
+    fn of(hooks: &crate::hooks::EndpointHooks) -> Option<MessageHook> {
+        match (&hooks.on_messages, &hooks.on_message) {
+            (Some(h), _) => Some(MessageHook::Many(h.clone())),
+            (None, Some(h)) => Some(MessageHook::One(h.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Commits one `onMessage` outcome to the entry's current data (SPEC §6, E1).
+fn commit_update(
+    entry: &mut Entry,
+    stats: &mut Stats,
+    dispatcher: &Dispatcher,
+    update: MessageUpdate,
+) -> std::result::Result<(), (ErrorReason, String)> {
+    let first = entry.data.is_none();
+    let change = match update {
+        MessageUpdate::Unchanged => Change::Unchanged,
+        MessageUpdate::Data(new) => {
+            if !json::within_depth(&new, MAX_DEPTH) {
+                return Err((ErrorReason::TooDeep, format!("onMessage made the data deeper than {MAX_DEPTH} levels")));
+            }
+            match entry.data.as_deref() {
+                None => {
+                    entry.data = Some(Arc::new(new));
+                    Change::Replaced
+                }
+                Some(old) => {
+                    let change = diff_change(old, &new);
+                    if change != Change::Unchanged {
+                        entry.data = Some(Arc::new(new));
+                    }
+                    change
+                }
+            }
+        }
+        MessageUpdate::Ops(ops) => {
+            let target = entry.data.get_or_insert_with(|| Arc::new(Value::Null));
+            match apply_patch(Arc::make_mut(target), &ops, MAX_DEPTH) {
+                Ok(applied) if applied.replaced_root || first => Change::Replaced,
+                Ok(applied) => Change::Patch(applied.patches),
+                Err(e) => {
+                    if first {
+                        entry.data = None;
+                    }
+                    let reason = if e.is_too_deep() { ErrorReason::TooDeep } else { ErrorReason::Apply };
+                    return Err((reason, format!("onMessage patch: {e}")));
+                }
+            }
+        }
+    };
+    stats.messages_applied += 1;
+    if first {
+        if let (Some(d), true) = (entry.data.take(), change != Change::Unchanged) {
+            entry.first_data(Arc::unwrap_or_clone(d), Value::Null, dispatcher, stats);
+        }
+    } else {
+        entry.commit(change, dispatcher, stats);
+    }
+    Ok(())
+}
+
 /// Cross-checks config and hooks: what a config alone cannot tell (SPEC §2, §6).
 fn validate(config: &Config, hooks: &Hooks) -> Result<()> {
     for name in hooks.endpoints.keys() {
@@ -147,7 +218,7 @@ fn validate(config: &Config, hooks: &Hooks) -> Result<()> {
     for (name, ep) in &config.endpoints {
         let h = hooks.get(name);
         let has_query_fn = h.is_some_and(|h| h.query_fn.is_some());
-        let has_on_message = h.is_some_and(|h| h.on_message.is_some());
+        let has_on_message = h.is_some_and(|h| h.has_on_message());
         if ep.query.is_none() && !has_query_fn && ep.stream.is_none() {
             return Err(Error::config(
                 format!("endpoints.{name}"),
@@ -616,7 +687,9 @@ impl Inner {
             entry.version = 1;
         }
         let weak = Arc::downgrade(self);
-        self.handle.spawn(pipeline::run(weak.clone(), key.clone(), id, stream_config.clone(), filter, inbox_rx, loaded_from_start));
+        let batched = stream_config.apply.is_none() && hooks.on_messages.is_some();
+        let mode = pipeline::Mode { loaded: loaded_from_start, batched };
+        self.handle.spawn(pipeline::run(weak.clone(), key.clone(), id, stream_config.clone(), filter, inbox_rx, mode));
         if let (Some(url), Some(source)) = (stream_url, &self.stream_source) {
             let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox });
             let request = StreamRequest { key: key.to_string(), url, config: stream_config };
@@ -867,7 +940,7 @@ impl Inner {
                     }
                     return;
                 }
-                None => match entry.hooks.on_message.clone() {
+                None => match MessageHook::of(&entry.hooks) {
                     Some(h) => h,
                     None => {
                         drop(guard);
@@ -877,82 +950,109 @@ impl Inner {
                 },
             }
         };
+        self.apply_with_hook(key, id, hook, std::collections::VecDeque::from([message])).await;
+    }
+
+    /// Applies several prepared messages in order: a batched `onMessage` hook takes them in one
+    /// call (one host round trip for the burst); anything else goes message by message.
+    pub(crate) async fn apply_messages(self: &Arc<Self>, key: &Arc<str>, id: u64, messages: Vec<Value>) {
+        let hook = {
+            let st = self.state.lock();
+            let Some(entry) = st.entries.get(&**key).filter(|e| e.id == id) else { return };
+            match MessageHook::of(&entry.hooks) {
+                Some(h @ MessageHook::Many(_)) if entry.stream_config.apply.is_none() => Some(h),
+                _ => None,
+            }
+        };
+        match hook {
+            Some(hook) => self.apply_with_hook(key, id, hook, messages.into()).await,
+            None => {
+                for message in messages {
+                    self.apply_message(key, id, message).await;
+                }
+            }
+        }
+    }
+
+    /// Runs `onMessage` with the lock released and commits its outcomes in order, but only on
+    /// the data the hook was given: if the data moved meanwhile (a host update, a refetch) the
+    /// hook is called again for the same messages (SPEC §6).
+    async fn apply_with_hook(self: &Arc<Self>, key: &Arc<str>, id: u64, hook: MessageHook, mut rest: std::collections::VecDeque<Value>) {
         const ATTEMPTS: usize = 3;
-        for _ in 0..ATTEMPTS {
-            let (data, version, arg) = {
+        let mut stale = 0;
+        while !rest.is_empty() {
+            if stale == ATTEMPTS {
+                stale = 0;
+                rest.pop_front();
+                self.report_error(key, id, ErrorReason::Apply, "the data kept changing while onMessage ran".into());
+                continue;
+            }
+            let (had_data, version, current, arg) = {
                 let st = self.state.lock();
                 let Some(entry) = st.entries.get(&**key).filter(|e| e.id == id) else { return };
-                (entry.data.clone(), entry.version, entry.arg.clone())
+                let current = entry.data.clone().unwrap_or_else(|| Arc::new(Value::Null));
+                (entry.data.is_some(), entry.version, current, entry.arg.clone())
             };
-            let current = data.clone().unwrap_or_else(|| Arc::new(Value::Null));
             let base = crate::hooks::MessageBase { entry_id: id, version };
-            let call = crate::hooks::with_message_base(base, || hook(current, message.clone(), arg));
-            let outcome = AssertUnwindSafe(call).catch_unwind().await;
-            let update = match outcome {
-                Ok(Ok(u)) => u,
-                Ok(Err(m)) => return self.report_error(key, id, ErrorReason::Hook, format!("onMessage: {m}")),
-                Err(_) => return self.report_error(key, id, ErrorReason::Hook, "onMessage panicked".into()),
+            let call = crate::hooks::with_message_base(base, || match &hook {
+                MessageHook::One(h) => h(current, rest[0].clone(), arg).map(|r| Ok(vec![r])).boxed(),
+                MessageHook::Many(h) => h(current, rest.iter().cloned().collect(), arg),
+            });
+            let outcomes = match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(Ok(o)) if !o.is_empty() && o.len() <= rest.len() => o,
+                Ok(Ok(o)) => {
+                    rest.pop_front();
+                    let m = format!("onMessage gave {} outcomes for {} messages", o.len(), rest.len() + 1);
+                    self.report_error(key, id, ErrorReason::Hook, m);
+                    continue;
+                }
+                // A whole call failed: each of its messages is reported (E3: one error each).
+                Ok(Err(m)) => {
+                    let n = if matches!(hook, MessageHook::One(_)) { 1 } else { rest.len() };
+                    for _ in 0..n {
+                        rest.pop_front();
+                        self.report_error(key, id, ErrorReason::Hook, format!("onMessage: {m}"));
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    let n = if matches!(hook, MessageHook::One(_)) { 1 } else { rest.len() };
+                    for _ in 0..n {
+                        rest.pop_front();
+                        self.report_error(key, id, ErrorReason::Hook, "onMessage panicked".into());
+                    }
+                    continue;
+                }
             };
             let mut guard = self.state.lock();
             let State { entries, stats, .. } = &mut *guard;
             let Some(entry) = entries.get_mut(&**key).filter(|e| e.id == id) else { return };
-            if entry.version != version || entry.data.is_some() != data.is_some() {
+            if entry.version != version || entry.data.is_some() != had_data {
+                stale += 1;
                 continue;
             }
-            let first = data.is_none();
-            let result: std::result::Result<Change, (ErrorReason, String)> = match update {
-                MessageUpdate::Unchanged => Ok(Change::Unchanged),
-                MessageUpdate::Data(new) => {
-                    if !json::within_depth(&new, MAX_DEPTH) {
-                        Err((ErrorReason::TooDeep, format!("onMessage made the data deeper than {MAX_DEPTH} levels")))
-                    } else if first {
-                        entry.data = Some(Arc::new(new));
-                        Ok(Change::Replaced)
-                    } else {
-                        let old = data.as_deref().expect("data");
-                        let change = diff_change(old, &new);
-                        if change != Change::Unchanged {
-                            entry.data = Some(Arc::new(new));
-                        }
-                        Ok(change)
+            stale = 0;
+            for outcome in outcomes {
+                rest.pop_front();
+                let update = match outcome {
+                    Ok(u) => u,
+                    Err(m) => {
+                        stats.reject(ErrorReason::Hook);
+                        let event = Event::Error { key: key.clone(), reason: ErrorReason::Hook, message: format!("onMessage: {m}") };
+                        entry.broadcast(&self.dispatcher, stats, event);
+                        continue;
                     }
-                }
-                MessageUpdate::Ops(ops) => {
-                    drop(data);
-                    let target = entry.data.get_or_insert_with(|| Arc::new(Value::Null));
-                    match apply_patch(Arc::make_mut(target), &ops, MAX_DEPTH) {
-                        Ok(applied) if applied.replaced_root || first => Ok(Change::Replaced),
-                        Ok(applied) => Ok(Change::Patch(applied.patches)),
-                        Err(e) => {
-                            if first {
-                                entry.data = None;
-                            }
-                            let reason = if e.is_too_deep() { ErrorReason::TooDeep } else { ErrorReason::Apply };
-                            Err((reason, format!("onMessage patch: {e}")))
-                        }
-                    }
-                }
-            };
-            match result {
-                Ok(change) => {
-                    stats.messages_applied += 1;
-                    if first {
-                        if let (Some(d), true) = (entry.data.take(), change != Change::Unchanged) {
-                            entry.first_data(Arc::unwrap_or_clone(d), Value::Null, &self.dispatcher, stats);
-                        }
-                    } else {
-                        entry.commit(change, &self.dispatcher, stats);
-                    }
-                }
-                Err((reason, m)) => {
+                };
+                if let Err((reason, m)) = commit_update(entry, stats, &self.dispatcher, update) {
                     stats.reject(reason);
                     let event = Event::Error { key: key.clone(), reason, message: m };
                     entry.broadcast(&self.dispatcher, stats, event);
+                    // The outcomes after this one were computed on data the engine does not
+                    // have: their messages are offered again.
+                    break;
                 }
             }
-            return;
         }
-        self.report_error(key, id, ErrorReason::Apply, "the data kept changing while onMessage ran".into());
     }
 
     pub(crate) fn entry_state(&self, key: &str, id: Option<u64>) -> Result<EntryState> {

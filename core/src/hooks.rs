@@ -33,6 +33,18 @@ pub enum MessageUpdate {
 pub type OnMessageFn =
     Arc<dyn Fn(Arc<Value>, Value, Option<Value>) -> BoxFuture<'static, Result<MessageUpdate, String>> + Send + Sync>;
 
+/// `onMessage` over the messages queued for one entry, in arrival order: a host whose every call
+/// costs a round trip (a JavaScript thread) takes a burst in one call. The hook returns one outcome
+/// per message, in order, each computed on the data as the outcomes before it left it; an `Err`
+/// outcome is that message's hook failure (the engine reports it and the next outcome must not
+/// build on it). It may answer fewer outcomes than messages (at least one): the engine offers the
+/// rest again in its next call. An `Err` of the whole call fails every message of the call.
+pub type OnMessagesFn = Arc<
+    dyn Fn(Arc<Value>, Vec<Value>, Option<Value>) -> BoxFuture<'static, Result<Vec<Result<MessageUpdate, String>>, String>>
+        + Send
+        + Sync,
+>;
+
 /// `onCacheEntryAdded(arg, lifecycle)`: runs once per entry lifetime (L1) on the engine's runtime.
 pub type OnCacheEntryAddedFn =
     Arc<dyn Fn(Option<Value>, Lifecycle) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -43,6 +55,8 @@ pub struct EndpointHooks {
     pub query_fn: Option<QueryFn>,
     pub transform_response: Option<TransformFn>,
     pub on_message: Option<OnMessageFn>,
+    /// The batched form of `on_message`; when both are set, this one is used.
+    pub on_messages: Option<OnMessagesFn>,
     pub on_cache_entry_added: Option<OnCacheEntryAddedFn>,
 }
 
@@ -93,6 +107,11 @@ impl EndpointHooks {
             std::future::ready(f(&data, &message, arg.as_ref()).map(MessageUpdate::Ops)).boxed()
         }));
         self
+    }
+
+    /// Whether messages go to a host hook (either form) rather than an apply rule.
+    pub fn has_on_message(&self) -> bool {
+        self.on_message.is_some() || self.on_messages.is_some()
     }
 
     pub fn on_cache_entry_added<F>(mut self, f: impl Fn(Option<Value>, Lifecycle) -> F + Send + Sync + 'static) -> Self

@@ -118,6 +118,17 @@ pub(crate) fn prepare(raw: RawMessage, config: &StreamConfig, filter: &MessageFi
 /// long the events of other entries wait behind a flood.
 const BURST: usize = 64;
 
+/// How many queued messages a batched `onMessage` hook is given in one call.
+const HOOK_BATCH: usize = 256;
+
+/// How an entry's pipeline starts.
+pub(crate) struct Mode {
+    /// The entry has data already (or never fetches), so messages apply at once (L4).
+    pub loaded: bool,
+    /// Messages go to a batched `onMessage` hook (`EndpointHooks::on_messages`).
+    pub batched: bool,
+}
+
 /// Runs one entry's pipeline until the entry is removed (its inbox sender dropped).
 pub(crate) async fn run(
     inner: Weak<Inner>,
@@ -126,44 +137,34 @@ pub(crate) async fn run(
     config: Arc<StreamConfig>,
     filter: MessageFilter,
     mut inbox: mpsc::UnboundedReceiver<Inbound>,
-    mut loaded: bool,
+    mode: Mode,
 ) {
+    let Mode { mut loaded, batched } = mode;
+    let limit = if batched { HOOK_BATCH } else { BURST };
     let mut buffer: VecDeque<Value> = VecDeque::new();
+    // Messages for a batched hook, applied in one call before anything that comes after them.
+    let mut batch: Vec<Value> = Vec::new();
     let mut overflowed = false;
     while let Some(first) = inbox.recv().await {
         let Some(client) = inner.upgrade() else { return };
         // Built-in rules apply without waiting, so the messages already queued are applied as
         // one burst with the delivery thread woken once at its end (their patches coalesce, E2).
-        // `onMessage` hooks may wait: no hold then.
+        // `onMessage` hooks may wait: no hold then; a batched hook takes the queued messages in
+        // one call instead.
         let mut hold = config.apply.is_some().then(|| client.hold_wakes());
         let mut next = Some(first);
         let mut applied = 0;
         while let Some(item) = next.take() {
-            match item {
-                Inbound::Raw(raw) => match prepare(raw, &config, &filter) {
-                    Prepared::Rejected(reason, message) => client.report_error(&key, entry_id, reason, message),
-                    Prepared::Filtered => client.count_filtered(),
-                    Prepared::Message(message) if loaded => client.apply_message(&key, entry_id, message).await,
-                    Prepared::Message(message) => {
-                        if buffer.len() >= config.buffer_before_loaded {
-                            // L4: past the bound the buffer goes; a refetch once the stream is open
-                            // brings what it held.
-                            buffer.clear();
-                            if !overflowed {
-                                overflowed = true;
-                                client.count_buffer_overflow();
-                            }
-                        }
-                        if config.buffer_before_loaded > 0 {
-                            buffer.push_back(message);
-                            client.count_buffered();
-                        } else {
-                            overflowed = true;
-                        }
-                    }
-                },
+            let prepared = match item {
+                Inbound::Raw(raw) => Some(prepare(raw, &config, &filter)),
                 Inbound::Loaded => {
                     loaded = true;
+                    if batched {
+                        while !buffer.is_empty() {
+                            let n = buffer.len().min(HOOK_BATCH);
+                            client.apply_messages(&key, entry_id, buffer.drain(..n).collect()).await;
+                        }
+                    }
                     while let Some(message) = buffer.pop_front() {
                         client.apply_message(&key, entry_id, message).await;
                         applied += 1;
@@ -176,12 +177,48 @@ pub(crate) async fn run(
                     if std::mem::take(&mut overflowed) {
                         client.refetch_when_open(&key, entry_id);
                     }
+                    None
+                }
+            };
+            match prepared {
+                None => {}
+                Some(Prepared::Message(message)) if loaded && batched => batch.push(message),
+                Some(other) => {
+                    // Whatever is reported or buffered comes after the messages before it.
+                    if !batch.is_empty() && !matches!(other, Prepared::Filtered) {
+                        client.apply_messages(&key, entry_id, std::mem::take(&mut batch)).await;
+                    }
+                    match other {
+                        Prepared::Rejected(reason, message) => client.report_error(&key, entry_id, reason, message),
+                        Prepared::Filtered => client.count_filtered(),
+                        Prepared::Message(message) if loaded => client.apply_message(&key, entry_id, message).await,
+                        Prepared::Message(message) => {
+                            if buffer.len() >= config.buffer_before_loaded {
+                                // L4: past the bound the buffer goes; a refetch once the stream
+                                // is open brings what it held.
+                                buffer.clear();
+                                if !overflowed {
+                                    overflowed = true;
+                                    client.count_buffer_overflow();
+                                }
+                            }
+                            if config.buffer_before_loaded > 0 {
+                                buffer.push_back(message);
+                                client.count_buffered();
+                            } else {
+                                overflowed = true;
+                            }
+                        }
+                    }
                 }
             }
             applied += 1;
-            if hold.is_some() && applied < BURST {
+            if (hold.is_some() || batched) && applied < limit {
                 next = inbox.try_recv().ok();
             }
+        }
+        if !batch.is_empty() {
+            client.apply_messages(&key, entry_id, std::mem::take(&mut batch)).await;
         }
         drop(hold);
     }
