@@ -458,8 +458,9 @@ class Client {
     }
   }
 
-  /** `onMessage` over the key's replica: the draft records operations, the replica is rolled
-   * back, and the engine's patch event moves it forward, so no message copies the document. */
+  /** `onMessage` over the key's replica, for the messages of one engine call in turn: each
+   * draft records operations, the replica is rolled back at the end, and the engine's patch
+   * events move it forward, so no message copies the document. */
   #onMessage(id, call) {
     const fn = this.#hooks[call.e].onMessage
     const [entryId, version] = call.v || [null, -1]
@@ -476,7 +477,7 @@ class Client {
       }
       if (r.version > version) {
         // The engine has moved on since; it calls again with its current data.
-        this.#complete(id, true, '{}')
+        this.#complete(id, true, '{"batch":[{}]}')
         return
       }
       if (r.version < version) {
@@ -487,17 +488,30 @@ class Client {
       }
       r.entryId = entryId
     }
-    const recorder = new Recorder()
-    let out
-    try {
-      out = record(r.data, fn, recorder, call.m, argOf(call))
-    } catch (e) {
-      recorder.rollback()
-      this.#complete(id, false, messageOf(e))
-      return
+    const arg = argOf(call)
+    const outcomes = []
+    const kept = []
+    for (let i = 0; i < call.ms.length; i++) {
+      const recorder = new Recorder()
+      let out
+      try {
+        out = record(r.data, fn, recorder, call.ms[i], arg)
+      } catch (e) {
+        // This message's changes go; the next message sees the data without them.
+        recorder.rollback()
+        outcomes.push('{"error":' + JSON.stringify(String(messageOf(e))) + '}')
+        continue
+      }
+      kept.push(recorder)
+      if (out.mode === 1) {
+        // A returned value replaces the data: the engine offers the messages after it again.
+        outcomes.push('{"data":' + out.payload + '}')
+        break
+      }
+      outcomes.push('{"ops":' + out.payload + '}')
     }
-    recorder.rollback()
-    this.#complete(id, true, out.mode === 1 ? '{"data":' + out.payload + '}' : '{"ops":' + out.payload + '}')
+    for (let i = kept.length - 1; i >= 0; i--) kept[i].rollback()
+    this.#complete(id, true, '{"batch":[' + outcomes.join(',') + ']}')
   }
 
   #onCacheEntryAdded(id, call) {

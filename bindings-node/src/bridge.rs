@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{MessageUpdate, OnCacheEntryAddedFn, OnMessageFn, QueryFn, TransformFn};
+use livecache_core::hooks::{MessageUpdate, OnCacheEntryAddedFn, OnMessagesFn, QueryFn, TransformFn};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Error, Hooks, Lifecycle, PatchOp};
 use napi::bindgen_prelude::{FnArgs, Unknown};
@@ -123,7 +123,7 @@ impl Bridge {
                 match name {
                     "queryFn" => eh.query_fn = Some(self.query_fn(endpoint)),
                     "transformResponse" => eh.transform_response = Some(self.transform_response(endpoint)),
-                    "onMessage" => eh.on_message = Some(self.on_message(endpoint)),
+                    "onMessage" => eh.on_messages = Some(self.on_messages(endpoint)),
                     "onCacheEntryAdded" => eh.on_cache_entry_added = Some(self.on_cache_entry_added(endpoint)),
                     other => {
                         return Err(crate::convert::kind_error(
@@ -169,39 +169,29 @@ impl Bridge {
         })
     }
 
-    fn on_message(self: &Arc<Self>, endpoint: &str) -> OnMessageFn {
+    /// `onMessage`, batched: the messages queued for an entry cross in one call, so a burst costs
+    /// one trip to the JavaScript thread, not one per message.
+    fn on_messages(self: &Arc<Self>, endpoint: &str) -> OnMessagesFn {
         let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
-        Arc::new(move |data: Arc<Value>, message: Value, arg: Option<Value>| {
+        Arc::new(move |data: Arc<Value>, messages: Vec<Value>, arg: Option<Value>| {
             let key = cache_key(&endpoint, arg.as_ref());
-            let context = livecache_core::hooks::message_base();
-            let payload = to_text(&HookCall {
-                e: &endpoint,
-                a: arg.as_ref(),
-                k: Some(&key),
-                m: Some(&message),
-                v: context.map(|c| (c.entry_id, c.version)),
-                ..HookCall::default()
-            });
-            // The data itself crosses only when the JavaScript side asks for it (see lib/replica.js).
+            let v = livecache_core::hooks::message_base().map(|c| (c.entry_id, c.version));
+            let call = HookCall { e: &endpoint, a: arg.as_ref(), k: Some(&key), ms: Some(&messages), d: None, v };
+            let payload = to_text(&call);
             let (bridge, endpoint) = (Arc::clone(&bridge), endpoint.clone());
             async move {
                 let (mut ok, mut text) = bridge.call_async(kind::ON_MESSAGE, payload).await;
                 if ok && text == "snapshot" {
-                    let payload = to_text(&HookCall {
-                        e: &endpoint,
-                        a: arg.as_ref(),
-                        k: Some(&key),
-                        m: Some(&message),
-                        d: Some(&data),
-                        v: context.map(|c| (c.entry_id, c.version)),
-                    });
-                    (ok, text) = bridge.call_async(kind::ON_MESSAGE, payload).await;
+                    // The data itself crosses only when the JavaScript side has no replica of it
+                    // (see `#onMessage` in index.js).
+                    let call = HookCall { e: &endpoint, a: arg.as_ref(), k: Some(&key), ms: Some(&messages), d: Some(&data), v };
+                    (ok, text) = bridge.call_async(kind::ON_MESSAGE, to_text(&call)).await;
                 }
                 drop(data);
                 if !ok {
                     return Err(text);
                 }
-                message_update(&text)
+                message_outcomes(&text, messages.len())
             }
             .boxed()
         })
@@ -248,8 +238,9 @@ struct HookCall<'a> {
     a: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     k: Option<&'a str>,
+    /// The messages of an `onMessage` call, in arrival order.
     #[serde(skip_serializing_if = "Option::is_none")]
-    m: Option<&'a Value>,
+    ms: Option<&'a [Value]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     d: Option<&'a Value>,
     /// `[entry id, version]` of the data the hook is given.
@@ -257,24 +248,45 @@ struct HookCall<'a> {
     v: Option<(u64, u64)>,
 }
 
-/// An `onMessage` answer: `{"ops": [...]}` (a recording draft's operations), `{"data": …}`
-/// (a returned value), or `{}` (nothing changed).
-fn message_update(text: &str) -> Result<MessageUpdate, String> {
-    // `{"ops": [{"value": …}]}` holds values three levels down, `{"data": …}` one.
-    let v = crate::convert::parse_wrapped(text, 3).map_err(|e| format!("returned an invalid value: {}", e.reason.replace('\u{1}', ": ")))?;
-    if let Some(ops) = v.get("ops").and_then(Value::as_array) {
+/// An `onMessage` answer: `{"batch": [outcome, …]}`, one outcome per message answered, in order.
+/// An outcome is `{"ops": [...]}` (a recording draft's operations), `{"data": …}` (a returned
+/// value), `{"error": "…"}` (the hook threw for that message) or `{}` (nothing changed).
+fn message_outcomes(text: &str, count: usize) -> Result<Vec<Result<MessageUpdate, String>>, String> {
+    // `{"batch": [{"ops": [{"value": …}]}]}` holds values five levels down.
+    let v = crate::convert::parse_wrapped(text, 5).map_err(|e| format!("returned an invalid value: {}", e.reason.replace('\u{1}', ": ")))?;
+    let Value::Object(mut answer) = v else { return Err("onMessage answer is not an object".into()) };
+    let Some(Value::Array(items)) = answer.remove("batch") else {
+        return Err("onMessage answer has no batch".into());
+    };
+    if items.len() > count {
+        return Err(format!("onMessage answered {} messages of {count}", items.len()));
+    }
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        if let Some(e) = item.get("error") {
+            // The hook threw for this message; the next outcome was computed without its changes.
+            outcomes.push(Err(e.as_str().map_or_else(|| e.to_string(), str::to_owned)));
+            continue;
+        }
+        let outcome = message_update(item);
+        let malformed = outcome.is_err();
+        outcomes.push(outcome);
+        // What came after a malformed outcome may build on it: those messages are offered again.
+        if malformed {
+            break;
+        }
+    }
+    Ok(outcomes)
+}
+
+fn message_update(v: Value) -> Result<MessageUpdate, String> {
+    let Value::Object(mut o) = v else { return Err("onMessage outcome is not an object".into()) };
+    if let Some(ops) = o.get("ops") {
+        let ops = ops.as_array().ok_or("onMessage ops are not an array")?;
         if ops.is_empty() {
             return Ok(MessageUpdate::Unchanged);
         }
-        let ops = ops.iter().map(PatchOp::from_value).collect::<Result<Vec<_>, _>>()?;
-        return Ok(MessageUpdate::Ops(ops));
+        return Ok(MessageUpdate::Ops(ops.iter().map(PatchOp::from_value).collect::<Result<Vec<_>, _>>()?));
     }
-    match v {
-        Value::Object(mut o) => match o.remove("data") {
-            Some(d) => Ok(MessageUpdate::Data(d)),
-            None => Ok(MessageUpdate::Unchanged),
-        },
-        _ => Err("onMessage answer is not an object".into()),
-    }
+    Ok(o.remove("data").map_or(MessageUpdate::Unchanged, MessageUpdate::Data))
 }
-

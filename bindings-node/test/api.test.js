@@ -515,6 +515,61 @@ test('onMessage: a recording draft, a returned value, a throw is an error event 
     },
   ))
 
+test('onMessage: a burst crosses to JavaScript in few calls; a throw or a returned value inside it (§6)', () => {
+  const log = []
+  return withClient(
+    { endpoints: { feed: { stream: {} } } },
+    {
+      feed: {
+        queryFn: () => ({ items: [], seen: 0 }),
+        onMessage: (draft, m) => {
+          log.push(m.i)
+          if (m.i % 10 === 3) throw new Error(`refused ${m.i}`)
+          if (m.i === 250) return { items: ['restart'], seen: draft.seen + 1 }
+          draft.items.push(m.i)
+          draft.seen += 1
+        },
+      },
+    },
+    async (client) => {
+      const rec = new Recorder()
+      const events = []
+      const sub = client.subscribe('feed', undefined, (e) => {
+        events.push(log.length)
+        rec.onEvent(e)
+      })
+      await sub.loaded()
+      await settle(sub, rec)
+      const start = events.length
+      for (let i = 0; i < 500; i++) client.pushMessage('feed', undefined, { i })
+      await waitFor('500 handled', () => {
+        const s = client.stats()
+        return s.messagesApplied + (s.messagesRejected.hook || 0) === 500
+      })
+      await settle(sub, rec)
+      rec.check(sub.snapshot(), 'burst')
+      // Every message reached the hook once, except those after the returned value in its call,
+      // which the engine offered again (on the new data).
+      const once = new Set(log)
+      assert.equal(once.size, 500)
+      assert.ok(log.length < 500 + 256, `hook calls: ${log.length}`)
+      assert.deepEqual(log.slice(0, 251), Array.from({ length: 251 }, (_, i) => i))
+      const refused = Array.from({ length: 50 }, (_, k) => k * 10 + 3)
+      const expected = ['restart', ...Array.from({ length: 249 }, (_, k) => 251 + k).filter((i) => i % 10 !== 3)]
+      assert.deepEqual(sub.snapshot().data.items, expected)
+      const seenBefore = Array.from({ length: 250 }, (_, i) => i).filter((i) => i % 10 !== 3).length
+      assert.equal(sub.snapshot().data.seen, seenBefore + 1 + expected.length - 1)
+      const errors = rec.events.filter((e) => e.type === 'error')
+      assert.deepEqual(errors.map((e) => e.message), refused.map((i) => `onMessage: refused ${i}`))
+      assert.ok(errors.every((e) => e.reason === 'hook'))
+      // Batched: many hook runs happened between two deliveries to the subscriber.
+      const gaps = events.slice(start).map((n, k, a) => n - (k === 0 ? 0 : a[k - 1]))
+      assert.ok(Math.max(...gaps) >= 100, `largest run of hook calls between events: ${Math.max(...gaps)}`)
+      sub.unsubscribe()
+    },
+  )
+})
+
 test('onCacheEntryAdded: the seed pattern (cacheDataLoaded, updateCachedData, getCacheEntry, cacheEntryRemoved)', async () => {
   const feed = new (require('node:events').EventEmitter)()
   const log = []
