@@ -85,7 +85,8 @@ std::thread_local! {
 
 pub(crate) struct State {
     closed: bool,
-    entries: HashMap<Arc<str>, Entry>,
+    /// Boxed: the map keeps spare capacity after removals, a pointer per slot rather than an entry.
+    entries: HashMap<Arc<str>, Box<Entry>>,
     stats: Stats,
 }
 
@@ -368,10 +369,10 @@ impl Client {
     /// `pushMessage` (L10): one message through the endpoint's stream pipeline.
     pub fn push_message(&self, endpoint: &str, arg: Option<&Value>, message: RawMessage) -> Result<()> {
         let key = self.inner.key_of(endpoint, arg)?;
-        let st = self.inner.lock_open()?;
-        let entry = st.entries.get(&*key).ok_or_else(|| Error::NotFound(key.to_string()))?;
+        let mut st = self.inner.lock_open()?;
+        let entry = st.entries.get_mut(&*key).ok_or_else(|| Error::NotFound(key.to_string()))?;
         self.inner.count_received();
-        let _ = entry.inbox.send(Inbound::Raw(message));
+        let _ = self.inner.inbox(entry).send(Inbound::Raw(message));
         Ok(())
     }
 
@@ -580,6 +581,26 @@ impl Inner {
         s
     }
 
+    /// The entry's message pipeline, started on first use: one task per entry applies its
+    /// messages in arrival order.
+    pub(crate) fn inbox<'e>(self: &Arc<Self>, entry: &'e mut Entry) -> &'e mpsc::UnboundedSender<Inbound> {
+        entry.inbox.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            // Rendered once already when the entry was created, so this cannot fail.
+            let filter = MessageFilter::new(&entry.stream_config, entry.arg.as_ref()).unwrap_or_else(|_| MessageFilter::none());
+            // Without a query the first message (applied to null) is the data: nothing is
+            // buffered. With one, messages wait for the first data (L4).
+            let has_query = entry.hooks.query_fn.is_some() || entry.endpoint.query.is_some();
+            let mode = pipeline::Mode {
+                loaded: entry.data.is_some() || !has_query,
+                batched: entry.stream_config.apply.is_none() && entry.hooks.on_messages.is_some(),
+            };
+            let run = pipeline::run(Arc::downgrade(self), entry.key.clone(), entry.id, entry.stream_config.clone(), filter, rx, mode);
+            self.handle.spawn(run);
+            tx
+        })
+    }
+
     pub(crate) fn count_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
     }
@@ -636,7 +657,7 @@ impl Inner {
         let hooks = self.hooks.get(&ep.name).cloned().unwrap_or_default();
         let stream_config = self.stream_configs[&ep.name].clone();
         // Templates are rendered now so a missing arg field fails the call (SPEC §2).
-        let filter = MessageFilter::new(&stream_config, arg.as_ref()).map_err(Error::InvalidArgument)?;
+        MessageFilter::new(&stream_config, arg.as_ref()).map_err(Error::InvalidArgument)?;
         if hooks.query_fn.is_none() {
             if let Some(q) = &ep.query {
                 q.render_url(arg.as_ref()).map_err(Error::InvalidArgument)?;
@@ -648,7 +669,6 @@ impl Inner {
         };
         let has_query = hooks.query_fn.is_some() || ep.query.is_some();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (inbox, inbox_rx) = mpsc::unbounded_channel();
         let (removed, removed_rx) = watch::channel(false);
         let shutdown = CancellationToken::new();
         let mut entry = Entry {
@@ -675,22 +695,18 @@ impl Inner {
             refetch_when_open: false,
             load_waiters: Vec::new(),
             removed,
-            inbox: inbox.clone(),
+            inbox: None,
             stream_shutdown: shutdown.clone(),
             stream_task: None,
         };
-        // Without a query the first message (applied to null) is the data, so nothing is buffered.
-        let loaded_from_start = initial.is_some() || !has_query;
         if let Some(data) = initial {
             entry.data = Some(Arc::new(data));
             entry.status = Status::Fulfilled;
             entry.version = 1;
         }
         let weak = Arc::downgrade(self);
-        let batched = stream_config.apply.is_none() && hooks.on_messages.is_some();
-        let mode = pipeline::Mode { loaded: loaded_from_start, batched };
-        self.handle.spawn(pipeline::run(weak.clone(), key.clone(), id, stream_config.clone(), filter, inbox_rx, mode));
         if let (Some(url), Some(source)) = (stream_url, &self.stream_source) {
+            let inbox = self.inbox(&mut entry).clone();
             let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox });
             let request = StreamRequest { key: key.to_string(), url, config: stream_config };
             entry.stream_task = Some(self.handle.spawn(source.run(request, sink, shutdown)));
@@ -725,7 +741,7 @@ impl Inner {
             });
         }
         let needs_fetch = entry.data.is_none() && has_query;
-        st.entries.insert(key.clone(), entry);
+        st.entries.insert(key.clone(), Box::new(entry));
         st.stats.entries_created += 1;
         if needs_fetch {
             self.start_fetch(st, &key)?;
@@ -1060,7 +1076,7 @@ impl Inner {
         st.entries
             .get(key)
             .filter(|e| id.is_none_or(|id| e.id == id))
-            .map(Entry::state)
+            .map(|e| e.state())
             .ok_or_else(|| Error::NotFound(key.to_owned()))
     }
 
@@ -1145,7 +1161,6 @@ impl Inner {
             self.create_entry(&mut guard, &ep, key.clone(), arg, Some(data))?;
             guard.stats.host_updates += 1;
             let entry = guard.entries.get_mut(&*key).expect("entry");
-            let _ = entry.inbox.send(Inbound::Loaded);
             self.schedule_removal(entry);
             return Ok(());
         }

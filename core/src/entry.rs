@@ -83,7 +83,9 @@ pub(crate) struct Entry {
     pub refetch_when_open: bool,
     pub load_waiters: Vec<oneshot::Sender<Result<Loaded, Error>>>,
     pub removed: watch::Sender<bool>,
-    pub inbox: mpsc::UnboundedSender<Inbound>,
+    /// The message pipeline's inbox; the pipeline starts with the stream, or on the first
+    /// `pushMessage` (an entry that never gets a message costs no task).
+    pub inbox: Option<mpsc::UnboundedSender<Inbound>>,
     pub stream_shutdown: CancellationToken,
     pub stream_task: Option<JoinHandle<()>>,
 }
@@ -163,7 +165,9 @@ impl Entry {
         let event = self.catch_up_event();
         self.broadcast(dispatcher, stats, event);
         self.resolve_waiters(&meta);
-        let _ = self.inbox.send(Inbound::Loaded);
+        if let Some(inbox) = &self.inbox {
+            let _ = inbox.send(Inbound::Loaded);
+        }
     }
 
     pub fn resolve_waiters(&mut self, meta: &Value) {

@@ -42,6 +42,11 @@ impl MessageFilter {
         Ok(MessageFilter(fields))
     }
 
+    /// Lets every message through.
+    pub fn none() -> MessageFilter {
+        MessageFilter(Vec::new())
+    }
+
     fn matches(&self, message: &Value) -> bool {
         if self.0.is_empty() {
             return true;
