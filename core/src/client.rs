@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter;
-use crate::apply::{apply_rule, Change};
+use crate::apply::{apply_rule, apply_rule_in_burst, finish_burst, Change};
 use crate::config::{Config, EndpointConfig, KeepUnused, StreamConfig};
 use crate::dispatch::{Callback, Dispatcher, SubscriberQueue};
 use crate::entry::{Entry, EntryState, Loaded};
@@ -923,37 +923,9 @@ impl Inner {
             let mut guard = self.state.lock();
             let State { entries, stats, .. } = &mut *guard;
             let Some(entry) = entries.get_mut(&**key).filter(|e| e.id == id) else { return };
-            match entry.stream_config.apply.clone() {
-                Some(rule) => {
-                    let logged = (entry.refetch_in_flight && rule.is_idempotent()).then(|| message.clone());
-                    let first = entry.data.is_none();
-                    let data = entry.data.get_or_insert_with(|| Arc::new(Value::Null));
-                    let result = apply_rule(&rule, entry.endpoint.entity_adapter.as_ref(), Arc::make_mut(data), message, MAX_DEPTH);
-                    match result {
-                        Ok(change) => {
-                            stats.messages_applied += 1;
-                            if let Some(m) = logged {
-                                entry.reapply.push(m);
-                            }
-                            if first {
-                                let data = entry.data.take().expect("data");
-                                if change != Change::Unchanged {
-                                    entry.first_data(Arc::unwrap_or_clone(data), Value::Null, &self.dispatcher, stats);
-                                }
-                            } else {
-                                entry.commit(change, &self.dispatcher, stats);
-                            }
-                        }
-                        Err(m) => {
-                            if first {
-                                entry.data = None;
-                            }
-                            // E3: an update that would make the data too deep has its own reason.
-                            stats.reject(m.reason);
-                            let event = Event::Error { key: key.clone(), reason: m.reason, message: m.message };
-                            entry.broadcast(&self.dispatcher, stats, event);
-                        }
-                    }
+            match entry.stream_config.apply {
+                Some(_) => {
+                    self.apply_rule_once(entry, stats, message);
                     return;
                 }
                 None => match MessageHook::of(&entry.hooks) {
@@ -973,10 +945,14 @@ impl Inner {
     /// call (one host round trip for the burst); anything else goes message by message.
     pub(crate) async fn apply_messages(self: &Arc<Self>, key: &Arc<str>, id: u64, messages: Vec<Value>) {
         let hook = {
-            let st = self.state.lock();
-            let Some(entry) = st.entries.get(&**key).filter(|e| e.id == id) else { return };
+            let mut guard = self.state.lock();
+            let State { entries, stats, .. } = &mut *guard;
+            let Some(entry) = entries.get_mut(&**key).filter(|e| e.id == id) else { return };
+            if entry.stream_config.apply.is_some() {
+                return self.apply_rule_burst(entry, stats, messages);
+            }
             match MessageHook::of(&entry.hooks) {
-                Some(h @ MessageHook::Many(_)) if entry.stream_config.apply.is_none() => Some(h),
+                Some(h @ MessageHook::Many(_)) => Some(h),
                 _ => None,
             }
         };
@@ -988,6 +964,110 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// A built-in rule over one message, under the lock.
+    fn apply_rule_once(&self, entry: &mut Entry, stats: &mut Stats, message: Value) {
+        let config = entry.stream_config.clone();
+        let Some(rule) = config.apply.as_ref() else { return };
+        let logged = (entry.refetch_in_flight && rule.is_idempotent()).then(|| message.clone());
+        let first = entry.data.is_none();
+        let data = entry.data.get_or_insert_with(|| Arc::new(Value::Null));
+        match apply_rule(rule, entry.endpoint.entity_adapter.as_ref(), Arc::make_mut(data), message, MAX_DEPTH) {
+            Ok(change) => {
+                stats.messages_applied += 1;
+                if let Some(m) = logged {
+                    entry.reapply.push(m);
+                }
+                if first {
+                    let data = entry.data.take().expect("data");
+                    if change != Change::Unchanged {
+                        entry.first_data(Arc::unwrap_or_clone(data), Value::Null, &self.dispatcher, stats);
+                    }
+                } else {
+                    entry.commit(change, &self.dispatcher, stats);
+                }
+            }
+            Err(m) => {
+                if first {
+                    entry.data = None;
+                }
+                // E3: an update that would make the data too deep has its own reason.
+                stats.reject(m.reason);
+                let event = Event::Error { key: entry.key.clone(), reason: m.reason, message: m.message };
+                entry.broadcast(&self.dispatcher, stats, event);
+            }
+        }
+    }
+
+    /// A built-in rule over a burst of messages, under one lock: each message is applied and
+    /// counted as one version, as `apply_message` would, and the patches of consecutive messages
+    /// go out as one event (what E2 would merge them into anyway). Rejected messages get their
+    /// error event in order. `maxLen` trims once per burst (see `apply_rule_in_burst`).
+    fn apply_rule_burst(&self, entry: &mut Entry, stats: &mut Stats, messages: Vec<Value>) {
+        let config = entry.stream_config.clone();
+        let endpoint = entry.endpoint.clone();
+        let Some(rule) = config.apply.as_ref() else { return };
+        let adapter = endpoint.entity_adapter.as_ref();
+        let mut from = entry.version;
+        let mut ops: Vec<PatchOp> = Vec::new();
+        let mut untrimmed = 0;
+        // Sends the patches gathered so far; the data must be exact before anything is broadcast
+        // (a collapse, E5, snapshots it).
+        let flush = |entry: &mut Entry, stats: &mut Stats, ops: &mut Vec<PatchOp>, untrimmed: &mut usize, from: &mut u64| {
+            if let Some(data) = entry.data.as_mut() {
+                if *untrimmed > 0 {
+                    finish_burst(Arc::make_mut(data), untrimmed);
+                }
+            }
+            if !ops.is_empty() {
+                let event = Event::Patch { key: entry.key.clone(), from: *from, version: entry.version, patches: std::mem::take(ops) };
+                entry.broadcast(&self.dispatcher, stats, event);
+            }
+            *from = entry.version;
+        };
+        for message in messages {
+            let logged = (entry.refetch_in_flight && rule.is_idempotent()).then(|| message.clone());
+            let Some(data) = entry.data.as_mut() else {
+                // The first data of the entry: the one-message path sends its snapshot.
+                flush(entry, stats, &mut ops, &mut untrimmed, &mut from);
+                self.apply_rule_once(entry, stats, message);
+                from = entry.version;
+                continue;
+            };
+            match apply_rule_in_burst(rule, adapter, Arc::make_mut(data), message, MAX_DEPTH, &mut untrimmed) {
+                Ok(change) => {
+                    stats.messages_applied += 1;
+                    if let Some(m) = logged {
+                        entry.reapply.push(m);
+                    }
+                    match change {
+                        Change::Unchanged => {}
+                        Change::Patch(p) if p.is_empty() => {}
+                        Change::Patch(p) => {
+                            entry.version += 1;
+                            ops.extend(p);
+                        }
+                        Change::Replaced => {
+                            // Only `replace` (and rules on a non-array) replace the root; nothing
+                            // is left untrimmed by them.
+                            let before = entry.version;
+                            flush(entry, stats, &mut ops, &mut untrimmed, &mut from);
+                            debug_assert_eq!(before, entry.version);
+                            entry.commit(Change::Replaced, &self.dispatcher, stats);
+                            from = entry.version;
+                        }
+                    }
+                }
+                Err(m) => {
+                    flush(entry, stats, &mut ops, &mut untrimmed, &mut from);
+                    stats.reject(m.reason);
+                    let event = Event::Error { key: entry.key.clone(), reason: m.reason, message: m.message };
+                    entry.broadcast(&self.dispatcher, stats, event);
+                }
+            }
+        }
+        flush(entry, stats, &mut ops, &mut untrimmed, &mut from);
     }
 
     /// Runs `onMessage` with the lock released and commits its outcomes in order, but only on

@@ -145,15 +145,17 @@ pub(crate) async fn run(
     mode: Mode,
 ) {
     let Mode { mut loaded, batched } = mode;
+    // Built-in rules apply a burst under one lock, batched hooks take it in one call.
+    let bursts = batched || config.apply.is_some();
     let limit = if batched { HOOK_BATCH } else { BURST };
     let mut buffer: VecDeque<Value> = VecDeque::new();
-    // Messages for a batched hook, applied in one call before anything that comes after them.
+    // The burst being gathered, applied before anything that comes after it.
     let mut batch: Vec<Value> = Vec::new();
     let mut overflowed = false;
     while let Some(first) = inbox.recv().await {
         let Some(client) = inner.upgrade() else { return };
         // Built-in rules apply without waiting, so the messages already queued are applied as
-        // one burst with the delivery thread woken once at its end (their patches coalesce, E2).
+        // one burst under one lock, with the delivery thread woken once at its end (E2).
         // `onMessage` hooks may wait: no hold then; a batched hook takes the queued messages in
         // one call instead.
         let mut hold = config.apply.is_some().then(|| client.hold_wakes());
@@ -164,16 +166,10 @@ pub(crate) async fn run(
                 Inbound::Raw(raw) => Some(prepare(raw, &config, &filter)),
                 Inbound::Loaded => {
                     loaded = true;
-                    if batched {
-                        while !buffer.is_empty() {
-                            let n = buffer.len().min(HOOK_BATCH);
-                            client.apply_messages(&key, entry_id, buffer.drain(..n).collect()).await;
-                        }
-                    }
-                    while let Some(message) = buffer.pop_front() {
-                        client.apply_message(&key, entry_id, message).await;
-                        applied += 1;
-                        if applied % BURST == 0 && hold.is_some() {
+                    while !buffer.is_empty() {
+                        let n = if bursts { buffer.len().min(limit) } else { 1 };
+                        client.apply_messages(&key, entry_id, buffer.drain(..n).collect()).await;
+                        if hold.is_some() {
                             // Let other entries' events out between bursts.
                             drop(hold.take());
                             hold = Some(client.hold_wakes());
@@ -187,7 +183,7 @@ pub(crate) async fn run(
             };
             match prepared {
                 None => {}
-                Some(Prepared::Message(message)) if loaded && batched => batch.push(message),
+                Some(Prepared::Message(message)) if loaded && bursts => batch.push(message),
                 Some(other) => {
                     // Whatever is reported or buffered comes after the messages before it.
                     if !batch.is_empty() && !matches!(other, Prepared::Filtered) {
@@ -218,7 +214,7 @@ pub(crate) async fn run(
                 }
             }
             applied += 1;
-            if (hold.is_some() || batched) && applied < limit {
+            if bursts && applied < limit {
                 next = inbox.try_recv().ok();
             }
         }

@@ -1,6 +1,7 @@
-//! The batched `onMessage` hook (`EndpointHooks::on_messages`, SPEC §6): the messages queued for an
-//! entry go to the host in one call, outcomes apply in order, and every failure is reported for
-//! its own message without losing or doubling the others.
+//! Bursts of queued messages. The batched `onMessage` hook (`EndpointHooks::on_messages`, SPEC §6):
+//! the messages queued for an entry go to the host in one call, outcomes apply in order, and every
+//! failure is reported for its own message without losing or doubling the others. Built-in rules
+//! apply a burst under one lock: the same versions, data and patches as message by message.
 
 mod support;
 
@@ -223,5 +224,42 @@ fn a_host_update_during_the_call_makes_the_engine_ask_again() {
     let calls = b.calls();
     assert_eq!(calls.iter().flatten().filter(|m| **m == json!({"i": 0})).count(), 2, "{calls:?}");
     drop(sub);
+    c.close();
+}
+
+#[test]
+fn a_rule_burst_with_rejections_and_a_collapsing_queue_replays_exactly() {
+    // 300 buffered messages flushed in bursts into `append` with `maxLen`, every 7th too deep
+    // (E3), and a subscriber queue of 3 events that collapses mid-burst (E5): the replica
+    // replays to the data, each accepted message is one version.
+    let query = ManualQuery::default();
+    let config = json!({
+        "queueLimit": 3,
+        "endpoints": {"getLog": {"stream": {"apply": {"append": {"maxLen": 5}}, "bufferBeforeLoaded": 1000}}}
+    });
+    let c = client(config, Hooks::new().endpoint("getLog", query.hooks()));
+    let rec = Recorder::default();
+    let _sub = c.subscribe("getLog", None, rec.callback()).unwrap();
+    // 128 levels: a valid message (E3 bound), but one level too deep inside the array.
+    let deep = (0..128).fold(json!(1), |v, _| json!([v]));
+    for i in 0..300 {
+        let m = if i % 7 == 3 { deep.clone() } else { json!({"i": i}) };
+        c.push_message("getLog", None, RawMessage::Value(m)).unwrap();
+    }
+    wait_until("buffered", || c.stats().unwrap().messages_buffered == 300);
+    query.resolve(json!([{"i": "initial"}]));
+    wait_until("all handled", || {
+        let s = c.stats().unwrap();
+        s.messages_applied + s.messages_rejected_total() == 300
+    });
+    let kept: Vec<i64> = (0..300).filter(|i| i % 7 != 3).collect();
+    let snap = c.snapshot("getLog", None).unwrap();
+    let last5: Vec<Value> = kept[kept.len() - 5..].iter().map(|i| json!({"i": i})).collect();
+    assert_eq!(snap.data, Value::Array(last5));
+    assert_eq!(snap.version, 1 + kept.len() as u64, "one version per accepted message");
+    wait_until("replica caught up", || rec.version() == snap.version);
+    rec.assert_replica(&snap.data, snap.version);
+    assert!(c.stats().unwrap().queue_overflows > 0, "the queue collapsed during the bursts");
+    assert_eq!(c.stats().unwrap().messages_rejected.get("too_deep"), Some(&43));
     c.close();
 }
