@@ -12,7 +12,8 @@
 //! drifts affects both alike; each rate is the median over the rounds.
 //!
 //! Prints one table. `cargo bench -p livecache-core --bench e2e` (`-- --quick` for a short run;
-//! `E2E_PROFILE=livecache|bare` floods one side only, for a profiler).
+//! `E2E_PROFILE=livecache|bare` floods one side only, for a profiler; `E2E_WORKERS=n` sets the
+//! client's engine worker threads, 2 by default).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -201,7 +202,8 @@ impl Probe {
 }
 
 fn run_livecache(server: &FloodServer, plan: Plan, n: usize, variant: Variant, record: bool) -> Run {
-    let client = Client::new(config(&server.url(), variant), Hooks::new()).unwrap();
+    let workers = std::env::var("E2E_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let client = Client::with_options(config(&server.url(), variant), Hooks::new(), livecache_core::ClientOptions { worker_threads: workers, ..Default::default() }).unwrap();
     let probe = Arc::new(Probe::default());
     probe.target.store(n as u64, Ordering::Release);
     if record {

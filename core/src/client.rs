@@ -1,4 +1,5 @@
-//! The client: one runtime, one engine state, the public operations of SPEC §4 and §7.
+//! The client: its threads (engine workers, a stream thread, a delivery thread), one engine
+//! state, the public operations of SPEC §4 and §7.
 //! Every operation changes state under one lock and queues events; user code (callbacks,
 //! hooks, recipes) always runs with the lock released (SPEC §5).
 
@@ -51,7 +52,8 @@ pub struct ClientOptions {
     /// Where `stream.url` endpoints read from; `None` is the built-in WebSocket client.
     pub stream_source: Option<Arc<dyn StreamSource>>,
     pub delivery: Delivery,
-    /// Worker threads of the client's tokio runtime.
+    /// Worker threads of the client's engine runtime (fetches, hooks, message pipelines). Streams
+    /// read and parse on one more thread of their own.
     pub worker_threads: usize,
 }
 
@@ -102,6 +104,9 @@ pub(crate) struct Inner {
     dispatcher: Arc<Dispatcher>,
     runtime: Mutex<Option<Runtime>>,
     handle: Handle,
+    /// Where stream drivers run (see `with_options`).
+    io_runtime: Mutex<Option<Runtime>>,
+    io_handle: Handle,
     next_id: AtomicU64,
     received: AtomicU64,
     filtered: AtomicU64,
@@ -109,7 +114,7 @@ pub(crate) struct Inner {
     buffer_overflows: AtomicU64,
 }
 
-/// A livecache client: entries, streams and subscriptions, on its own runtime (SPEC §8).
+/// A livecache client: entries, streams and subscriptions, on its own threads (SPEC §8).
 /// Dropping it closes it.
 pub struct Client {
     inner: Arc<Inner>,
@@ -136,6 +141,17 @@ fn default_stream_config() -> StreamConfig {
         resync_on_reconnect: true,
         buffer_before_loaded: crate::config::DEFAULT_BUFFER_BEFORE_LOADED,
     }
+}
+
+/// A runtime of the client's own, whose threads are marked as engine threads (see `close`).
+fn engine_runtime(name: &str, workers: usize) -> Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .on_thread_start(|| ON_ENGINE_THREAD.with(|f| f.set(true)))
+        .enable_all()
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start the {name} threads: {e}")))
 }
 
 /// An endpoint's `onMessage` hook in the form the engine calls.
@@ -257,14 +273,13 @@ impl Client {
 
     pub fn with_options(config: Config, hooks: Hooks, options: ClientOptions) -> Result<Client> {
         validate(&config, &hooks)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(options.worker_threads.max(1))
-            .thread_name("livecache-engine")
-            .on_thread_start(|| ON_ENGINE_THREAD.with(|f| f.set(true)))
-            .enable_all()
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot start the engine runtime: {e}")))?;
+        let runtime = engine_runtime("livecache-engine", options.worker_threads.max(1))?;
         let handle = runtime.handle().clone();
+        // Streams read and parse on their own thread: a flood on a socket then overlaps with the
+        // engine applying what came before. (Within one runtime the pipeline task, woken by
+        // the stream task, would wait on the same worker until the stream task stops reading.)
+        let io_runtime = engine_runtime("livecache-io", 1)?;
+        let io_handle = io_runtime.handle().clone();
         let dispatcher = Dispatcher::new();
         if options.delivery == Delivery::Thread {
             dispatcher
@@ -289,6 +304,8 @@ impl Client {
             dispatcher,
             runtime: Mutex::new(Some(runtime)),
             handle,
+            io_runtime: Mutex::new(Some(io_runtime)),
+            io_handle,
             next_id: AtomicU64::new(1),
             received: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
@@ -483,14 +500,22 @@ struct EntrySink {
     key: Arc<str>,
     entry_id: u64,
     inbox: mpsc::UnboundedSender<Inbound>,
+    config: Arc<StreamConfig>,
+    filter: MessageFilter,
 }
 
 impl StreamSink for EntrySink {
+    /// Parse, schema and filter run here, on the stream's thread, so they overlap with the
+    /// entry's pipeline applying the messages before this one.
     fn message(&self, message: RawMessage) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.count_received();
+        let Some(inner) = self.inner.upgrade() else { return };
+        inner.count_received();
+        match pipeline::prepare(message, &self.config, &self.filter) {
+            pipeline::Prepared::Filtered => inner.count_filtered(),
+            prepared => {
+                let _ = self.inbox.send(Inbound::Prepared(prepared));
+            }
         }
-        let _ = self.inbox.send(Inbound::Raw(message));
     }
 
     fn state(&self, state: StreamState, error: Option<String>) {
@@ -657,7 +682,7 @@ impl Inner {
         let hooks = self.hooks.get(&ep.name).cloned().unwrap_or_default();
         let stream_config = self.stream_configs[&ep.name].clone();
         // Templates are rendered now so a missing arg field fails the call (SPEC §2).
-        MessageFilter::new(&stream_config, arg.as_ref()).map_err(Error::InvalidArgument)?;
+        let filter = MessageFilter::new(&stream_config, arg.as_ref()).map_err(Error::InvalidArgument)?;
         if hooks.query_fn.is_none() {
             if let Some(q) = &ep.query {
                 q.render_url(arg.as_ref()).map_err(Error::InvalidArgument)?;
@@ -707,9 +732,10 @@ impl Inner {
         let weak = Arc::downgrade(self);
         if let (Some(url), Some(source)) = (stream_url, &self.stream_source) {
             let inbox = self.inbox(&mut entry).clone();
-            let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox });
+            let config = stream_config.clone();
+            let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox, config, filter });
             let request = StreamRequest { key: key.to_string(), url, config: stream_config };
-            entry.stream_task = Some(self.handle.spawn(source.run(request, sink, shutdown)));
+            entry.stream_task = Some(self.io_handle.spawn(source.run(request, sink, shutdown)));
         }
         if let Some(hook) = &hooks.on_cache_entry_added {
             let (tx, rx) = oneshot::channel();
@@ -1335,10 +1361,16 @@ impl Inner {
                 })
                 .collect()
         };
+        let io_runtime = self.io_runtime.lock().take();
         if let Some(runtime) = self.runtime.lock().take() {
             if ON_ENGINE_THREAD.with(|f| f.get()) {
-                // From the engine's own thread nothing can be awaited: stop it from another.
-                std::thread::spawn(move || runtime.shutdown_background());
+                // From the engine's own threads nothing can be awaited: stop them from another.
+                std::thread::spawn(move || {
+                    runtime.shutdown_background();
+                    if let Some(io) = io_runtime {
+                        io.shutdown_background();
+                    }
+                });
                 self.dispatcher.shutdown();
                 return;
             }
@@ -1348,6 +1380,9 @@ impl Inner {
                     let all = futures_util::future::join_all(stream_tasks);
                     let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
                 });
+                if let Some(io) = io_runtime {
+                    io.shutdown_timeout(Duration::from_secs(1));
+                }
                 runtime.shutdown_timeout(Duration::from_secs(1));
             };
             if Handle::try_current().is_ok() {

@@ -227,9 +227,18 @@ pub fn parse_bounded(text: &str, max_bytes: usize) -> Result<Value, InputError> 
             ),
         ));
     }
+    // Fast path: serde's own recursion limit stops at 127 levels, inside MAX_DEPTH, so what it
+    // parses is within bounds. Anything it refuses (a 128-level document included) takes the
+    // exact path below, which also gives the error its reason.
+    let mut de = serde_json::Deserializer::from_str(text);
+    if let Ok(value) = Value::deserialize(&mut de) {
+        if de.end().is_ok() {
+            return Ok(value);
+        }
+    }
     prescan_depth(text.as_bytes(), MAX_DEPTH)?;
-    // The pre-scan bounds the recursion at MAX_DEPTH, so serde's own limit (which stops at
-    // 127 levels) is switched off: exactly 128 levels parse.
+    // The pre-scan bounds the recursion at MAX_DEPTH, so serde's own limit is switched off:
+    // exactly 128 levels parse.
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
     let value = Value::deserialize(&mut de).map_err(|e| classify(text, e))?;

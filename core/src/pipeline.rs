@@ -16,6 +16,8 @@ use crate::transport::RawMessage;
 
 pub(crate) enum Inbound {
     Raw(RawMessage),
+    /// A message the stream's thread has parsed, checked and filtered already.
+    Prepared(Prepared),
     /// The entry got its first data: flush the buffer (L4).
     Loaded,
 }
@@ -164,6 +166,7 @@ pub(crate) async fn run(
         while let Some(item) = next.take() {
             let prepared = match item {
                 Inbound::Raw(raw) => Some(prepare(raw, &config, &filter)),
+                Inbound::Prepared(prepared) => Some(prepared),
                 Inbound::Loaded => {
                     loaded = true;
                     while !buffer.is_empty() {
