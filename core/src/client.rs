@@ -504,18 +504,28 @@ struct EntrySink {
     filter: MessageFilter,
 }
 
-impl StreamSink for EntrySink {
-    /// Parse, schema and filter run here, on the stream's thread, so they overlap with the
-    /// entry's pipeline applying the messages before this one.
-    fn message(&self, message: RawMessage) {
+impl EntrySink {
+    fn prepared(&self, prepared: pipeline::Prepared) {
         let Some(inner) = self.inner.upgrade() else { return };
         inner.count_received();
-        match pipeline::prepare(message, &self.config, &self.filter) {
+        match prepared {
             pipeline::Prepared::Filtered => inner.count_filtered(),
             prepared => {
                 let _ = self.inbox.send(Inbound::Prepared(prepared));
             }
         }
+    }
+}
+
+impl StreamSink for EntrySink {
+    /// Parse, schema and filter run here, on the stream's thread, so they overlap with the
+    /// entry's pipeline applying the messages before this one.
+    fn message(&self, message: RawMessage) {
+        self.prepared(pipeline::prepare(message, &self.config, &self.filter));
+    }
+
+    fn text(&self, text: &str) {
+        self.prepared(pipeline::prepare_text(text, &self.config, &self.filter));
     }
 
     fn state(&self, state: StreamState, error: Option<String>) {

@@ -80,21 +80,26 @@ pub(crate) enum Prepared {
     Rejected(ErrorReason, String),
 }
 
+/// `prepare` for text the caller still owns.
+pub(crate) fn prepare_text(text: &str, config: &StreamConfig, filter: &MessageFilter) -> Prepared {
+    match json::parse_bounded(text, config.max_message_bytes) {
+        Ok(v) => check(v, config, filter),
+        Err(e) => {
+            let reason = match e.kind {
+                InputErrorKind::InvalidJson => ErrorReason::InvalidJson,
+                InputErrorKind::TooLarge => ErrorReason::TooLarge,
+                InputErrorKind::TooDeep => ErrorReason::TooDeep,
+                InputErrorKind::NotFinite => ErrorReason::NotFinite,
+            };
+            Prepared::Rejected(reason, e.message)
+        }
+    }
+}
+
 /// Parse, schema and filter: everything before the data is touched (no lock needed).
 pub(crate) fn prepare(raw: RawMessage, config: &StreamConfig, filter: &MessageFilter) -> Prepared {
     let message = match raw {
-        RawMessage::Text(text) => match json::parse_bounded(&text, config.max_message_bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                let reason = match e.kind {
-                    InputErrorKind::InvalidJson => ErrorReason::InvalidJson,
-                    InputErrorKind::TooLarge => ErrorReason::TooLarge,
-                    InputErrorKind::TooDeep => ErrorReason::TooDeep,
-                    InputErrorKind::NotFinite => ErrorReason::NotFinite,
-                };
-                return Prepared::Rejected(reason, e.message);
-            }
-        },
+        RawMessage::Text(text) => return prepare_text(&text, config, filter),
         RawMessage::Binary(bytes) => {
             return Prepared::Rejected(
                 ErrorReason::BinaryFrame,
@@ -108,6 +113,11 @@ pub(crate) fn prepare(raw: RawMessage, config: &StreamConfig, filter: &MessageFi
             v
         }
     };
+    check(message, config, filter)
+}
+
+/// Schema and filter.
+fn check(message: Value, config: &StreamConfig, filter: &MessageFilter) -> Prepared {
     if let Some(schema) = &config.schema {
         if let Err(e) = schema.validate(&message) {
             let at = e.instance_path().to_string();

@@ -52,6 +52,10 @@ pub enum RawMessage {
 pub trait StreamSink: Send + Sync {
     /// One message, in arrival order.
     fn message(&self, message: RawMessage);
+    /// A text frame the driver still holds: a sink that parses at once needs no copy of it.
+    fn text(&self, text: &str) {
+        self.message(RawMessage::Text(text.to_owned()));
+    }
     /// A state change (L8). `Open` after an earlier `Open` means "reconnected": the engine resyncs.
     fn state(&self, state: StreamState, error: Option<String>);
     /// A protocol-level problem the driver handled itself (frame over the limit, invalid UTF-8):

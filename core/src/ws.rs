@@ -220,7 +220,7 @@ impl Driver {
         }
     }
 
-    /// The hot path: one `String` per text frame and nothing else per message — no lock, no
+    /// The hot path: the frame's text is handed over borrowed, and nothing else per message — no lock, no
     /// timer update (the heartbeat only flips a flag), no shutdown poll while frames are ready.
     async fn read_loop(&self, socket: &mut Socket, stop: &mut Stop) -> Ended {
         let mut heartbeat = self.heartbeat.as_ref().map(Heartbeat::new);
@@ -236,7 +236,7 @@ impl Driver {
                     seen = true;
                     match frame {
                         Some(Ok(Message::Text(text))) => {
-                            self.sink.message(RawMessage::Text(String::from(text.as_str())));
+                            self.sink.text(text.as_str());
                         }
                         Some(Ok(Message::Binary(bytes))) => {
                             self.sink.message(RawMessage::Binary(Vec::from(bytes)));
