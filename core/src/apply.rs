@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::adapter::{self, kind};
 use crate::config::{ApplyRule, EntityAdapterConfig};
 use crate::event::ErrorReason;
-use crate::json::depth;
+use crate::json::within_depth;
 use crate::patch::{apply_patch, parse_patch, push_token, PatchOp};
 
 /// What a message did to the data.
@@ -110,7 +110,7 @@ pub(crate) fn finish_burst(data: &mut Value, untrimmed: &mut usize) {
 /// E3: `value` inserted at a pointer of `tokens` reference tokens must keep the data within
 /// `max_depth` levels (root container = level 1).
 fn check_depth(rule: &str, tokens: usize, value: &Value, max_depth: usize, at: &str) -> Result<(), ApplyError> {
-    if tokens + depth(value) > max_depth {
+    if tokens > max_depth || !within_depth(value, max_depth - tokens) {
         let at = if at.is_empty() { String::new() } else { format!(" (at {at})") };
         return Err(ApplyError {
             reason: ErrorReason::TooDeep,
@@ -900,7 +900,7 @@ mod tests {
 
     #[test]
     fn depth_limit() {
-        assert_eq!(depth(&nested(3)), 3);
+        assert_eq!(crate::json::depth(&nested(3)), 3);
         let a = ad(None);
         let err = |r: Result<Change, String>| {
             let e = r.unwrap_err();

@@ -502,6 +502,8 @@ struct EntrySink {
     inbox: mpsc::UnboundedSender<Inbound>,
     config: Arc<StreamConfig>,
     filter: MessageFilter,
+    /// Prepared messages of the frames read so far, handed on at `flush`.
+    batch: Mutex<Vec<pipeline::Prepared>>,
 }
 
 impl EntrySink {
@@ -510,9 +512,7 @@ impl EntrySink {
         inner.count_received();
         match prepared {
             pipeline::Prepared::Filtered => inner.count_filtered(),
-            prepared => {
-                let _ = self.inbox.send(Inbound::Prepared(prepared));
-            }
+            prepared => self.batch.lock().push(prepared),
         }
     }
 }
@@ -522,19 +522,31 @@ impl StreamSink for EntrySink {
     /// entry's pipeline applying the messages before this one.
     fn message(&self, message: RawMessage) {
         self.prepared(pipeline::prepare(message, &self.config, &self.filter));
+        self.flush();
     }
 
+    /// Held with the frames read before it until `flush`: the pipeline is woken once per batch.
     fn text(&self, text: &str) {
         self.prepared(pipeline::prepare_text(text, &self.config, &self.filter));
     }
 
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.batch.lock());
+        if !batch.is_empty() {
+            let _ = self.inbox.send(Inbound::Prepared(batch));
+        }
+    }
+
     fn state(&self, state: StreamState, error: Option<String>) {
+        // The messages read before the change come before it.
+        self.flush();
         if let Some(inner) = self.inner.upgrade() {
             inner.stream_state(&self.key, self.entry_id, state, error);
         }
     }
 
     fn error(&self, reason: ErrorReason, message: String) {
+        self.flush();
         if let Some(inner) = self.inner.upgrade() {
             inner.report_error(&self.key, self.entry_id, reason, message);
         }
@@ -743,7 +755,8 @@ impl Inner {
         if let (Some(url), Some(source)) = (stream_url, &self.stream_source) {
             let inbox = self.inbox(&mut entry).clone();
             let config = stream_config.clone();
-            let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox, config, filter });
+            let batch = Mutex::new(Vec::new());
+            let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox, config, filter, batch });
             let request = StreamRequest { key: key.to_string(), url, config: stream_config };
             entry.stream_task = Some(self.io_handle.spawn(source.run(request, sink, shutdown)));
         }

@@ -125,7 +125,21 @@ pub fn depth(v: &Value) -> usize {
 /// `depth(v) <= limit`, but stops as soon as the walk goes deeper than `limit` (a deep chain
 /// costs O(limit), a shallow document is visited completely).
 pub fn within_depth(v: &Value, limit: usize) -> bool {
-    walk(v, limit).is_some()
+    // Recursion bounded by `limit` is safe for the limits livecache uses, and allocates nothing
+    // (this runs once per stream message).
+    if limit <= 256 {
+        within_depth_rec(v, limit)
+    } else {
+        walk(v, limit).is_some()
+    }
+}
+
+fn within_depth_rec(v: &Value, limit: usize) -> bool {
+    match v {
+        Value::Array(a) => limit > 0 && a.iter().all(|c| within_depth_rec(c, limit - 1)),
+        Value::Object(o) => limit > 0 && o.values().all(|c| within_depth_rec(c, limit - 1)),
+        _ => true,
+    }
 }
 
 /// Byte pre-scan: refuses nesting deeper than `limit` in linear time without recursion.

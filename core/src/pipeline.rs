@@ -16,8 +16,8 @@ use crate::transport::RawMessage;
 
 pub(crate) enum Inbound {
     Raw(RawMessage),
-    /// A message the stream's thread has parsed, checked and filtered already.
-    Prepared(Prepared),
+    /// Messages the stream's thread has parsed, checked and filtered already, in order.
+    Prepared(Vec<Prepared>),
     /// The entry got its first data: flush the buffer (L4).
     Loaded,
 }
@@ -175,8 +175,8 @@ pub(crate) async fn run(
         let mut applied = 0;
         while let Some(item) = next.take() {
             let prepared = match item {
-                Inbound::Raw(raw) => Some(prepare(raw, &config, &filter)),
-                Inbound::Prepared(prepared) => Some(prepared),
+                Inbound::Raw(raw) => vec![prepare(raw, &config, &filter)],
+                Inbound::Prepared(prepared) => prepared,
                 Inbound::Loaded => {
                     loaded = true;
                     while !buffer.is_empty() {
@@ -191,42 +191,43 @@ pub(crate) async fn run(
                     if std::mem::take(&mut overflowed) {
                         client.refetch_when_open(&key, entry_id);
                     }
-                    None
+                    Vec::new()
                 }
             };
-            match prepared {
-                None => {}
-                Some(Prepared::Message(message)) if loaded && bursts => batch.push(message),
-                Some(other) => {
-                    // Whatever is reported or buffered comes after the messages before it.
-                    if !batch.is_empty() && !matches!(other, Prepared::Filtered) {
-                        client.apply_messages(&key, entry_id, std::mem::take(&mut batch)).await;
-                    }
-                    match other {
-                        Prepared::Rejected(reason, message) => client.report_error(&key, entry_id, reason, message),
-                        Prepared::Filtered => client.count_filtered(),
-                        Prepared::Message(message) if loaded => client.apply_message(&key, entry_id, message).await,
-                        Prepared::Message(message) => {
-                            if buffer.len() >= config.buffer_before_loaded {
-                                // L4: past the bound the buffer goes; a refetch once the stream
-                                // is open brings what it held.
-                                buffer.clear();
-                                if !overflowed {
-                                    overflowed = true;
-                                    client.count_buffer_overflow();
+            for p in prepared {
+                applied += 1;
+                match p {
+                    Prepared::Message(message) if loaded && bursts => batch.push(message),
+                    other => {
+                        // Whatever is reported or buffered comes after the messages before it.
+                        if !batch.is_empty() && !matches!(other, Prepared::Filtered) {
+                            client.apply_messages(&key, entry_id, std::mem::take(&mut batch)).await;
+                        }
+                        match other {
+                            Prepared::Rejected(reason, message) => client.report_error(&key, entry_id, reason, message),
+                            Prepared::Filtered => client.count_filtered(),
+                            Prepared::Message(message) if loaded => client.apply_message(&key, entry_id, message).await,
+                            Prepared::Message(message) => {
+                                if buffer.len() >= config.buffer_before_loaded {
+                                    // L4: past the bound the buffer goes; a refetch once the
+                                    // stream is open brings what it held.
+                                    buffer.clear();
+                                    if !overflowed {
+                                        overflowed = true;
+                                        client.count_buffer_overflow();
+                                    }
                                 }
-                            }
-                            if config.buffer_before_loaded > 0 {
-                                buffer.push_back(message);
-                                client.count_buffered();
-                            } else {
-                                overflowed = true;
+                                if config.buffer_before_loaded > 0 {
+                                    buffer.push_back(message);
+                                    client.count_buffered();
+                                } else {
+                                    overflowed = true;
+                                }
                             }
                         }
                     }
                 }
             }
-            applied += 1;
             if bursts && applied < limit {
                 next = inbox.try_recv().ok();
             }

@@ -52,10 +52,14 @@ pub enum RawMessage {
 pub trait StreamSink: Send + Sync {
     /// One message, in arrival order.
     fn message(&self, message: RawMessage);
-    /// A text frame the driver still holds: a sink that parses at once needs no copy of it.
+    /// A text frame the driver still holds: a sink that parses at once needs no copy of it. The
+    /// sink may hold the message until `flush`.
     fn text(&self, text: &str) {
         self.message(RawMessage::Text(text.to_owned()));
     }
+    /// The driver has handed over every frame that was ready (it calls this before it waits for
+    /// more): the messages `text` held go on now, in order.
+    fn flush(&self) {}
     /// A state change (L8). `Open` after an earlier `Open` means "reconnected": the engine resyncs.
     fn state(&self, state: StreamState, error: Option<String>);
     /// A protocol-level problem the driver handled itself (frame over the limit, invalid UTF-8):

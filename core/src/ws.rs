@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -33,6 +33,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A connection that stayed open this long resets the backoff, even when `max_delay_ms` is larger.
 const STABLE_OPEN_CAP: Duration = Duration::from_secs(30);
+/// At most this many ready frames between two flushes of the sink.
+const READ_BATCH: usize = 64;
 
 /// `ws://` and `wss://` (rustls, webpki roots) stream driver. Cheap to share: one instance can
 /// run the streams of every entry of a client.
@@ -234,20 +236,34 @@ impl Driver {
                 biased;
                 frame = socket.next() => {
                     seen = true;
-                    match frame {
-                        Some(Ok(Message::Text(text))) => {
-                            self.sink.text(text.as_str());
+                    // Every frame that is ready without waiting is handed over before the sink
+                    // is flushed, so a flood reaches the engine in batches (one wake-up each).
+                    let mut frame = frame;
+                    let mut count = 0;
+                    let ended = loop {
+                        match frame {
+                            Some(Ok(Message::Text(text))) => self.sink.text(text.as_str()),
+                            Some(Ok(Message::Binary(bytes))) => self.sink.message(RawMessage::Binary(Vec::from(bytes))),
+                            // tungstenite queues the pong and flushes it on the next read.
+                            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                            Some(Ok(Message::Close(frame))) => break Some(Ok(frame)),
+                            Some(Err(error)) => break Some(Err(ended_by(error))),
+                            None => break Some(Err(Ended::Dropped("connection closed".to_owned()))),
                         }
-                        Some(Ok(Message::Binary(bytes))) => {
-                            self.sink.message(RawMessage::Binary(Vec::from(bytes)));
+                        count += 1;
+                        if count == READ_BATCH {
+                            break None;
                         }
-                        // tungstenite queues the pong and flushes it on the next read.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Ok(Message::Close(frame))) => {
-                            return self.closed_by_server(socket, stop, frame).await;
+                        match socket.next().now_or_never() {
+                            Some(next) => frame = next,
+                            None => break None,
                         }
-                        Some(Err(error)) => return ended_by(error),
-                        None => return Ended::Dropped("connection closed".to_owned()),
+                    };
+                    self.sink.flush();
+                    match ended {
+                        None => {}
+                        Some(Ok(frame)) => return self.closed_by_server(socket, stop, frame).await,
+                        Some(Err(ended)) => return ended,
                     }
                 }
                 _ = &mut timer, if heartbeat.is_some() => {
