@@ -512,7 +512,14 @@ impl EntrySink {
         inner.count_received();
         match prepared {
             pipeline::Prepared::Filtered => inner.count_filtered(),
-            prepared => self.batch.lock().push(prepared),
+            prepared => {
+                let mut batch = self.batch.lock();
+                if batch.capacity() == 0 {
+                    // One allocation per batch rather than a doubling series.
+                    batch.reserve(crate::ws::READ_BATCH);
+                }
+                batch.push(prepared);
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A connection that stayed open this long resets the backoff, even when `max_delay_ms` is larger.
 const STABLE_OPEN_CAP: Duration = Duration::from_secs(30);
 /// At most this many ready frames between two flushes of the sink.
-const READ_BATCH: usize = 64;
+pub(crate) const READ_BATCH: usize = 64;
 
 /// `ws://` and `wss://` (rustls, webpki roots) stream driver. Cheap to share: one instance can
 /// run the streams of every entry of a client.
