@@ -504,6 +504,8 @@ struct EntrySink {
     filter: MessageFilter,
     /// Prepared messages of the frames read so far, handed on at `flush`.
     batch: Mutex<Vec<pipeline::Prepared>>,
+    /// An emptied batch vector the pipeline gave back, reused for the next batch.
+    spare: Arc<Mutex<Vec<pipeline::Prepared>>>,
 }
 
 impl EntrySink {
@@ -515,7 +517,8 @@ impl EntrySink {
             prepared => {
                 let mut batch = self.batch.lock();
                 if batch.capacity() == 0 {
-                    // One allocation per batch rather than a doubling series.
+                    // The vector the pipeline gave back, or one allocation for the batch.
+                    *batch = std::mem::take(&mut *self.spare.lock());
                     batch.reserve(crate::ws::READ_BATCH);
                 }
                 batch.push(prepared);
@@ -540,7 +543,7 @@ impl StreamSink for EntrySink {
     fn flush(&self) {
         let batch = std::mem::take(&mut *self.batch.lock());
         if !batch.is_empty() {
-            let _ = self.inbox.send(Inbound::Prepared(batch));
+            let _ = self.inbox.send(Inbound::Prepared(batch, self.spare.clone()));
         }
     }
 
@@ -762,8 +765,8 @@ impl Inner {
         if let (Some(url), Some(source)) = (stream_url, &self.stream_source) {
             let inbox = self.inbox(&mut entry).clone();
             let config = stream_config.clone();
-            let batch = Mutex::new(Vec::new());
-            let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox, config, filter, batch });
+            let (batch, spare) = (Mutex::new(Vec::new()), Arc::default());
+            let sink = Arc::new(EntrySink { inner: weak.clone(), key: key.clone(), entry_id: id, inbox, config, filter, batch, spare });
             let request = StreamRequest { key: key.to_string(), url, config: stream_config };
             entry.stream_task = Some(self.io_handle.spawn(source.run(request, sink, shutdown)));
         }

@@ -16,8 +16,9 @@ use crate::transport::RawMessage;
 
 pub(crate) enum Inbound {
     Raw(RawMessage),
-    /// Messages the stream's thread has parsed, checked and filtered already, in order.
-    Prepared(Vec<Prepared>),
+    /// Messages the stream's thread has parsed, checked and filtered already, in order. The
+    /// emptied vector goes back to the spare slot for the stream's next batch.
+    Prepared(Vec<Prepared>, Arc<parking_lot::Mutex<Vec<Prepared>>>),
     /// The entry got its first data: flush the buffer (L4).
     Loaded,
 }
@@ -174,9 +175,9 @@ pub(crate) async fn run(
         let mut next = Some(first);
         let mut applied = 0;
         while let Some(item) = next.take() {
-            let prepared = match item {
-                Inbound::Raw(raw) => vec![prepare(raw, &config, &filter)],
-                Inbound::Prepared(prepared) => prepared,
+            let (mut prepared, spare) = match item {
+                Inbound::Raw(raw) => (vec![prepare(raw, &config, &filter)], None),
+                Inbound::Prepared(prepared, spare) => (prepared, Some(spare)),
                 Inbound::Loaded => {
                     loaded = true;
                     while !buffer.is_empty() {
@@ -191,10 +192,10 @@ pub(crate) async fn run(
                     if std::mem::take(&mut overflowed) {
                         client.refetch_when_open(&key, entry_id);
                     }
-                    Vec::new()
+                    (Vec::new(), None)
                 }
             };
-            for p in prepared {
+            for p in prepared.drain(..) {
                 applied += 1;
                 match p {
                     Prepared::Message(message) if loaded && bursts => batch.push(message),
@@ -226,6 +227,12 @@ pub(crate) async fn run(
                             }
                         }
                     }
+                }
+            }
+            if let Some(spare) = spare {
+                let mut slot = spare.lock();
+                if slot.capacity() == 0 {
+                    *slot = prepared;
                 }
             }
             if bursts && applied < limit {
