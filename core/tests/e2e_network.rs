@@ -9,7 +9,7 @@ mod util;
 use std::ops::Deref;
 
 use livecache_chat_server::ChatServer;
-use livecache_core::{Client, ErrorReason, Event, Hooks, Status, StreamState, Subscription};
+use livecache_core::{Client, ErrorReason, Event, Hooks, PatchOp, Status, StreamState, Subscription};
 use serde_json::{json, Value};
 use util::{wait_for, wait_until, Recorder};
 
@@ -406,6 +406,47 @@ fn e3_garbage_frames_give_error_events_data_intact() {
     assert_eq!(server.connections_accepted(), 1, "the socket carried on");
     assert_eq!(w.stream_states().last().map(|s| s.0), Some(StreamState::Open));
     assert_eq!(w.errors().len(), expected.len());
+}
+
+/// E3 inside a flood: frames read together reach the engine as one batch; every bad frame's
+/// error event keeps its place between the patches of the messages around it.
+#[test]
+fn e3_bad_frames_inside_a_flood_keep_their_place() {
+    let server = server();
+    let w = watch(config(&server, dedupe(), 60.0, json!({})), "redux");
+    w.settle();
+    server.wait_until_sync(|s| s.open_sockets() == 1);
+    let start = w.rec.count();
+    let mut sent = Vec::new();
+    for i in 0..300u64 {
+        if i % 7 == 3 {
+            server.broadcast_raw("not JSON");
+            sent.push(None);
+        } else {
+            server.broadcast_raw(&json!({"id": 1000 + i, "channel": "redux", "userName": "bot", "text": "flood"}).to_string());
+            sent.push(Some(1000 + i));
+        }
+    }
+    let bad = sent.iter().filter(|s| s.is_none()).count();
+    wait_until("every frame handled", || {
+        w.errors().len() == bad && w.state().data.as_array().is_some_and(|a| a.last().map(|m| &m["id"]) == Some(&json!(1299)))
+    });
+    w.assert_replica();
+    let seen: Vec<Option<u64>> = w.rec.events()[start..]
+        .iter()
+        .flat_map(|e| match e {
+            Event::Patch { patches, .. } => patches
+                .iter()
+                .filter_map(|op| match op {
+                    PatchOp::Add { value, .. } => Some(value["id"].as_u64()),
+                    _ => None,
+                })
+                .collect(),
+            Event::Error { .. } => vec![None],
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(seen, sent, "patches and errors in the order of the frames");
 }
 
 /// E3: a frame over `maxMessageBytes` (default 16 MiB) must fail the connection; the engine
