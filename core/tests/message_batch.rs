@@ -263,3 +263,19 @@ fn a_rule_burst_with_rejections_and_a_collapsing_queue_replays_exactly() {
     assert_eq!(c.stats().unwrap().messages_rejected.get("too_deep"), Some(&43));
     c.close();
 }
+
+#[test]
+fn a_panicking_batched_hook_is_an_error_per_message_and_the_stream_goes_on() {
+    let hook: OnMessagesFn = Arc::new(|_, messages: Vec<Value>, _| {
+        if messages.iter().any(|m| m["i"] == json!(1)) {
+            panic!("hook bug");
+        }
+        std::future::ready(Ok(messages.iter().map(append).collect())).boxed()
+    });
+    let (c, rec) = run(hook, &numbered(3));
+    wait_until("3 error events", || errors(&rec).len() == 3);
+    assert!(errors(&rec).iter().all(|(r, m)| *r == ErrorReason::Hook && m == "onMessage panicked"));
+    c.push_message("getLog", None, RawMessage::Value(json!({"i": 7}))).unwrap();
+    wait_until("applied after the panic", || c.snapshot("getLog", None).unwrap().data == json!([{"i": 7}]));
+    c.close();
+}

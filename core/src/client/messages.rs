@@ -264,11 +264,18 @@ impl Inner {
                 (entry.data.is_some(), entry.version, current, entry.arg.clone())
             };
             let base = crate::hooks::MessageBase { entry_id: id, version };
-            let call = crate::hooks::with_message_base(base, || match &hook {
-                MessageHook::One(h) => h(current, rest[0].clone(), arg).map(|r| Ok(vec![r])).boxed(),
-                MessageHook::Many(h) => h(current, rest.iter().cloned().collect(), arg),
-            });
-            let outcomes = match AssertUnwindSafe(call).catch_unwind().await {
+            // A panic in the call itself or in its future is the hook's failure, not the pipeline's.
+            let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                crate::hooks::with_message_base(base, || match &hook {
+                    MessageHook::One(h) => h(current, rest[0].clone(), arg).map(|r| Ok(vec![r])).boxed(),
+                    MessageHook::Many(h) => h(current, rest.iter().cloned().collect(), arg),
+                })
+            }));
+            let called = match call {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            let outcomes = match called {
                 Ok(Ok(o)) if !o.is_empty() && o.len() <= rest.len() => o,
                 Ok(Ok(o)) => {
                     rest.pop_front();
@@ -277,19 +284,15 @@ impl Inner {
                     continue;
                 }
                 // A whole call failed: each of its messages is reported (E3: one error each).
-                Ok(Err(m)) => {
+                failed => {
+                    let message = match failed {
+                        Ok(Err(m)) => format!("onMessage: {m}"),
+                        _ => "onMessage panicked".to_owned(),
+                    };
                     let n = if matches!(hook, MessageHook::One(_)) { 1 } else { rest.len() };
                     for _ in 0..n {
                         rest.pop_front();
-                        self.report_error(key, id, ErrorReason::Hook, format!("onMessage: {m}"));
-                    }
-                    continue;
-                }
-                Err(_) => {
-                    let n = if matches!(hook, MessageHook::One(_)) { 1 } else { rest.len() };
-                    for _ in 0..n {
-                        rest.pop_front();
-                        self.report_error(key, id, ErrorReason::Hook, "onMessage panicked".into());
+                        self.report_error(key, id, ErrorReason::Hook, message.clone());
                     }
                     continue;
                 }
