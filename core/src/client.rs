@@ -32,7 +32,8 @@ use crate::json::{self, MAX_DEPTH};
 use crate::key::cache_key;
 use crate::lifecycle::{shared_loaded, Lifecycle};
 use crate::patch::{apply_patch, PatchOp};
-use crate::pipeline::{self, Inbound, MessageFilter};
+use crate::message::{self as pipeline, MessageFilter};
+use crate::pipeline::Inbound;
 use crate::stats::Stats;
 use crate::template::join_url;
 use crate::transport::{FetchRequest, FetchResponse, QuerySource, RawMessage, StreamRequest, StreamSink, StreamSource};
@@ -580,11 +581,11 @@ impl Inner {
             // Without a query the first message (applied to null) is the data: nothing is
             // buffered. With one, messages wait for the first data (L4).
             let has_query = entry.hooks.query_fn.is_some() || entry.endpoint.query.is_some();
-            let mode = pipeline::Mode {
+            let mode = crate::pipeline::Mode {
                 loaded: entry.data.is_some() || !has_query,
                 batched: entry.stream_config.apply.is_none() && entry.hooks.on_messages.is_some(),
             };
-            let run = pipeline::run(Arc::downgrade(self), entry.key.clone(), entry.id, entry.stream_config.clone(), filter, rx, mode);
+            let run = crate::pipeline::run(Arc::downgrade(self), entry.key.clone(), entry.id, entry.stream_config.clone(), filter, rx, mode);
             self.handle.spawn(run);
             tx
         })

@@ -16,23 +16,16 @@
 //! # drop(sub);
 //! ```
 
-pub mod adapter;
-pub mod apply;
+// The engine's modules, at the paths they always had.
+pub use livecache_engine::{adapter, apply, config, error, event, json, key, message, patch, stats, template};
+
 pub mod client;
-pub mod config;
 mod dispatch;
 pub mod entry;
-pub mod error;
-pub mod event;
 pub mod hooks;
 pub mod http;
-pub mod json;
-pub mod key;
 pub mod lifecycle;
-pub mod patch;
 mod pipeline;
-pub mod stats;
-pub mod template;
 pub mod transport;
 pub mod ws;
 

@@ -38,15 +38,7 @@ pub trait QuerySource: Send + Sync {
     fn fetch(&self, request: FetchRequest) -> BoxFuture<'static, Result<FetchResponse, FetchError>>;
 }
 
-/// What a stream driver reads off the wire, before the engine's pipeline (SPEC §2) sees it.
-#[derive(Debug)]
-pub enum RawMessage {
-    Text(String),
-    /// A binary frame: never data (E3), reported as an `error` event.
-    Binary(Vec<u8>),
-    /// An already decoded value (host transports, `pushMessage`).
-    Value(Value),
-}
+pub use crate::message::RawMessage;
 
 /// The engine side of one entry's stream, handed to a stream driver.
 pub trait StreamSink: Send + Sync {

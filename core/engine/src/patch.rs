@@ -57,7 +57,7 @@ impl fmt::Display for PatchError {
 impl std::error::Error for PatchError {}
 
 /// How every depth refusal (E3) starts, so it can be told from a patch that does not fit the data.
-pub(crate) const DEPTH_REFUSAL: &str = "the value would be nested deeper than the depth limit of ";
+pub const DEPTH_REFUSAL: &str = "the value would be nested deeper than the depth limit of ";
 
 impl PatchError {
     /// E3: the patch was refused because it would make the data too deep (reason `too_deep`).
@@ -68,7 +68,7 @@ impl PatchError {
 
 /// A depth refusal ends with `DEPTH_REFUSAL` and the limit; any pointer it names is quoted before
 /// it, so message content cannot make another failure end that way.
-pub(crate) fn is_depth_message(message: &str) -> bool {
+pub fn is_depth_message(message: &str) -> bool {
     message.rsplit_once(DEPTH_REFUSAL).is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 

@@ -86,7 +86,7 @@ pub fn apply_rule(
 /// it in `untrimmed`: the burst trims once with `finish_burst` instead of shifting the whole array
 /// per message. Each message's patch is the same as `apply_rule` gives; the data is exact again
 /// once `finish_burst` ran, and nothing may read it before.
-pub(crate) fn apply_rule_in_burst(
+pub fn apply_rule_in_burst(
     rule: &ApplyRule,
     adapter: Option<&EntityAdapterConfig>,
     data: &mut Value,
@@ -101,7 +101,7 @@ pub(crate) fn apply_rule_in_burst(
 }
 
 /// Drops the `untrimmed` front of an array left by `apply_rule_in_burst`.
-pub(crate) fn finish_burst(data: &mut Value, untrimmed: &mut usize) {
+pub fn finish_burst(data: &mut Value, untrimmed: &mut usize) {
     if let (Value::Array(arr), n @ 1..) = (data, std::mem::take(untrimmed)) {
         arr.drain(..n);
     }

@@ -36,7 +36,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn config(path: impl Into<String>, message: impl Into<String>) -> Error {
+    pub fn config(path: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Config { path: path.into(), message: message.into() }
     }
 

@@ -130,7 +130,7 @@ fn write_js_number(n: &Number, out: &mut String) {
 }
 
 /// "an object", "a string", … for error messages.
-pub(crate) fn kind(v: &Value) -> &'static str {
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -45,7 +45,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn new() -> Stats {
+    pub fn new() -> Stats {
         let mut s = Stats::default();
         for r in ErrorReason::ALL {
             s.messages_rejected.insert(r.as_str(), 0);
@@ -53,7 +53,7 @@ impl Stats {
         s
     }
 
-    pub(crate) fn reject(&mut self, reason: ErrorReason) {
+    pub fn reject(&mut self, reason: ErrorReason) {
         *self.messages_rejected.entry(reason.as_str()).or_insert(0) += 1;
     }
 
