@@ -137,7 +137,14 @@ export interface CacheLifecycle<D = any> {
   /** L3: resolves when the entry is removed. */
   cacheEntryRemoved: Promise<void>
   updateCachedData(recipe: Recipe<D>): UpdateResult
-  getCacheEntry(): EntryState<D>
+  /** The entry now; once it is removed, `{key, status: 'uninitialized'}` as RTK Query gives it (SPEC §6). */
+  getCacheEntry(): EntryState<D> | UninitializedEntry
+}
+
+/** An entry that is no longer in the cache (SPEC §6). */
+export interface UninitializedEntry {
+  key: string
+  status: 'uninitialized'
 }
 
 /** SPEC §6, per endpoint. */
@@ -164,9 +171,16 @@ export declare class Subscription<D = any> {
   unsubscribe(): void
 }
 
+export interface ClientOptions {
+  /** `'manual'`: virtual time that moves only with `advance(ms)`, for tests of `keepUnusedDataFor` (L7). */
+  clock?: 'system' | 'manual'
+}
+
 export declare class Client {
-  constructor(config: Config | string, hooks?: Hooks)
+  constructor(config: Config | string, hooks?: Hooks, options?: ClientOptions)
   readonly closed: boolean
+  /** Moves the manual clock forward by `ms` and runs what is due by then (L7 removals). */
+  advance(ms: number): void
   /** `arg` undefined is "no arg", null is null (K1). */
   subscribe<D = any>(endpoint: string, arg?: unknown, onEvent?: (event: LivecacheEvent<D>) => void): Subscription<D>
   cacheKey(endpoint: string, arg?: unknown): string

@@ -237,8 +237,13 @@ class Client {
   /**
    * @param config SPEC §2 config, as an object or JSON text.
    * @param hooks `{ [endpoint]: { queryFn, transformResponse, onMessage, onCacheEntryAdded } }`
+   * @param options `{ clock: 'system' | 'manual' }`: `'manual'` is virtual time moved by `advance(ms)`
    */
-  constructor(config, hooks = {}) {
+  constructor(config, hooks = {}, options = {}) {
+    const clock = options && options.clock !== undefined ? options.clock : 'system'
+    if (clock !== 'system' && clock !== 'manual') {
+      throw makeError('InvalidArgument', `invalid argument: options.clock must be 'system' or 'manual', not ${JSON.stringify(clock)}`)
+    }
     let configText
     if (typeof config === 'string') configText = config
     else if (config !== null && typeof config === 'object') {
@@ -278,8 +283,15 @@ class Client {
           JSON.stringify(spec),
           () => this.#drain(),
           (kind, id, payload) => this.#hostCall(kind, id, payload),
+          clock,
         ),
     )
+  }
+
+  /** Moves the manual clock (`{clock: 'manual'}`) forward by `ms` and runs what is due by then (L7). */
+  advance(ms) {
+    if (typeof ms !== 'number') throw makeError('InvalidArgument', `invalid argument: advance takes milliseconds, not ${typeof ms}`)
+    native(() => this.#native.advance(ms))
   }
 
   get [SETTLES]() {
@@ -526,7 +538,7 @@ class Client {
       cacheDataLoaded: lc.loaded.promise,
       cacheEntryRemoved: lc.removed.promise,
       updateCachedData: (recipe) => this.#lifecycleUpdate(lcId, call.e, arg, call.k, recipe),
-      getCacheEntry: () => JSON.parse(native(() => this.#native.lifecycleEntry(lcId))),
+      getCacheEntry: () => JSON.parse(native(() => this.#native.lifecycleEntry(lcId, call.k))),
     }
     this.#answer(id, () => fn(arg, api), () => '', messageOf)
   }

@@ -278,7 +278,9 @@ livecache_result livecache_client_new(const char *config_json, livecache_client 
  * - `"delivery"`: `"thread"` (default: callbacks run on the client's delivery thread) or
  *   `"poll"` (pull mode: callbacks run only inside `livecache_client_poll`, on the caller's thread;
  *   `livecache_client_fd` gives a descriptor to wait on);
- * - `"workerThreads"`: threads of the engine's runtime, 1 to 64 (default 2).
+ * - `"workerThreads"`: threads of the engine's runtime, 1 to 64 (default 2);
+ * - `"clock"`: `"system"` (default) or `"manual"`: virtual time that moves only with
+ *   `livecache_client_advance`, for tests of `keepUnusedDataFor` (L7) that do not sleep.
  *
  * `hooks` (NULL for none) is read during the call and may be freed right after it; the
  * functions and `user_data` pointers it holds must stay valid until `livecache_client_free`.
@@ -294,6 +296,17 @@ livecache_result livecache_client_new_with_options(const char *config_json,
                                                    const char *options_json,
                                                    const livecache_hooks *hooks,
                                                    livecache_client **out);
+
+/**
+ * Moves a manual clock (option `"clock": "manual"`) forward by `ms` milliseconds and runs what
+ * is due by then (L7 removals) before returning; their events follow as usual.
+ *
+ * Errors: `INVALID_ARGUMENT` on a client with the system clock, `CLOSED`, `NULL_PARAMETER`.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+livecache_result livecache_client_advance(livecache_client *client, uint64_t ms);
 
 /**
  * Closes the client, then releases it. NULL is ignored.
@@ -406,39 +419,6 @@ const char *livecache_subscription_key(const livecache_subscription *sub);
 livecache_result livecache_subscription_snapshot(const livecache_subscription *sub, char **out_json);
 
 /**
- * Sets the whole new data (JSON text); livecache derives the patch subscribers get.
- *
- * Errors: `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON`; the update is unchanged then.
- *
- * # Safety
- * `update` is NULL or the handle passed to the running callback; `data_json` NULL or NUL-terminated.
- */
-livecache_result livecache_update_set_data(livecache_update *update, const char *data_json);
-
-/**
- * Sets the change as RFC 6902 operations (JSON text: an array of operations), applied to the
- * current data all or nothing — the fast path: no diff is computed.
- *
- * Errors: `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON`, `PATCH` (not an operation array);
- * the update is unchanged then.
- *
- * # Safety
- * As `livecache_update_set_data`.
- */
-livecache_result livecache_update_set_patches(livecache_update *update, const char *patches_json);
-
-/**
- * Refuses the change with a message: an `on_message` hook's message becomes an `error` event
- * (reason `hook`); an update recipe's call returns `LIVECACHE_RESULT_PATCH`. Nothing changes.
- *
- * Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
- *
- * # Safety
- * `update` is NULL or the handle passed to the running callback; `message` NULL or NUL-terminated.
- */
-livecache_result livecache_update_fail(livecache_update *update, const char *message);
-
-/**
  * The entry state of `(endpoint, arg)` as JSON text (SPEC §5):
  * `{"key","status","version","data","error"?,"stream":{"state","error"?}}`.
  * On success `*out_json` is a string to release with `livecache_string_free`.
@@ -473,6 +453,25 @@ livecache_result livecache_patch_query_data(livecache_client *client,
                                             const char *arg_json,
                                             const char *patches_json,
                                             char **out_result_json);
+
+/**
+ * `undo()` of a host update (SPEC L9, as RTK Query's `patchResult.undo()`): applies the
+ * `inversePatches` of `result_json` — a result that `livecache_patch_query_data`,
+ * `livecache_update_query_data` or `livecache_lifecycle_update_cached_data` wrote — to
+ * `(endpoint, arg)` as a new host update, all or nothing. `*out_result_json` (NULL if not wanted)
+ * gets that update's `{"patches", "inversePatches"}`: undoing it again redoes the change.
+ *
+ * Errors: `INVALID_JSON` (`result_json` is not JSON), `PATCH` (it has no `inversePatches`
+ * array, or they no longer apply: nothing changed), and the errors of `livecache_patch_query_data`.
+ *
+ * # Safety
+ * As `livecache_patch_query_data`; `result_json` NULL or NUL-terminated.
+ */
+livecache_result livecache_undo(livecache_client *client,
+                                const char *endpoint,
+                                const char *arg_json,
+                                const char *result_json,
+                                char **out_result_json);
 
 /**
  * `updateQueryData` (SPEC L9): calls `recipe(user_data, data_json, update)` once, on this thread
@@ -561,6 +560,39 @@ livecache_result livecache_cache_key(livecache_client *client,
                                      const char *endpoint,
                                      const char *arg_json,
                                      char **out_key);
+
+/**
+ * Sets the whole new data (JSON text); livecache derives the patch subscribers get.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON`; the update is unchanged then.
+ *
+ * # Safety
+ * `update` is NULL or the handle passed to the running callback; `data_json` NULL or NUL-terminated.
+ */
+livecache_result livecache_update_set_data(livecache_update *update, const char *data_json);
+
+/**
+ * Sets the change as RFC 6902 operations (JSON text: an array of operations), applied to the
+ * current data all or nothing — the fast path: no diff is computed.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON`, `PATCH` (not an operation array);
+ * the update is unchanged then.
+ *
+ * # Safety
+ * As `livecache_update_set_data`.
+ */
+livecache_result livecache_update_set_patches(livecache_update *update, const char *patches_json);
+
+/**
+ * Refuses the change with a message: an `on_message` hook's message becomes an `error` event
+ * (reason `hook`); an update recipe's call returns `LIVECACHE_RESULT_PATCH`. Nothing changes.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+ *
+ * # Safety
+ * `update` is NULL or the handle passed to the running callback; `message` NULL or NUL-terminated.
+ */
+livecache_result livecache_update_fail(livecache_update *update, const char *message);
 
 /**
  * Creates an empty hooks object; `*out` is released with `livecache_hooks_free`.
@@ -699,7 +731,7 @@ livecache_result livecache_lifecycle_cache_entry_removed(livecache_lifecycle *li
 /**
  * `updateCachedData(recipe)`: `livecache_update_query_data` for this entry lifetime only.
  *
- * Errors: `CLOSED` (client gone), `NOT_FOUND` (this entry was removed), `NOT_LOADED`, `PATCH`.
+ * Errors: `CACHE_ENTRY_REMOVED` (this entry was removed, or the client freed), `NOT_LOADED`, `PATCH`.
  *
  * # Safety
  * `lifecycle` NULL or live; `out_result_json` NULL or writable.
@@ -710,9 +742,11 @@ livecache_result livecache_lifecycle_update_cached_data(livecache_lifecycle *lif
                                                         char **out_result_json);
 
 /**
- * `getCacheEntry()`: the entry's state, as `livecache_snapshot` gives it.
+ * `getCacheEntry()`: the entry's state, as `livecache_snapshot` gives it; once the entry is
+ * removed (or the client freed), RTK Query's uninitialized entry `{"key":…,"status":"uninitialized"}`
+ * (SPEC §6).
  *
- * Errors: `CLOSED`, `NOT_FOUND` (this entry was removed), `NULL_PARAMETER`.
+ * Errors: `NULL_PARAMETER`.
  *
  * # Safety
  * `lifecycle` NULL or live; `out_json` NULL or writable.

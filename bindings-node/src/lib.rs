@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livecache_core::patch::{apply_patch, parse_patch};
-use livecache_core::{Client, ClientOptions, Config, Delivery, Error, HostUpdate, RawMessage, Subscription};
+use livecache_core::{Client, ClientOptions, Clock, Config, Delivery, EntryState, Error, HostUpdate, RawMessage, Subscription};
 use napi::bindgen_prelude::{FnArgs, Function, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
@@ -137,8 +137,16 @@ impl NativeClient {
         hook_spec_json: String,
         on_wake: Function<'_, (), Unknown<'static>>,
         on_host_call: Function<'_, FnArgs<(u32, u32, String)>, Unknown<'static>>,
+        clock: Option<String>,
     ) -> napi::Result<Self> {
         let _ = env;
+        let clock = match clock.as_deref() {
+            None | Some("system") => Clock::System,
+            Some("manual") => Clock::Manual,
+            Some(other) => {
+                return Err(to_napi(Error::InvalidArgument(format!("clock must be \"system\" or \"manual\", not {other:?}"))))
+            }
+        };
         let config = Config::from_json_text(&config_json).map_err(to_napi)?;
         let wake: Wake = on_wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
         let calls: HostCalls = on_host_call
@@ -148,7 +156,7 @@ impl NativeClient {
             .build()?;
         let bridge = Bridge::new(calls);
         let hooks = bridge.hooks(&parse(&hook_spec_json)?)?;
-        let options = ClientOptions { delivery: Delivery::Poll, ..ClientOptions::default() };
+        let options = ClientOptions { delivery: Delivery::Poll, clock, ..ClientOptions::default() };
         let client = Client::with_options(config, hooks, options).map_err(to_napi)?;
         let shared = Arc::new(Shared {
             batch: Mutex::new(Vec::new()),
@@ -202,6 +210,15 @@ impl NativeClient {
             runtime: self.client.runtime_handle(),
             active: true,
         })
+    }
+
+    /// Moves the manual clock forward by `ms` milliseconds and runs what is due (L7).
+    #[napi]
+    pub fn advance(&self, ms: f64) -> napi::Result<()> {
+        if !(ms.is_finite() && ms >= 0.0) {
+            return Err(to_napi(Error::InvalidArgument(format!("advance takes a non-negative number of milliseconds, not {ms}"))));
+        }
+        self.client.advance(Duration::from_secs_f64(ms / 1000.0)).map_err(to_napi)
     }
 
     #[napi]
@@ -288,11 +305,14 @@ impl NativeClient {
         run_recipe(recipe, |f| lifecycle.update_cached_data(f))
     }
 
-    /// `lifecycle.getCacheEntry()`.
+    /// `lifecycle.getCacheEntry()`; once the entry is gone (its lifecycle dropped from the
+    /// table), the uninitialized entry of `key` (SPEC §6).
     #[napi]
-    pub fn lifecycle_entry(&self, lc: u32) -> napi::Result<String> {
-        let lifecycle = self.bridge.lifecycle(lc).ok_or_else(|| to_napi(Error::CacheEntryRemoved(format!("of lifecycle {lc}"))))?;
-        Ok(lifecycle.get_cache_entry().map_err(to_napi)?.to_json())
+    pub fn lifecycle_entry(&self, lc: u32, key: String) -> napi::Result<String> {
+        match self.bridge.lifecycle(lc) {
+            Some(lifecycle) => Ok(lifecycle.get_cache_entry().map_err(to_napi)?.to_json()),
+            None => Ok(EntryState::uninitialized(&key).to_json()),
+        }
     }
 }
 

@@ -198,8 +198,9 @@ class Runner {
       this.lastUpdate = last.undo()
     } else if (step.refetch !== undefined) {
       c.refetch(endpoint, arg)
-    } else if (step.sleep !== undefined) {
-      await sleep(step.sleep)
+    } else if (step.advance !== undefined) {
+      // Virtual time (the scenario's "clock": "manual"): L7's waits without sleeping.
+      c.advance(step.advance)
     } else if (step.settle !== undefined) {
       await this.settle()
     } else if (
@@ -280,7 +281,7 @@ async function runScenario(file) {
   if (scenario.expectConfigError !== undefined) {
     let error = null
     try {
-      runner.client = new Client(scenario.config, runner.hooks)
+      runner.client = new Client(scenario.config, runner.hooks, { clock: scenario.clock || 'system' })
     } catch (e) {
       error = e
     }
@@ -292,7 +293,7 @@ async function runScenario(file) {
     if (runner.client) await runner.client.close()
     return
   }
-  runner.client = new Client(scenario.config, runner.hooks)
+  runner.client = new Client(scenario.config, runner.hooks, { clock: scenario.clock || 'system' })
   try {
     for (const step of scenario.steps) await runner.runStep(step)
     await runner.settle()

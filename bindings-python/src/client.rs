@@ -2,7 +2,7 @@
 //! callback, the close handshake) runs detached from the interpreter (`py.detach`), so engine
 //! threads can always attach to call Python.
 
-use livecache_core::{Client, Config, Event, RawMessage, Subscription};
+use livecache_core::{Client, ClientOptions, Clock, Config, Event, RawMessage, Subscription};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use serde_json::Value;
@@ -71,12 +71,22 @@ impl Drop for NativeClient {
 impl NativeClient {
     /// `config`: a dict or JSON text (SPEC §2). `hooks`: per endpoint, snake_case hook names
     /// (SPEC §6). `runner`: the package's hook runner.
+    /// `clock`: `"system"`, or `"manual"` for virtual time moved by `advance` (tests of L7).
     #[new]
-    #[pyo3(signature = (config, hooks, runner))]
-    fn new(py: Python<'_>, config: &Bound<'_, PyAny>, hooks: Option<&Bound<'_, PyAny>>, runner: Py<PyAny>) -> PyResult<NativeClient> {
+    #[pyo3(signature = (config, hooks, runner, clock = "system"))]
+    fn new(py: Python<'_>, config: &Bound<'_, PyAny>, hooks: Option<&Bound<'_, PyAny>>, runner: Py<PyAny>, clock: &str) -> PyResult<NativeClient> {
         let config = config_of(config)?;
+        let clock = match clock {
+            "system" => Clock::System,
+            "manual" => Clock::Manual,
+            other => {
+                let e = livecache_core::Error::InvalidArgument(format!("clock must be \"system\" or \"manual\", not {other:?}"));
+                return Err(to_pyerr(e));
+            }
+        };
         let hooks = build_hooks(py, hooks, &runner)?;
-        let client = py.detach(|| Client::new(config, hooks)).map_err(to_pyerr)?;
+        let options = ClientOptions { clock, ..ClientOptions::default() };
+        let client = py.detach(|| Client::with_options(config, hooks, options)).map_err(to_pyerr)?;
         let handle = client.runtime_handle();
         Ok(NativeClient { client, handle })
     }
@@ -94,6 +104,11 @@ impl NativeClient {
         };
         let sub = self.with(py, |c| c.subscribe(endpoint, arg, deliver))?;
         Ok(NativeSubscription { sub, handle: self.handle.clone() })
+    }
+
+    /// Moves the manual clock forward by `ms` milliseconds and runs what is due (L7).
+    fn advance(&self, py: Python<'_>, ms: u64) -> PyResult<()> {
+        self.with(py, |c| c.advance(std::time::Duration::from_millis(ms)))
     }
 
     fn cache_key(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>) -> PyResult<String> {

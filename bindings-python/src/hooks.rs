@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{message_base, MessageBase, OnCacheEntryAddedFn, OnMessageFn, QueryFn, TransformFn};
+use livecache_core::hooks::{message_base, MessageBase, OnCacheEntryAddedFn, OnMessagesFn, QueryFn, TransformFn};
 use livecache_core::json::{within_depth, MAX_DEPTH};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Hooks, Lifecycle, MessageUpdate, PatchOp};
@@ -98,14 +98,16 @@ fn start_hook(
     rx
 }
 
-/// Per entry: the Python replica of its data that recording drafts write through.
+/// Per entry: the Python replica of its data that recording drafts write through. The engine
+/// says which data it hands each call (`hooks::message_base`); the replica is used only when it
+/// is exactly that version of that entry.
 struct Replica {
     /// The engine's data this replica equals once the last hook result is applied.
     base: MessageBase,
     /// `None` when the last call cannot vouch for it (see `on_message`).
     data: Option<Py<PyAny>>,
-    /// The last message handed to the hook. The engine calls the hook again with the same
-    /// message when the data moved while it ran, and applies nothing from the earlier call; the
+    /// The first message of the last call. The engine calls the hook again with the same
+    /// messages when the data moved while it ran, and applies nothing from the earlier call; the
     /// replica that call edited is then stale even if the versions happen to match.
     message: Value,
 }
@@ -148,14 +150,31 @@ fn recorded_op(t: &Bound<'_, PyAny>) -> PyResult<PatchOp> {
     })
 }
 
-fn on_message(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Replicas) -> OnMessageFn {
-    Arc::new(move |current: Arc<Value>, message: Value, arg: Option<Value>| {
+/// Whether the engine will refuse a recorded op (E3: deeper than 128 levels): the engine's data
+/// then stays behind the replica, so the replica is not kept.
+fn refused_by_depth(op: &PatchOp) -> bool {
+    match op {
+        PatchOp::Add { path, value } | PatchOp::Replace { path, value } => {
+            let levels = path.matches('/').count();
+            levels >= MAX_DEPTH || !within_depth(value, MAX_DEPTH - levels)
+        }
+        _ => false,
+    }
+}
+
+/// `on_message` as the engine's batched hook: the messages queued for an entry go to Python in
+/// one call (`_HookRunner.on_messages`), which runs the hook once per message, in order, on
+/// recording drafts over one replica. The answer is one outcome per message up to the first that
+/// raised or returned a new value; the engine commits those and offers the rest again.
+fn on_messages(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Replicas) -> OnMessagesFn {
+    Arc::new(move |current: Arc<Value>, messages: Vec<Value>, arg: Option<Value>| {
         let base = message_base();
         let key = cache_key(&endpoint, arg.as_ref());
         // Taken out of the map: no Rust lock is held while Python runs.
         let replica = replicas.lock().remove(&key);
-        let outcome = Python::try_attach(|py| -> PyResult<(MessageUpdate, Option<Replica>)> {
-            let retry = replica.as_ref().is_some_and(|r| r.message == message);
+        let outcome = Python::try_attach(|py| -> PyResult<(Vec<Result<MessageUpdate, String>>, Option<Replica>)> {
+            let first = messages.first().cloned().unwrap_or(Value::Null);
+            let retry = replica.as_ref().is_some_and(|r| r.message == first);
             let trusted = match (&replica, base) {
                 (Some(r), Some(b)) => r.base == b && !retry,
                 _ => false,
@@ -165,49 +184,63 @@ fn on_message(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Repli
                 _ => to_py(py, &current)?,
             };
             drop(current);
-            let msg = to_py(py, &message)?;
-            let a = arg_to_py(py, arg.as_ref())?;
-            let r = runner.call_method1(py, intern!(py, "on_message"), (f.clone_ref(py), data.clone(), msg, a))?;
-            let r = r.bind(py).cast::<PyTuple>()?.clone();
-            let kind: u8 = r.get_item(0)?.extract()?;
-            match kind {
-                // The draft recorded operations and the replica already holds their result.
-                0 => {
-                    let list = r.get_item(1)?;
-                    let list = list.cast::<PyList>()?;
-                    let mut ops = Vec::with_capacity(list.len());
-                    for t in list.iter() {
-                        ops.push(recorded_op(&t)?);
-                    }
-                    // An op the engine will refuse (E3: deeper than 128 levels) leaves the engine's data
-                    // behind the replica, so the replica is not kept.
-                    let refused = ops.iter().any(|op| match op {
-                        PatchOp::Add { path, value } | PatchOp::Replace { path, value } => {
-                            let levels = path.matches('/').count();
-                            levels >= MAX_DEPTH || !within_depth(value, MAX_DEPTH - levels)
-                        }
-                        _ => false,
-                    });
-                    // A retried call may be the engine's last attempt, whose result is dropped too:
-                    // only the message is remembered, and the next message rebuilds the replica.
-                    let next = base.map(|b| Replica {
-                        base: MessageBase { entry_id: b.entry_id, version: b.version + u64::from(!ops.is_empty()) },
-                        data: (!refused && !retry).then(|| data.unbind()),
-                        message,
-                    });
-                    let update = if ops.is_empty() { MessageUpdate::Unchanged } else { MessageUpdate::Ops(ops) };
-                    Ok((update, next))
-                }
-                // A returned value: the engine diffs it; the replica is rebuilt next time.
-                _ => Ok((MessageUpdate::Data(from_py(&r.get_item(1)?)?), None)),
+            let msgs = PyList::empty(py);
+            for m in &messages {
+                msgs.append(to_py(py, m)?)?;
             }
+            let a = arg_to_py(py, arg.as_ref())?;
+            let r = runner.call_method1(py, intern!(py, "on_messages"), (f.clone_ref(py), data.clone(), msgs, a))?;
+            let answers = r.bind(py).cast::<PyList>()?.clone();
+            let mut outcomes = Vec::with_capacity(answers.len());
+            let mut clean = true;
+            let mut changes = 0;
+            for answer in answers.iter() {
+                let t = answer.cast::<PyTuple>()?;
+                let kind: u8 = t.get_item(0)?.extract()?;
+                match kind {
+                    // The draft recorded operations and the replica already holds their result.
+                    0 => {
+                        let list = t.get_item(1)?;
+                        let list = list.cast::<PyList>()?;
+                        let mut ops = Vec::with_capacity(list.len());
+                        for op in list.iter() {
+                            ops.push(recorded_op(&op)?);
+                        }
+                        clean &= !ops.iter().any(refused_by_depth);
+                        if ops.is_empty() {
+                            outcomes.push(Ok(MessageUpdate::Unchanged));
+                        } else {
+                            changes += 1;
+                            outcomes.push(Ok(MessageUpdate::Ops(ops)));
+                        }
+                    }
+                    // A returned value: the engine diffs it; the replica is rebuilt next time.
+                    1 => {
+                        clean = false;
+                        outcomes.push(Ok(MessageUpdate::Data(from_py(&t.get_item(1)?)?)));
+                    }
+                    // The hook raised: that message's failure. The replica holds its partial edits.
+                    _ => {
+                        clean = false;
+                        outcomes.push(Err(t.get_item(1)?.extract::<String>()?));
+                    }
+                }
+            }
+            // A retried call may be the engine's last attempt, whose result is dropped too: only
+            // the first message is remembered, and the next call rebuilds the replica.
+            let next = base.map(|b| Replica {
+                base: MessageBase { entry_id: b.entry_id, version: b.version + changes },
+                data: (clean && !retry).then(|| data.unbind()),
+                message: first,
+            });
+            Ok((outcomes, next))
         });
         let result = match outcome {
-            Some(Ok((update, next))) => {
+            Some(Ok((outcomes, next))) => {
                 if let Some(next) = next {
                     replicas.lock().insert(key, next);
                 }
-                Ok(update)
+                Ok(outcomes)
             }
             Some(Err(e)) => Err(e.to_string()),
             None => Err("the interpreter is shutting down".to_owned()),
@@ -286,7 +319,7 @@ pub fn build_hooks(py: Python<'_>, hooks: Option<&Bound<'_, PyAny>>, runner: &Py
                 "transform_response" => eh.transform_response = Some(transform_response(f)),
                 "on_message" => {
                     let replicas: Replicas = Default::default();
-                    eh.on_message = Some(on_message(runner.clone_ref(py), f, ep.clone(), replicas.clone()));
+                    eh.on_messages = Some(on_messages(runner.clone_ref(py), f, ep.clone(), replicas.clone()));
                     endpoint_replicas = Some(replicas);
                 }
                 _ => user_entry_added = Some(f),

@@ -6,6 +6,7 @@ import gc
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any, List
 
 import livecache
@@ -95,9 +96,19 @@ def test_100k_subscribe_unsubscribe_cycles_keep_memory_flat() -> None:
 def test_dropping_an_open_client_closes_it_without_deadlock() -> None:
     seen: List[Any] = []
     for _ in range(20):
+        delivered = threading.Event()
+
+        def on_event(event: Any) -> None:
+            seen.append(event)
+            if event["type"] == "snapshot":
+                delivered.set()
+
         c = livecache.Client({"endpoints": {"a": {}}}, {"a": {"query_fn": lambda arg: 1}})
-        sub = c.subscribe("a", on_event=seen.append)
+        sub = c.subscribe("a", on_event=on_event)
         sub.loaded().result(10)
+        # Delivery is asynchronous (SPEC §5; a `status` event may come first) and dropping the
+        # subscription drops what it has not been given yet: wait for the snapshot itself.
+        assert delivered.wait(10)
         del c, sub
         gc.collect()
-    assert len(seen) >= 20
+    assert [e["type"] for e in seen].count("snapshot") == 20

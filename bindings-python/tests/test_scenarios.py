@@ -276,8 +276,9 @@ class Runner:
             self.last_update = last.undo()
         elif "refetch" in step:
             self.client.refetch(endpoint, arg)
-        elif "sleep" in step:
-            time.sleep(step["sleep"] / 1000)
+        elif "advance" in step:
+            # Virtual time (the scenario's "clock": "manual"): L7's waits without sleeping.
+            self.client.advance(step["advance"])
         elif "settle" in step:
             self.settle()
         elif any(k in step for k in ("expectSnapshot", "expectNotFound", "expectEvents", "expectStats")):
@@ -363,7 +364,7 @@ def test_scenario(path: Path) -> None:
             livecache.Client(scenario["config"], hooks)
         assert str(info.value).startswith(f"invalid config at {scenario['expectConfigError']}:"), str(info.value)
         return
-    client = livecache.Client(scenario["config"], hooks)
+    client = livecache.Client(scenario["config"], hooks, clock=scenario.get("clock", "system"))
     try:
         runner = Runner(path.name, client, pending, lock)
         for step in scenario["steps"]:

@@ -21,6 +21,9 @@ const FAIRNESS_BUDGET: usize = 64;
 
 struct Queue {
     events: VecDeque<Event>,
+    /// The version of the last collapse snapshot (E5): events the engine produced in the same
+    /// step, at or below it, are already in that snapshot and are dropped.
+    floor: u64,
     scheduled: bool,
     running_on: Option<ThreadId>,
     closed: bool,
@@ -50,7 +53,7 @@ impl SubscriberQueue {
         Arc::new(SubscriberQueue {
             id,
             limit: limit.max(1),
-            queue: Mutex::new(Queue { events: VecDeque::new(), scheduled: false, running_on: None, closed: false }),
+            queue: Mutex::new(Queue { events: VecDeque::new(), floor: 0, scheduled: false, running_on: None, closed: false }),
             idle: Condvar::new(),
             callback,
         })
@@ -145,13 +148,19 @@ impl Dispatcher {
     }
 
     /// Queues one event; called with the engine lock held, so it never runs user code.
-    /// `snapshot` builds the event that replaces a full queue (E5).
+    /// `snapshot` builds the event that replaces a full queue (E5): the entry's state at the end
+    /// of the engine step that produced `event`, so it may be newer than `event`.
     pub fn enqueue(&self, sub: &Arc<SubscriberQueue>, event: Event, snapshot: &dyn Fn() -> Event) -> Enqueued {
         let mut q = sub.queue.lock();
         if q.closed {
             return Enqueued::Closed;
         }
         let mut result = Enqueued::Queued;
+        if let Event::Patch { version, .. } | Event::Snapshot { version, .. } = &event {
+            if *version <= q.floor {
+                return Enqueued::Coalesced;
+            }
+        }
         let unmerged = match (q.events.back_mut(), event) {
             // E2: a burst becomes one patch event spanning several versions (its patches moved,
             // not copied).
@@ -175,7 +184,11 @@ impl Dispatcher {
                     _ => q.events.iter().rev().find(|e| matches!(e, Event::Stream { .. })).cloned(),
                 };
                 q.events.clear();
-                q.events.push_back(snapshot());
+                let snapshot = snapshot();
+                if let Event::Snapshot { version, .. } = &snapshot {
+                    q.floor = *version;
+                }
+                q.events.push_back(snapshot);
                 q.events.extend(stream);
                 if matches!(event, Event::Removed { .. }) {
                     q.events.push_back(event);

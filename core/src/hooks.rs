@@ -17,16 +17,8 @@ pub type QueryFn = Arc<dyn Fn(Option<Value>) -> BoxFuture<'static, Result<Value,
 /// `transformResponse(data, arg) -> data`, applied to every response before `entityAdapter`.
 pub type TransformFn = Arc<dyn Fn(Value, Option<Value>) -> Result<Value, String> + Send + Sync>;
 
-/// What an `onMessage` hook made of one message.
-#[derive(Debug)]
-pub enum MessageUpdate {
-    /// The new data (a mutated draft or a returned value); the engine derives the patch by diff.
-    Data(Value),
-    /// RFC 6902 operations to apply to the current data (recording drafts, C updaters).
-    Ops(Vec<PatchOp>),
-    /// Nothing to change.
-    Unchanged,
-}
+pub use livecache_engine::on_message::MessageUpdate;
+pub use livecache_engine::protocol::MessageBase;
 
 /// `onMessage(draft, message, arg)`: gets the current data (shared, read-only: clone it to make a
 /// draft), the message and the arg.
@@ -123,23 +115,14 @@ impl EndpointHooks {
     }
 }
 
-/// The data an `onMessage` hook was handed: its entry lifetime and version (E1). A host that keeps
-/// its own replica of the data (a binding's recording draft) compares it with the version its
-/// replica is at, instead of converting the whole data on every message. The engine applies a
-/// hook's result only if the data is still at this version when the hook returns, and calls the
-/// hook again for the same message otherwise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MessageBase {
-    pub entry_id: u64,
-    pub version: u64,
-}
-
 std::thread_local! {
     static MESSAGE_BASE: std::cell::Cell<Option<MessageBase>> = const { std::cell::Cell::new(None) };
 }
 
 /// Inside the synchronous part of an `onMessage` hook call (the call that returns its future):
-/// which data the hook was given. `None` anywhere else.
+/// which data the hook was given (`MessageBase`: a host keeping a replica of the data compares it
+/// with its replica's version; the engine applies the outcomes only on that version). `None`
+/// anywhere else.
 pub fn message_base() -> Option<MessageBase> {
     MESSAGE_BASE.with(|b| b.get())
 }

@@ -17,19 +17,21 @@
 //! ```
 
 // The engine's modules, at the paths they always had.
-pub use livecache_engine::{adapter, apply, config, error, event, json, key, message, patch, stats, template};
+pub use livecache_engine::{adapter, apply, config, entry, error, event, json, key, message, patch, stats, template};
 
 pub mod client;
+mod clock;
 mod dispatch;
-pub mod entry;
+mod driver;
 pub mod hooks;
+pub mod host_update;
 pub mod http;
 pub mod lifecycle;
 mod pipeline;
 pub mod transport;
 pub mod ws;
 
-pub use client::{Client, ClientOptions, Delivery, HostUpdate, Subscription};
+pub use client::{Client, ClientOptions, Clock, Delivery, HostUpdate, Subscription};
 pub use config::Config;
 pub use entry::{EntryState, Loaded};
 pub use error::{Error, Result};

@@ -7,13 +7,13 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::client::{HostUpdate, Inner};
 use crate::entry::{EntryState, Loaded};
 use crate::error::{Error, Result};
+use crate::host_update::{EntryHost, HostUpdate};
 
 #[derive(Clone)]
 pub struct Lifecycle {
-    pub(crate) inner: Weak<Inner>,
+    pub(crate) host: Weak<dyn EntryHost>,
     pub(crate) key: Arc<str>,
     pub(crate) entry_id: u64,
     pub(crate) loaded: Shared<BoxFuture<'static, Result<Loaded>>>,
@@ -45,16 +45,25 @@ impl Lifecycle {
         *self.removed.borrow()
     }
 
-    /// `updateCachedData(recipe)`: a host update of this entry lifetime (L9).
+    /// `updateCachedData(recipe)`: a host update of this entry lifetime (L9); `CacheEntryRemoved`
+    /// once the entry is gone (with the client too).
     pub fn update_cached_data(&self, recipe: impl FnOnce(&mut Value) -> Option<Value>) -> Result<HostUpdate> {
-        let inner = self.inner.upgrade().ok_or(Error::Closed)?;
-        inner.update_entry(&self.key, Some(self.entry_id), recipe)
+        let removed = || Error::CacheEntryRemoved(self.key.to_string());
+        let host = self.host.upgrade().ok_or_else(removed)?;
+        host.update_entry(&self.key, Some(self.entry_id), Box::new(recipe)).map_err(|e| match e {
+            Error::NotFound(_) | Error::Closed => removed(),
+            e => e,
+        })
     }
 
-    /// `getCacheEntry()`: the entry's current state.
+    /// `getCacheEntry()`: the entry's current state; once it is removed (with the client too),
+    /// the uninitialized entry RTK Query gives, `{key, status: "uninitialized"}` (SPEC §6).
     pub fn get_cache_entry(&self) -> Result<EntryState> {
-        let inner = self.inner.upgrade().ok_or(Error::Closed)?;
-        inner.entry_state(&self.key, Some(self.entry_id))
+        let Some(host) = self.host.upgrade() else { return Ok(EntryState::uninitialized(&self.key)) };
+        match host.entry_state(&self.key, Some(self.entry_id)) {
+            Err(Error::NotFound(_) | Error::Closed) => Ok(EntryState::uninitialized(&self.key)),
+            other => other,
+        }
     }
 }
 

@@ -306,3 +306,54 @@ fn l7_zero_removes_without_a_subscriber_ever_after() {
     assert_eq!(c.stats().unwrap().entries_removed, 1);
     c.close();
 }
+
+#[test]
+fn s6_get_cache_entry_after_removal_is_uninitialized_and_updates_fail() {
+    // RTK Query's getCacheEntry() of a removed entry: `{key, status: "uninitialized"}`, no data.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hooks = EndpointHooks::default().query_fn_sync(|_| Ok(json!([1]))).on_cache_entry_added(move |_, lc| {
+        let tx = tx.clone();
+        async move {
+            let _ = lc.cache_data_loaded().await;
+            let live = lc.get_cache_entry().map(|s| s.to_json());
+            lc.cache_entry_removed().await;
+            let gone = lc.get_cache_entry().map(|s| s.to_json());
+            let update = lc.update_cached_data(|_| None).map(|_| ()).map_err(|e| e.kind());
+            let _ = tx.send((live, gone, update));
+            Ok(())
+        }
+    });
+    let c = livecache_core::Client::with_options(
+        livecache_core::Config::from_value(&json!({"endpoints": {"getX": {"keepUnusedDataFor": 1}}})).unwrap(),
+        Hooks::new().endpoint("getX", hooks),
+        livecache_core::ClientOptions { clock: livecache_core::Clock::Manual, ..Default::default() },
+    )
+    .unwrap();
+    let sub = c.subscribe("getX", None, |_| {}).unwrap();
+    block_on(sub.loaded()).unwrap();
+    sub.unsubscribe();
+    c.advance(Duration::from_millis(999)).unwrap();
+    assert!(c.snapshot("getX", None).is_ok(), "kept for keepUnusedDataFor");
+    c.advance(Duration::from_millis(1)).unwrap();
+    let (live, gone, update) = rx.recv_timeout(Duration::from_secs(30)).expect("the hook finished");
+    let live: Value = serde_json::from_str(&live.unwrap()).unwrap();
+    assert_eq!((live["status"].clone(), live["data"].clone()), (json!("fulfilled"), json!([1])));
+    assert_eq!(gone.unwrap(), r#"{"key":"getX(undefined)","status":"uninitialized"}"#);
+    assert_eq!(update, Err("CacheEntryRemoved"));
+    c.close();
+}
+
+#[test]
+fn l7_advance_needs_the_manual_clock() {
+    let c = client(json!({"endpoints": {"getX": {}}}), Hooks::new().endpoint("getX", EndpointHooks::default().query_fn_sync(|_| Ok(json!(1)))));
+    assert!(matches!(c.advance(Duration::from_secs(1)), Err(Error::InvalidArgument(_))));
+    c.close();
+    let manual = livecache_core::Client::with_options(
+        livecache_core::Config::from_value(&json!({"endpoints": {"getX": {}}})).unwrap(),
+        Hooks::new().endpoint("getX", EndpointHooks::default().query_fn_sync(|_| Ok(json!(1)))),
+        livecache_core::ClientOptions { clock: livecache_core::Clock::Manual, ..Default::default() },
+    )
+    .unwrap();
+    manual.close();
+    assert_eq!(manual.advance(Duration::ZERO), Err(Error::Closed));
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use livecache_core::hooks::MessageUpdate;
-use livecache_core::{Client, Config, EndpointHooks, Error, Event, HostUpdate, Hooks, RawMessage, Subscription};
+use livecache_core::{Client, ClientOptions, Clock, Config, EndpointHooks, Error, Event, HostUpdate, Hooks, RawMessage, Subscription};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -297,9 +297,9 @@ impl Runner {
             last.undo().map(|u| self.last_update = Some(u))
         } else if step.get("refetch").is_some() {
             self.client.refetch(&endpoint, arg.as_ref())
-        } else if let Some(ms) = step.get("sleep").and_then(Value::as_u64) {
-            std::thread::sleep(Duration::from_millis(ms));
-            Ok(())
+        } else if let Some(ms) = step.get("advance").and_then(Value::as_u64) {
+            // Virtual time (the scenario's `"clock": "manual"`): L7's waits without sleeping.
+            self.client.advance(Duration::from_millis(ms))
         } else if step.get("settle").is_some() {
             self.settle();
             Ok(())
@@ -421,7 +421,13 @@ fn run_scenario(file: &str) {
     let scenario: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
     let pending: Pending = Default::default();
     let hooks = build_hooks(scenario.get("hooks"), &pending);
-    let built = Config::from_value(&scenario["config"]).and_then(|c| Client::new(c, hooks));
+    let clock = match scenario.get("clock").and_then(Value::as_str) {
+        Some("manual") => Clock::Manual,
+        None => Clock::System,
+        Some(other) => panic!("{file}: unknown clock {other:?}"),
+    };
+    let options = ClientOptions { clock, ..ClientOptions::default() };
+    let built = Config::from_value(&scenario["config"]).and_then(|c| Client::with_options(c, hooks, options));
     if let Some(path) = scenario.get("expectConfigError").and_then(Value::as_str) {
         match built {
             Err(Error::Config { path: got, .. }) => assert_eq!(got, path, "{file}"),

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use livecache_core::{Client, ClientOptions, Config, Delivery, Hooks};
+use livecache_core::{Client, ClientOptions, Clock, Config, Delivery, Hooks};
 use serde_json::Value;
 
 use crate::hooks::livecache_hooks;
@@ -26,10 +26,11 @@ pub struct livecache_client {
 struct Options {
     delivery: Delivery,
     worker_threads: Option<usize>,
+    clock: Clock,
 }
 
 fn parse_options(v: Option<Value>) -> FfiResult<Options> {
-    let mut options = Options { delivery: Delivery::Thread, worker_threads: None };
+    let mut options = Options { delivery: Delivery::Thread, worker_threads: None, clock: Clock::System };
     let Some(v) = v else { return Ok(options) };
     let bad = |path: &str, message: &str| Failure::new(LIVECACHE_RESULT_CONFIG, format!("invalid options at {path}: {message}"));
     let map = v.as_object().ok_or_else(|| bad("(root)", "the options must be a JSON object"))?;
@@ -48,7 +49,14 @@ fn parse_options(v: Option<Value>) -> FfiResult<Options> {
                     _ => return Err(bad("workerThreads", "expected an integer from 1 to 64")),
                 }
             }
-            other => return Err(bad(other, "unknown option (known: delivery, workerThreads)")),
+            "clock" => {
+                options.clock = match value.as_str() {
+                    Some("system") => Clock::System,
+                    Some("manual") => Clock::Manual,
+                    _ => return Err(bad("clock", "expected \"system\" or \"manual\"")),
+                }
+            }
+            other => return Err(bad(other, "unknown option (known: delivery, workerThreads, clock)")),
         }
     }
     Ok(options)
@@ -94,7 +102,7 @@ unsafe fn new_client(
     let options = parse_options(opt_json_arg(options_json, "options_json")?)?;
     let hooks: Hooks = if hooks.is_null() { Hooks::new() } else { (*hooks).to_hooks() };
     let config = Config::from_value(&config_value)?;
-    let mut client_options = ClientOptions { delivery: options.delivery, ..ClientOptions::default() };
+    let mut client_options = ClientOptions { delivery: options.delivery, clock: options.clock, ..ClientOptions::default() };
     if let Some(n) = options.worker_threads {
         client_options.worker_threads = n;
     }
@@ -130,7 +138,9 @@ pub unsafe extern "C" fn livecache_client_new(config_json: *const c_char, out: *
 /// - `"delivery"`: `"thread"` (default: callbacks run on the client's delivery thread) or
 ///   `"poll"` (pull mode: callbacks run only inside `livecache_client_poll`, on the caller's thread;
 ///   `livecache_client_fd` gives a descriptor to wait on);
-/// - `"workerThreads"`: threads of the engine's runtime, 1 to 64 (default 2).
+/// - `"workerThreads"`: threads of the engine's runtime, 1 to 64 (default 2);
+/// - `"clock"`: `"system"` (default) or `"manual"`: virtual time that moves only with
+///   `livecache_client_advance`, for tests of `keepUnusedDataFor` (L7) that do not sleep.
 ///
 /// `hooks` (NULL for none) is read during the call and may be freed right after it; the
 /// functions and `user_data` pointers it holds must stay valid until `livecache_client_free`.
@@ -149,6 +159,22 @@ pub unsafe extern "C" fn livecache_client_new_with_options(
     out: *mut *mut livecache_client,
 ) -> livecache_result {
     boundary(|| new_client(config_json, options_json, hooks, out))
+}
+
+/// Moves a manual clock (option `"clock": "manual"`) forward by `ms` milliseconds and runs what
+/// is due by then (L7 removals) before returning; their events follow as usual.
+///
+/// Errors: `INVALID_ARGUMENT` on a client with the system clock, `CLOSED`, `NULL_PARAMETER`.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_client_advance(client: *mut livecache_client, ms: u64) -> livecache_result {
+    boundary(|| {
+        let c = client.as_ref().ok_or_else(|| null("client"))?;
+        c.client.advance(Duration::from_millis(ms))?;
+        Ok(())
+    })
 }
 
 /// Closes the client, then releases it. NULL is ignored.

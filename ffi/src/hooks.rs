@@ -13,10 +13,10 @@ use livecache_core::{EndpointHooks, Hooks};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::host::{livecache_update, UpdateOutcome};
+use crate::update::{livecache_update, UpdateOutcome};
 use crate::lifecycle::{livecache_entry_added_fn, new_lifecycle};
 use crate::result::*;
-use crate::subscription::UserData;
+use crate::userdata::UserData;
 
 /// Host hooks per endpoint, given to `livecache_client_new_with_options`. Built with
 /// `livecache_hooks_new` and the `livecache_hooks_set_*` functions, released with

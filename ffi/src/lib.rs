@@ -15,8 +15,10 @@ mod result;
 mod client;
 mod subscription;
 mod host;
+mod update;
 mod hooks;
 mod lifecycle;
+mod userdata;
 
 pub use client::*;
 pub use hooks::*;
@@ -24,6 +26,7 @@ pub use host::*;
 pub use lifecycle::*;
 pub use result::*;
 pub use subscription::*;
+pub use update::*;
 
 /// The library version, e.g. `"0.1.0"`. A static string: do not free it.
 #[no_mangle]

@@ -9,7 +9,7 @@ use std::thread::Thread;
 
 use livecache_core::Lifecycle;
 
-use crate::host::{host_update_json, livecache_update_fn, run_recipe};
+use crate::update::{host_update_json, livecache_update_fn, run_recipe};
 use crate::result::*;
 
 /// One cache entry's lifetime, as `onCacheEntryAdded` sees it: its first data, its removal, and
@@ -95,7 +95,7 @@ pub unsafe extern "C" fn livecache_lifecycle_cache_entry_removed(lifecycle: *mut
 
 /// `updateCachedData(recipe)`: `livecache_update_query_data` for this entry lifetime only.
 ///
-/// Errors: `CLOSED` (client gone), `NOT_FOUND` (this entry was removed), `NOT_LOADED`, `PATCH`.
+/// Errors: `CACHE_ENTRY_REMOVED` (this entry was removed, or the client freed), `NOT_LOADED`, `PATCH`.
 ///
 /// # Safety
 /// `lifecycle` NULL or live; `out_result_json` NULL or writable.
@@ -121,9 +121,11 @@ pub unsafe extern "C" fn livecache_lifecycle_update_cached_data(
     })
 }
 
-/// `getCacheEntry()`: the entry's state, as `livecache_snapshot` gives it.
+/// `getCacheEntry()`: the entry's state, as `livecache_snapshot` gives it; once the entry is
+/// removed (or the client freed), RTK Query's uninitialized entry `{"key":…,"status":"uninitialized"}`
+/// (SPEC §6).
 ///
-/// Errors: `CLOSED`, `NOT_FOUND` (this entry was removed), `NULL_PARAMETER`.
+/// Errors: `NULL_PARAMETER`.
 ///
 /// # Safety
 /// `lifecycle` NULL or live; `out_json` NULL or writable.

@@ -8,6 +8,7 @@ use livecache_core::{Event, Subscription};
 
 use crate::client::{client_ref, livecache_client};
 use crate::result::*;
+use crate::userdata::UserData;
 
 /// Receives one event as compact JSON text (SPEC §5): `{"type":"patch","key":…}`.
 /// `len` equals `strlen(event_json)`. The text lives only during the call: copy what you keep.
@@ -17,22 +18,6 @@ pub type livecache_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void
 pub struct livecache_subscription {
     sub: Subscription,
     key: CString,
-}
-
-/// A host pointer handed back untouched on another thread; the header makes its thread-safety
-/// the host's contract.
-#[derive(Clone, Copy)]
-pub(crate) struct UserData(pub *mut c_void);
-// SAFETY: livecache never dereferences it; the host promises it may be used from the threads
-// the header names.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    /// Through a method, so closures capture the whole `Send` wrapper, not its raw field.
-    pub(crate) fn get(self) -> *mut c_void {
-        self.0
-    }
 }
 
 /// Holds a subscription's callbacks until `livecache_subscribe` has written `*out`, so a

@@ -489,8 +489,9 @@ static void run_step(runner *r, const jvalue *step) {
         }
     } else if (json_get(step, "refetch")) {
         rc = livecache_refetch(r->client, endpoint, arg);
-    } else if ((v = json_get(step, "sleep"))) {
-        sleep_ms((int)v->num);
+    } else if ((v = json_get(step, "advance"))) {
+        /* Virtual time (the scenario's "clock": "manual"): L7's waits without sleeping. */
+        rc = livecache_client_advance(r->client, (uint64_t)v->num);
     } else if (json_get(step, "settle")) {
         settle(r);
     } else if ((v = json_get(step, "awaitFetch"))) {
@@ -565,7 +566,9 @@ static void run_scenario(const char *dir, const char *file) {
     }
 
     char *config = json_dump(json_get(scenario, "config"));
-    livecache_result rc = livecache_client_new_with_options(config, NULL, hooks, &r.client);
+    const char *clock = json_string(json_get(scenario, "clock"));
+    const char *options = clock && strcmp(clock, "manual") == 0 ? "{\"clock\":\"manual\"}" : NULL;
+    livecache_result rc = livecache_client_new_with_options(config, options, hooks, &r.client);
     free(config);
     livecache_hooks_free(hooks);
     const char *expect_config_error = json_string(json_get(scenario, "expectConfigError"));

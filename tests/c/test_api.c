@@ -79,6 +79,29 @@ static long version_of(livecache_client *client, const char *endpoint, const cha
     return v;
 }
 
+/* Waits until the entry has data: its snapshot event is queued by then. */
+static int wait_data(livecache_client *client, const char *endpoint, const char *arg) {
+    double deadline = now_seconds() + WAIT;
+    while (version_of(client, endpoint, arg) < 1) {
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(5);
+    }
+    return 1;
+}
+
+/* "Nothing more is coming" without a timed wait: delivery is first in, first out, so once a
+ * subscription made now has its first event, every event queued before it was delivered (or
+ * dropped). For a subscription with fewer events queued than the dispatcher's fairness budget. */
+static void wait_delivered_so_far(livecache_client *client) {
+    recorder marker;
+    recorder_init(&marker);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getDoc", "\"marker\"", recorder_cb, &marker, &sub));
+    CHECK(recorder_wait_count(&marker, NULL, 1, WAIT), "the marker subscription got no event");
+    livecache_unsubscribe(sub);
+    recorder_destroy(&marker);
+}
+
 /* ---- subscriptions and host updates ---- */
 
 static void subscribe_snapshot_patch_unsubscribe(void) {
@@ -587,7 +610,7 @@ static void callback_unsubscribes_itself(void) {
         if (applied || now_seconds() > deadline) break;
         sleep_ms(5);
     }
-    sleep_ms(50);
+    wait_delivered_so_far(r.client);
     pthread_mutex_lock(&r.rec.lock);
     CHECK(r.calls == 1, "callbacks after unsubscribing itself: %d calls", r.calls);
     CHECK(!pthread_equal(r.thread, pthread_self()), "callbacks run on the delivery thread, not the caller's");
@@ -636,7 +659,17 @@ typedef struct {
     pthread_cond_t cond;
     int inside, finished, calls_after;
     int unsubscribed;
+    livecache_client *client;
 } slow_ctx;
+
+static int no_subscriptions(livecache_client *client) {
+    char *stats = NULL;
+    if (livecache_stats(client, &stats) != LIVECACHE_RESULT_OK) return 0;
+    jvalue *st = take_json(stats);
+    int none = st && json_get(st, "subscriptions")->num == 0;
+    json_free(st);
+    return none;
+}
 
 static void slow_cb(void *user_data, const char *json, size_t len) {
     (void)json;
@@ -647,7 +680,10 @@ static void slow_cb(void *user_data, const char *json, size_t len) {
     c->inside = 1;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    sleep_ms(200);
+    /* Still running when the main thread's livecache_unsubscribe starts: it takes the subscription
+     * off the count, then waits for this callback. */
+    double deadline = now_seconds() + WAIT;
+    while (!no_subscriptions(c->client) && now_seconds() < deadline) sleep_ms(1);
     pthread_mutex_lock(&c->lock);
     c->finished++;
     pthread_mutex_unlock(&c->lock);
@@ -659,6 +695,7 @@ static void unsubscribe_waits_for_a_running_callback(void) {
     memset(&c, 0, sizeof c);
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.cond, NULL);
+    c.client = client;
     livecache_subscription *sub = NULL;
     CHECK_OK(livecache_subscribe(client, "getMessages", "\"s\"", slow_cb, &c, &sub));
     for (int i = 0; i < 5; i++) CHECK_OK(livecache_upsert_query_data(client, "getMessages", "\"s\"", "[1]"));
@@ -670,7 +707,7 @@ static void unsubscribe_waits_for_a_running_callback(void) {
     c.unsubscribed = 1;
     CHECK(c.finished >= 1, "unsubscribe returned while the callback was running");
     pthread_mutex_unlock(&c.lock);
-    sleep_ms(300);
+    wait_delivered_so_far(client); /* the upserts' events were queued before the unsubscribe */
     pthread_mutex_lock(&c.lock);
     CHECK(c.calls_after == 0, "%d callbacks started after unsubscribe returned", c.calls_after);
     pthread_mutex_unlock(&c.lock);
@@ -720,7 +757,9 @@ static void pull_mode_with_the_file_descriptor(void) {
     recorder_init(&rec);
     livecache_subscription *sub = NULL;
     CHECK_OK(livecache_subscribe(client, "getMessages", "\"p\"", pull_cb, &rec, &sub));
-    sleep_ms(50);
+    /* Events are queued (the data is there, the descriptor says so), and none has run. */
+    CHECK(wait_data(client, "getMessages", "\"p\""), "no data");
+    CHECK(readable(fd, (int)(WAIT * 1000)), "not readable with events queued");
     CHECK(recorder_count(&rec, NULL) == 0, "a callback ran outside livecache_client_poll");
     CHECK(pump_until(client, fd, &rec, 1), "no snapshot through poll");
     for (int i = 1; i <= 50; i++) {
@@ -1044,6 +1083,8 @@ typedef struct {
     char *loaded;
     livecache_result loaded_rc;
     livecache_result update_after_removal;
+    livecache_result entry_after_removal_rc;
+    char *entry_after_removal;
     int removed;
 } lifecycle_ctx;
 
@@ -1066,6 +1107,7 @@ static void *lifecycle_thread(void *arg) {
     CHECK_OK(livecache_lifecycle_cache_entry_removed(c->lc));
     c->removed = 1;
     c->update_after_removal = livecache_lifecycle_update_cached_data(c->lc, mark_seen, NULL, NULL);
+    c->entry_after_removal_rc = livecache_lifecycle_get_cache_entry(c->lc, &c->entry_after_removal);
     livecache_lifecycle_free(c->lc);
     return NULL;
 }
@@ -1104,8 +1146,13 @@ static void on_cache_entry_added_lifecycle(void) {
     CHECK(c.loaded_rc == LIVECACHE_RESULT_OK && c.loaded && strcmp(c.loaded, "{\"data\":{\"n\":1},\"meta\":null}") == 0,
           "cacheDataLoaded: %d %s", (int)c.loaded_rc, c.loaded ? c.loaded : "");
     CHECK(c.removed, "cacheEntryRemoved never resolved");
-    CHECK(c.update_after_removal == LIVECACHE_RESULT_NOT_FOUND, "update after removal: %s",
+    CHECK(c.update_after_removal == LIVECACHE_RESULT_CACHE_ENTRY_REMOVED, "update after removal: %s",
           livecache_result_kind(c.update_after_removal));
+    /* SPEC §6: getCacheEntry() of a removed entry is RTK Query's uninitialized entry. */
+    CHECK(c.entry_after_removal_rc == LIVECACHE_RESULT_OK && c.entry_after_removal &&
+              strcmp(c.entry_after_removal, "{\"key\":\"getLive(\\\"room\\\")\",\"status\":\"uninitialized\"}") == 0,
+          "getCacheEntry after removal: %d %s", (int)c.entry_after_removal_rc, c.entry_after_removal ? c.entry_after_removal : "");
+    livecache_string_free(c.entry_after_removal);
     CHECK(strcmp(c.key, "getLive(\"room\")") == 0, "key %s", c.key);
     livecache_string_free(c.loaded);
     livecache_client_free(client);
@@ -1127,8 +1174,11 @@ static void on_cache_entry_added_lifecycle(void) {
     CHECK(c.loaded_rc == LIVECACHE_RESULT_CACHE_ENTRY_REMOVED, "cacheDataLoaded: %s", livecache_result_kind(c.loaded_rc));
     CHECK(c.loaded == NULL, "out-parameter written on failure");
     CHECK(c.removed, "cacheEntryRemoved never resolved");
-    CHECK(c.update_after_removal == LIVECACHE_RESULT_CLOSED, "update after the client closed: %s",
+    CHECK(c.update_after_removal == LIVECACHE_RESULT_CACHE_ENTRY_REMOVED, "update after the client closed: %s",
           livecache_result_kind(c.update_after_removal));
+    CHECK(c.entry_after_removal && strstr(c.entry_after_removal, "\"status\":\"uninitialized\""), "getCacheEntry after close: %s",
+          c.entry_after_removal ? c.entry_after_removal : "");
+    livecache_string_free(c.entry_after_removal);
     livecache_unsubscribe(sub);
     recorder_destroy(&rec);
     release_pending();
@@ -1182,7 +1232,7 @@ static void client_freed_with_live_subscriptions(void) {
     recorder_init(&p.rec);
     livecache_subscription *sub = NULL;
     CHECK_OK(livecache_subscribe(client, "getDoc", "1", shutdown_cb, &p, &sub));
-    sleep_ms(20);
+    CHECK(wait_data(client, "getDoc", "1"), "no data"); /* its events are queued, unpolled */
     livecache_client_free(client);
     CHECK(recorder_count(&p.rec, NULL) == 0, "pull mode ran callbacks outside poll");
     livecache_unsubscribe(sub);
@@ -1219,6 +1269,74 @@ static void client_closed_from_its_own_callback(void) {
     recorder_destroy(&r.rec);
 }
 
+static void expect_data(livecache_client *client, const char *want) {
+    char *snap = NULL;
+    CHECK_OK(livecache_snapshot(client, "a", NULL, &snap));
+    CHECK(snap && strstr(snap, want), "want %s in %s", want, snap ? snap : "(null)");
+    livecache_string_free(snap);
+}
+
+/* L9 undo(): the inverse of a host update, as a host update of its own; undoing that redoes. */
+static void host_update_undo(void) {
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new("{\"endpoints\":{\"a\":{\"stream\":{\"apply\":\"append\"}}}}", &client));
+    if (!client) return;
+    CHECK_OK(livecache_upsert_query_data(client, "a", NULL, "[1]"));
+    char *result = NULL, *undone = NULL, *redone = NULL;
+    CHECK_OK(livecache_patch_query_data(client, "a", NULL, "[{\"op\":\"add\",\"path\":\"/-\",\"value\":2}]", &result));
+    expect_data(client, "\"data\":[1,2]");
+    CHECK_OK(livecache_undo(client, "a", NULL, result, &undone));
+    expect_data(client, "\"data\":[1]");
+    CHECK_OK(livecache_undo(client, "a", NULL, undone, &redone));
+    expect_data(client, "\"data\":[1,2]");
+    /* Bad input: each a clear error, nothing changed, nothing written. */
+    char *out = NULL;
+    CHECK_RC(livecache_undo(client, "a", NULL, "{\"patches\":[]}", &out), LIVECACHE_RESULT_PATCH);
+    CHECK(strstr(livecache_last_error(), "inversePatches"), "%s", livecache_last_error());
+    CHECK_RC(livecache_undo(client, "a", NULL, "{oops", &out), LIVECACHE_RESULT_INVALID_JSON);
+    CHECK_RC(livecache_undo(client, "a", NULL, NULL, &out), LIVECACHE_RESULT_NULL_PARAMETER);
+    CHECK_RC(livecache_undo(client, "missing", NULL, result, &out), LIVECACHE_RESULT_UNKNOWN_ENDPOINT);
+    CHECK(out == NULL, "no output on failure");
+    /* An undo that no longer fits the data (RTK's weak spot) fails all or nothing. */
+    CHECK_OK(livecache_upsert_query_data(client, "a", NULL, "[]"));
+    CHECK_RC(livecache_undo(client, "a", NULL, redone, &out), LIVECACHE_RESULT_PATCH);
+    expect_data(client, "\"data\":[]");
+    livecache_string_free(result);
+    livecache_string_free(undone);
+    livecache_string_free(redone);
+    livecache_client_free(client);
+}
+
+/* L7 on the manual clock: the unused entry goes exactly at its deadline, with no sleep. */
+static void manual_clock_removes_at_the_deadline(void) {
+    const char *config = "{\"keepUnusedDataFor\":2,\"endpoints\":{\"a\":{\"stream\":{\"apply\":\"append\"}}}}";
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new_with_options(config, "{\"clock\":\"manual\"}", NULL, &client));
+    if (!client) return;
+    CHECK_OK(livecache_upsert_query_data(client, "a", "1", "[1]"));
+    CHECK_OK(livecache_client_advance(client, 1999));
+    char *snap = NULL;
+    CHECK_OK(livecache_snapshot(client, "a", "1", &snap));
+    CHECK(snap && strstr(snap, "\"data\":[1]"), "kept until the deadline: %s", snap ? snap : "(null)");
+    livecache_string_free(snap);
+    CHECK_OK(livecache_client_advance(client, 1));
+    snap = NULL;
+    CHECK_RC(livecache_snapshot(client, "a", "1", &snap), LIVECACHE_RESULT_NOT_FOUND);
+    CHECK(snap == NULL, "no output on failure");
+    CHECK_RC(livecache_client_advance(NULL, 1), LIVECACHE_RESULT_NULL_PARAMETER);
+    CHECK_OK(livecache_client_close(client));
+    CHECK_RC(livecache_client_advance(client, 1), LIVECACHE_RESULT_CLOSED);
+    livecache_client_free(client);
+
+    livecache_client *system = NULL;
+    CHECK_OK(livecache_client_new(config, &system));
+    CHECK_RC(livecache_client_advance(system, 1), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    livecache_client_free(system);
+    livecache_client *bad = NULL;
+    CHECK_RC(livecache_client_new_with_options(config, "{\"clock\":\"sundial\"}", NULL, &bad), LIVECACHE_RESULT_CONFIG);
+    CHECK(bad == NULL && strstr(livecache_last_error(), "clock"), "bad clock: %s", livecache_last_error());
+}
+
 static void version_and_kinds(void) {
     CHECK(strcmp(livecache_version(), "0.1.0") == 0 || strlen(livecache_version()) > 0, "version");
     const char *names[] = {"Ok", "NullParameter", "InvalidInput", "InvalidInput", "ConfigError", "Closed", "UnknownEndpoint",
@@ -1252,6 +1370,8 @@ int main(void) {
     run_case("on_cache_entry_added_lifecycle", on_cache_entry_added_lifecycle);
     run_case("client_freed_with_live_subscriptions", client_freed_with_live_subscriptions);
     run_case("client_closed_from_its_own_callback", client_closed_from_its_own_callback);
+    run_case("host_update_undo", host_update_undo);
+    run_case("manual_clock_removes_at_the_deadline", manual_clock_removes_at_the_deadline);
     run_case("version_and_kinds", version_and_kinds);
     return finish();
 }

@@ -1,5 +1,5 @@
 // A typed use of every call; `tsc --noEmit --strict` must accept it (run_tests.sh runs it).
-import { Client, CacheEntryRemoved, LivecacheError, type LivecacheEvent, type PatchOperation, type EntryState, type Stats } from 'livecache'
+import { Client, CacheEntryRemoved, LivecacheError, type LivecacheEvent, type PatchOperation, type EntryState, type UninitializedEntry, type Stats } from 'livecache'
 
 interface Message {
   id: number
@@ -25,8 +25,8 @@ const client = new Client(
         updateCachedData((draft: { title: string }) => {
           draft.title = String(data)
         })
-        const state: EntryState = getCacheEntry()
-        console.log(arg, state.version)
+        const state: EntryState | UninitializedEntry = getCacheEntry()
+        if (state.status !== 'uninitialized') console.log(arg, state.version)
         await cacheEntryRemoved
       },
     },

@@ -18,7 +18,7 @@ import weakref
 from typing import Any, AsyncIterator, Callable, Dict, Generator, List, Mapping, Optional, Set, Tuple, Union
 
 from . import _livecache
-from ._draft import DraftDict, DraftList, run_on_message
+from ._draft import DraftDict, DraftList, run_on_messages
 from ._livecache import (
     NO_ARG,
     CacheEntryRemoved,
@@ -163,8 +163,8 @@ class _HookRunner:
     def call_lifecycle(self, fn: Callable[..., Any], arg: Any, native: _livecache.NativeLifecycle, completion: Any) -> None:
         self.call(fn, (arg, Lifecycle(native)), completion)
 
-    def on_message(self, fn: Callable[..., Any], data: Any, message: Any, arg: Any) -> Any:
-        return run_on_message(fn, data, message, arg)
+    def on_messages(self, fn: Callable[..., Any], data: Any, messages: List[Any], arg: Any) -> Any:
+        return run_on_messages(fn, data, messages, arg)
 
     def close(self) -> None:
         with self._lock:
@@ -422,17 +422,18 @@ class Client:
     ``config`` is the SPEC §2 shape as a dict or JSON text. ``hooks`` maps an endpoint name to its
     hook functions: ``query_fn(arg)``, ``transform_response(data, arg)``,
     ``on_message(draft, message, arg)``, ``on_cache_entry_added(arg, lifecycle)``. Hooks receive
-    ``None`` for "no arg". Also a context manager that closes on exit.
+    ``None`` for "no arg". Also a context manager that closes on exit. ``clock="manual"`` gives
+    virtual time that moves only with ``advance(ms)``, for tests of ``keepUnusedDataFor`` (L7).
     """
 
-    def __init__(self, config: Config, hooks: Optional[Hooks] = None) -> None:
+    def __init__(self, config: Config, hooks: Optional[Hooks] = None, *, clock: str = "system") -> None:
         try:
             loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         self._runner = _HookRunner(loop)
         self._subs: Set[Subscription] = set()
-        self._native = _livecache.NativeClient(config, hooks, self._runner)
+        self._native = _livecache.NativeClient(config, hooks, self._runner, clock)
         _clients.add(self)
 
     def subscribe(self, endpoint: str, arg: Any = NO_ARG, on_event: Optional[Callable[[Event], Any]] = None) -> Subscription:
@@ -440,6 +441,11 @@ class Client:
         sub = Subscription(self, endpoint, arg, on_event)
         self._subs.add(sub)
         return sub
+
+    def advance(self, ms: int) -> None:
+        """Moves the manual clock (``clock="manual"``) forward and runs what is due by then
+        (L7 removals); ``InvalidArgument`` on the system clock."""
+        self._native.advance(ms)
 
     def cache_key(self, endpoint: str, arg: Any = NO_ARG) -> str:
         """The cache key of ``(endpoint, arg)`` (K1)."""

@@ -265,3 +265,24 @@ def run_on_message(fn: Callable[[Any, Any, Any], Any], data: Any, message: Any, 
     if isinstance(result, _Draft):
         result = result._target
     return (1, result)
+
+
+def run_on_messages(fn: Callable[[Any, Any, Any], Any], data: Any, messages: List[Any], arg: Any) -> List[Tuple[int, Any]]:
+    """Runs an ``on_message`` hook over the messages of one burst, in order, each on a recording
+    draft of the replica as the messages before it left it (one call from the engine per burst).
+
+    Returns one ``(kind, payload)`` per message handled: ``(0, ops)`` mutated (or did nothing),
+    ``(1, value)`` returned new data, ``(2, "Type: text")`` raised. It stops after the first
+    ``1`` or ``2``: the engine offers the rest again, on data it computed itself.
+    """
+    out: List[Tuple[int, Any]] = []
+    for message in messages:
+        try:
+            kind, payload = run_on_message(fn, data, message, arg)
+        except Exception as exc:  # a hook failure is that message's `error` event (SPEC §6)
+            out.append((2, f"{type(exc).__name__}: {exc}"))
+            break
+        out.append((kind, payload))
+        if kind == 1:
+            break
+    return out

@@ -107,6 +107,25 @@ pub fn finish_burst(data: &mut Value, untrimmed: &mut usize) {
     }
 }
 
+/// The change from `old` to a whole new value (a host recipe's draft, an `onMessage` result):
+/// a diff, or `Replaced` when the root itself changed.
+pub fn change_between(old: &Value, new: &Value) -> Change {
+    let patch = json_patch::diff(old, new);
+    let mut ops = Vec::with_capacity(patch.0.len());
+    for op in serde_json::to_value(&patch).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+        match PatchOp::from_value(&op) {
+            Ok(op) if op.path().is_empty() => return Change::Replaced,
+            Ok(op) => ops.push(op),
+            Err(_) => return Change::Replaced,
+        }
+    }
+    if ops.is_empty() {
+        Change::Unchanged
+    } else {
+        Change::Patch(ops)
+    }
+}
+
 /// E3: `value` inserted at a pointer of `tokens` reference tokens must keep the data within
 /// `max_depth` levels (root container = level 1).
 fn check_depth(rule: &str, tokens: usize, value: &Value, max_depth: usize, at: &str) -> Result<(), ApplyError> {

@@ -14,6 +14,9 @@ pub enum Status {
     Pending,
     Fulfilled,
     Rejected,
+    /// An entry that is not (or no longer) in the cache: what a lifecycle's `getCacheEntry()`
+    /// gives after the removal (SPEC §6). Never the status of a live entry.
+    Uninitialized,
 }
 
 /// Stream state (L8). An endpoint without `stream.url` stays `Closed`.
@@ -117,7 +120,8 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn key(&self) -> &str {
+    /// The key, shared (no copy).
+    pub fn key_arc(&self) -> &Arc<str> {
         match self {
             Event::Snapshot { key, .. }
             | Event::Patch { key, .. }
@@ -126,6 +130,10 @@ impl Event {
             | Event::Error { key, .. }
             | Event::Removed { key } => key,
         }
+    }
+
+    pub fn key(&self) -> &str {
+        self.key_arc()
     }
 
     pub fn type_name(&self) -> &'static str {

@@ -60,6 +60,7 @@ impl MessageFilter {
 }
 
 /// A message after parse, schema and filter.
+#[derive(Debug)]
 pub enum Prepared {
     Message(Value),
     Filtered,

@@ -1,0 +1,88 @@
+//! The values that cross between the engine and its driver: what the engine asks of the driver
+//! (`Output`), the hook calls it makes, the ids it hands out, and which host hooks exist.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{EndpointConfig, StreamConfig};
+use crate::error::Result;
+use crate::event::Event;
+
+/// Unique per entry lifetime, so late work for a removed entry never touches a new one.
+pub type EntryId = u64;
+/// A subscription, as the driver numbers it.
+pub type SubscriberId = u64;
+/// A pending `cacheDataLoaded` / `loaded()` (L2), settled by `Output::Settle`.
+pub type WaiterId = u64;
+
+/// `cacheDataLoaded`'s value (L2): the first data and its transport metadata.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Loaded {
+    pub data: Value,
+    pub meta: Value,
+}
+
+/// What the host gives an endpoint beyond its config (SPEC §6): which hooks exist, not the
+/// hooks themselves (host code never runs in the engine).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostHooks {
+    pub query_fn: bool,
+    pub on_message: Option<HookShape>,
+    pub on_cache_entry_added: bool,
+}
+
+/// How the host's `onMessage` takes messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookShape {
+    /// One message a call.
+    One,
+    /// The messages queued for an entry in one call (one host round trip a burst).
+    Batched,
+}
+
+/// What the driver is to do. `S` is the driver's handle of one subscription (its event queue).
+#[derive(Debug)]
+pub enum Output<S> {
+    /// Queue `event` for one subscriber (SPEC §5), in this order.
+    Deliver { to: S, event: Event },
+    /// Start request `request` of the entry (the driver runs `queryFn` or HTTP, then `fetch_done`).
+    Fetch { key: Arc<str>, entry: EntryId, request: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value> },
+    /// Open the entry's stream (L1) at the rendered URL; it runs until `Removed`.
+    OpenStream { key: Arc<str>, entry: EntryId, url: String, config: Arc<StreamConfig>, arg: Option<Value> },
+    /// Run `onCacheEntryAdded` (L1); its `cacheDataLoaded` is `waiter`.
+    StartLifecycle { key: Arc<str>, entry: EntryId, endpoint: Arc<EndpointConfig>, arg: Option<Value>, waiter: WaiterId },
+    /// Call the host's `onMessage`, then `hook_done` with the call's base.
+    CallHook(HookCall),
+    /// Resolve (or reject) these `loaded()` / `cacheDataLoaded` waiters (L2).
+    Settle { waiters: Vec<WaiterId>, result: Result<Loaded> },
+    /// The entry is gone (L7, close): close its stream with a close handshake, resolve
+    /// `cacheEntryRemoved` (L3).
+    Removed { key: Arc<str>, entry: EntryId },
+    /// Call `tick` at `at` (or earlier): a removal deadline is due then.
+    ArmTimer { at: Duration },
+}
+
+/// The data an `onMessage` call was given: its entry lifetime and version (E1). A host that keeps
+/// its own replica of the data (a binding's recording draft) compares it with the version its
+/// replica is at, instead of converting the whole data on every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessageBase {
+    pub entry_id: EntryId,
+    pub version: u64,
+}
+
+/// A call the driver is to make (`Output::CallHook`).
+#[derive(Debug)]
+pub struct HookCall {
+    pub key: Arc<str>,
+    pub endpoint: Arc<crate::config::EndpointConfig>,
+    pub base: MessageBase,
+    pub shape: HookShape,
+    pub data: Arc<Value>,
+    pub messages: Vec<Value>,
+    pub arg: Option<Value>,
+}
+
