@@ -682,7 +682,21 @@ test('callbacks are re-entrant: unsubscribe itself, subscribe, update from insid
       }
     })
     await waitFor('self-unsubscribe', () => !sub.active)
-    await sleep(50)
+    // Nothing is delivered after the self-unsubscribe: wait until the entry is gone
+    // (keepUnusedDataFor 0), so no more events can be made for it, then until a subscription made
+    // after that gets its first event, which the delivery queue hands out after any earlier one.
+    await waitFor('the entry removed', () => {
+      try {
+        client.snapshot('getMessages', 'r')
+        return false
+      } catch (e) {
+        return e.code === 'NotFound'
+      }
+    })
+    const marker = new Recorder()
+    const after = client.subscribe('getDoc', 'marker', marker.onEvent)
+    await waitFor('the marker subscription\'s first event', () => marker.events.length > 0)
+    after.unsubscribe()
     assert.deepEqual(seen, ['status', 'snapshot', 'patch'])
     await settle(inner, innerRec)
     innerRec.check(inner.snapshot(), 'inner')
@@ -696,11 +710,13 @@ test('queue bound: a slow JavaScript thread gets a snapshot instead of every ste
     await sub.loaded()
     await settle(sub, rec)
     // Interleave pushes with host updates so patches cannot coalesce (E2), and keep the JS
-    // thread busy so nothing is polled meanwhile.
+    // thread busy so nothing is polled meanwhile: each push is applied before the next upsert.
+    const deadline = Date.now() + 10000
     for (let i = 0; i < 50; i++) {
       client.pushMessage('s', 1, i)
-      const until = Date.now() + 2
-      while (Date.now() < until) {}
+      while (client.stats().messagesApplied < i + 1) {
+        if (Date.now() > deadline) assert.fail(`message ${i} not applied within 10 s`)
+      }
       client.upsertQueryData('s', 1, client.snapshot('s', 1).data)
     }
     await waitFor('all applied', () => client.stats().messagesApplied === 50)

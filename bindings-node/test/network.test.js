@@ -11,6 +11,13 @@ const { Client } = require('..')
 const { waitFor, Recorder, settle } = require('./helpers')
 
 /** The seed's chat server: GET /messages/<channel>, and every message broadcast over WebSocket. */
+/** Every fetch started so far has ended and its event reached `rec`: a snapshot for each one
+ * applied (SPEC §5: after every refetch, L8's resyncs included), none for a stale or failed one. */
+function fetchesSettled(client, rec) {
+  const s = client.stats()
+  return rec.types().filter((t) => t === 'snapshot').length + s.staleResponses + s.fetchErrors >= s.fetches
+}
+
 async function chatServer() {
   const messages = []
   const sockets = new Set()
@@ -27,7 +34,9 @@ async function chatServer() {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify(messages.filter((x) => x.channel === channel)))
   })
-  const wss = new WebSocketServer({ server })
+  let refusing = false
+  // While `refusing`, WebSocket upgrades are answered 503: a client stays disconnected.
+  const wss = new WebSocketServer({ server, verifyClient: (info, done) => (refusing ? done(false, 503) : done(true)) })
   wss.on('connection', (ws) => {
     sockets.add(ws)
     ws.on('close', (code) => {
@@ -44,6 +53,9 @@ async function chatServer() {
     sockets,
     get gets() {
       return gets
+    },
+    set refusing(v) {
+      refusing = v
     },
     /** Stores a message (so later GETs include it) and broadcasts it. */
     post(channel, text) {
@@ -97,15 +109,21 @@ test('built-in HTTP query and WebSocket stream: replay equals snapshot, close ha
       const s = client.stats()
       return s.messagesApplied + s.messagesFiltered + s.messagesRejected.invalid_json + s.messagesRejected.schema >= 202
     })
+    // A fetch that ended before the socket opened is followed by a resync (L8): let it land too.
+    await waitFor('every fetch answered', () => fetchesSettled(client, rec))
     await settle(sub, rec)
     rec.check(sub.snapshot(), 'ws replay')
     assert.equal(rec.data.length, 1 + 133)
+    // The two bad frames came after the last change: their error events may still be on the way.
+    await waitFor('two error events', () => rec.events.filter((e) => e.type === 'error').length >= 2)
     assert.deepEqual(rec.events.filter((e) => e.type === 'error').map((e) => e.reason), ['invalid_json', 'schema'])
     assert.ok(rec.events.some((e) => e.type === 'stream' && e.state === 'open'))
     // refetch over HTTP replaces the data with the server's (L5).
     const gets = srv.gets
     client.refetch('getMessages', 'redux')
-    await waitFor('refetched', () => srv.gets > gets && sub.snapshot().status === 'fulfilled')
+    // The request reaching the server is not the response applied: wait for the refetch's snapshot.
+    await waitFor('refetched', () => srv.gets > gets && fetchesSettled(client, rec))
+    assert.equal(sub.snapshot().status, 'fulfilled')
     await settle(sub, rec)
     rec.check(sub.snapshot(), 'after refetch')
     // Host updates on a streamed entry.
@@ -149,10 +167,14 @@ test('a dropped stream reconnects and resyncs (L8); nothing is lost', async () =
     await waitFor('open', () => sub.snapshot().stream.state === 'open')
     srv.post('general', 'one')
     await waitFor('one', () => sub.snapshot().data.length === 1)
+    // The server refuses reconnects until the post below: the client is away, however fast it
+    // comes back, and only the resync fetch can bring that message.
+    srv.refusing = true
+    const before = rec.events.length
     srv.dropAll()
-    // Posted while disconnected: only the resync fetch can bring it.
-    await waitFor('not open', () => sub.snapshot().stream.state !== 'open' || srv.sockets.size === 0)
+    await waitFor('the drop seen', () => rec.events.slice(before).some((e) => e.type === 'stream' && e.state !== 'open'))
     srv.post('general', 'two (missed)')
+    srv.refusing = false
     await waitFor('reconnected and resynced', () => sub.snapshot().stream.state === 'open' && sub.snapshot().data.length === 2)
     srv.post('general', 'three')
     await waitFor('three', () => sub.snapshot().data.length === 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -15,13 +16,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 TIMEOUT = 10.0
 
 
-def wait_until(pred: Callable[[], bool], what: str = "condition", timeout: float = TIMEOUT) -> None:
+def poll_until(pred: Callable[[], bool], timeout: float = TIMEOUT, interval: float = 0.005) -> bool:
+    """Polls `pred` until it holds (True) or `timeout` passes (False). For callbacks, which must
+    not raise: they record the outcome and the test asserts it."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def wait_until(pred: Callable[[], bool], what: str = "condition", timeout: float = TIMEOUT, interval: float = 0.005) -> None:
     """Polls `pred` until it holds; fails after `timeout` (a hang guard, not a timed assertion)."""
+    if not poll_until(pred, timeout, interval):
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+async def async_wait_until(pred: Callable[[], bool], what: str = "condition", timeout: float = TIMEOUT) -> None:
+    """`wait_until` inside a running event loop: yields to the loop between polls, so callbacks
+    scheduled on it (the subscription's events, hook tasks) run meanwhile."""
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+        await asyncio.sleep(0.005)
 
 
 class Events:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List
 
 import jsonpatch
 import pytest
-from conftest import Events, wait_until
+from conftest import Events, poll_until, wait_until
 
 import livecache
 
@@ -395,19 +395,16 @@ def test_client_context_manager_closes() -> None:
 def test_unsubscribe_from_another_thread_waits_for_running_callback() -> None:
     with doc_client() as c:
         inside = threading.Event()
-        release = threading.Event()
         finished: List[bool] = []
 
         def slow(event: Dict[str, Any]) -> None:
             if event["type"] == "snapshot":
                 inside.set()
-                release.wait(5)
-                finished.append(True)
+                # Still running when the main thread's unsubscribe() starts: it takes the
+                # subscription off the count, then waits for this callback to return.
+                finished.append(poll_until(lambda: c.stats()["subscriptions"] == 0, timeout=30))
 
         sub = c.subscribe("getDoc", 1, on_event=slow)
         assert inside.wait(10)
-        t = threading.Timer(0.05, lambda: release.set())
-        t.start()
         sub.unsubscribe()  # returns only once the callback has finished (SPEC §5)
         assert finished == [True]
-        t.join()

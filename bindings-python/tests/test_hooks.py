@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 import jsonpatch
 import pytest
 import websockets
-from conftest import Events, wait_until
+from conftest import Events, async_wait_until, poll_until, wait_until
 from websockets.asyncio.server import ServerConnection, serve
 
 import livecache
@@ -303,15 +303,13 @@ def test_seed_chat_pattern_with_on_cache_entry_added() -> None:
                 events: List[Dict[str, Any]] = []
                 sub = client.subscribe("getMessages", "redux", on_event=events.append)
                 assert (await sub.loaded())[0]["text"] == "welcome"
-                while len(sub.snapshot()["data"]) < 5:
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(0.05)
+                await async_wait_until(lambda: len(sub.snapshot()["data"]) >= 5, "the server's messages")
                 data = sub.snapshot()["data"]
                 assert [m["id"] for m in data] == [0, 1, 2, 4, 5]
-                assert replay(events) == data
+                # Events are delivered after snapshot() shows the change (SPEC §5): wait for them.
+                await async_wait_until(lambda: replay(events) == data, f"the events to replay to {data}")
                 sub.unsubscribe()
-                while not closes:
-                    await asyncio.sleep(0.01)
+                await async_wait_until(lambda: bool(closes), "the hook's socket to close")
                 assert closes == [1000]  # the hook closed its socket with a close handshake
 
     asyncio.run(main())
@@ -363,9 +361,11 @@ def test_loaded_rejects_with_cache_entry_removed_and_unobserved_is_silent() -> N
         problems: List[Any] = []
         asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: problems.append(ctx))
         never = asyncio.get_running_loop().create_future()
+        hook_done = asyncio.Event()
 
         async def added(arg: Any, lifecycle: livecache.Lifecycle) -> None:
             await lifecycle.cache_entry_removed  # cache_data_loaded rejects unobserved
+            hook_done.set()
 
         cfg: Dict[str, Any] = {"keepUnusedDataFor": 0, "endpoints": {"a": {}}}
         with livecache.Client(cfg, {"a": {"query_fn": lambda arg: never, "on_cache_entry_added": added}}) as c:
@@ -378,9 +378,15 @@ def test_loaded_rejects_with_cache_entry_removed_and_unobserved_is_silent() -> N
             with pytest.raises(livecache.CacheEntryRemoved):
                 await sub.loaded()
             assert unobserved is not None
+            # Both rejections nobody looks at have happened (unobserved's and the lifecycle's
+            # cache_data_loaded, which settles before cache_entry_removed) before looking for reports.
+            await async_wait_until(unobserved.done, "the unobserved loaded() to reject")
+            await asyncio.wait_for(hook_done.wait(), 10)
+        # The client is closed: no engine thread schedules anything on this loop any more.
         del unobserved, p
         gc.collect()
-        await asyncio.sleep(0.05)
+        for _ in range(10):  # run what is already queued on the loop, and what that queues
+            await asyncio.sleep(0)
         assert problems == []
 
     asyncio.run(main())
@@ -439,14 +445,18 @@ def test_events_iterator_ends_on_close_with_removed() -> None:
         sub = c.subscribe("a")
         types: List[str] = []
         stream = sub.events()  # events delivered from now on
+        got_snapshot = asyncio.Event()
 
         async def consume() -> None:
             async for e in stream:
                 types.append(e["type"])
+                if e["type"] == "snapshot":
+                    got_snapshot.set()
 
         task = asyncio.create_task(consume())
         await sub.loaded()
-        await asyncio.sleep(0.02)
+        # loaded() may resolve before the snapshot event reaches the iterator (SPEC §5).
+        await asyncio.wait_for(got_snapshot.wait(), 10)
         c.close()
         await asyncio.wait_for(task, 10)
         return types
@@ -493,12 +503,12 @@ def test_reentrant_callbacks_unsubscribe_update_and_subscribe() -> None:
         ready = threading.Event()
 
         def once(event: Dict[str, Any]) -> None:
-            ready.wait(5)
+            ready.wait(30)
             log.append("once:" + event["type"])
             subs["once"].unsubscribe()  # a callback may unsubscribe itself
 
         def busy(event: Dict[str, Any]) -> None:
-            ready.wait(5)
+            ready.wait(30)
             if event["type"] == "snapshot" and "b" not in subs:
                 subs["b"] = c.subscribe("b", on_event=lambda e: log.append("b:" + e["type"]))
                 c.update_query_data("a", livecache.NO_ARG, lambda d: d.append("from-callback"))
@@ -582,8 +592,10 @@ def test_unsubscribe_from_another_thread_waits_for_a_callback_on_the_loop() -> N
         def slow(event: Dict[str, Any]) -> None:
             if event["type"] == "snapshot":
                 inside.set()
-                threading.Event().wait(0.2)  # blocks the loop thread: the callback is running
-                order.append("callback done")
+                # Blocks the loop thread (the callback is running) until the other thread's
+                # unsubscribe() has started: it takes the subscription off the count, then waits.
+                started = poll_until(lambda: c.stats()["subscriptions"] == 0, timeout=30)
+                order.append("callback done" if started else "unsubscribe() never started")
 
         with livecache.Client({"endpoints": {"a": {}}}, {"a": {"query_fn": lambda arg: 1}}) as c:
             sub = c.subscribe("a", on_event=slow)
@@ -595,8 +607,7 @@ def test_unsubscribe_from_another_thread_waits_for_a_callback_on_the_loop() -> N
 
             t = threading.Thread(target=other_thread)
             t.start()
-            while not order:
-                await asyncio.sleep(0.001)
+            await async_wait_until(lambda: bool(order), "the callback or the unsubscribe to finish", timeout=40)
             await asyncio.get_running_loop().run_in_executor(None, t.join)
         return order
 
@@ -638,12 +649,14 @@ def test_events_of_a_slow_reader_collapse_into_a_snapshot() -> None:
             sub = c.subscribe("a")
             stream = sub.events()
             await sub.loaded()
+            wait_until(lambda: c.stats()["eventsDelivered"] >= 2, "the status and snapshot events")
+            before = c.stats()["eventsDelivered"]
             for i in range(2000):
                 c.push_message("a", livecache.NO_ARG, i)
-                # Blocks the loop: each change is delivered as its own event, and piles up unread.
-                threading.Event().wait(0.0005)
-            while c.stats()["messagesApplied"] < 2000:
-                await asyncio.sleep(0.01)
+                # Blocks the loop until this change went out as its own event (nothing left
+                # queued for a burst to join, E2): the events pile up unread.
+                wait_until(lambda: c.stats()["eventsDelivered"] >= before + i + 1, f"the event of message {i}", interval=0.0002)
+            await async_wait_until(lambda: c.stats()["messagesApplied"] >= 2000, "2000 messages applied")
             delivered = c.stats()["eventsDelivered"]
             got: List[Dict[str, Any]] = []
             async for event in stream:

@@ -138,9 +138,11 @@ def test_l8_dropped_stream_reconnects_and_resyncs(server: ChatServer) -> None:
         wait_until(lambda: client.stats()["reconnects"] >= 1 and sub.snapshot()["stream"]["state"] == "open", "reconnect")
         server.post("redux", "after reconnect")
         wait_until(lambda: sub.snapshot()["data"][-1]["text"] == "after reconnect", "message after reconnect")
+        # snapshot() runs ahead of delivery (SPEC §5): once the replica has caught up with it, every
+        # event before the last change (the `reconnecting` one too) has been delivered.
+        wait_until(lambda: replay(ev.items) == (sub.snapshot()["version"], sub.snapshot()["data"]), "replica")
         states = [e["state"] for e in ev.items if e["type"] == "stream"]
         assert "reconnecting" in states
-        wait_until(lambda: replay(ev.items) == (sub.snapshot()["version"], sub.snapshot()["data"]), "replica")
 
 
 def test_close_closes_sockets_with_a_handshake(server: ChatServer) -> None:

@@ -81,7 +81,12 @@ fn watch(config: &TempFile, extra: &[&str]) -> Child {
 
 /// Waits for the process to end; kills it and fails after `WAIT`.
 fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + WAIT;
+    wait_exit_within(child, what, WAIT)
+}
+
+/// Waits for the process to end; kills it and fails after `ceiling`.
+fn wait_exit_within(child: &mut Child, what: &str, ceiling: Duration) -> ExitStatus {
+    let deadline = Instant::now() + ceiling;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
@@ -92,6 +97,24 @@ fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
             panic!("livecache did not exit {what}");
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until the process catches `signal` (Linux: its bit in `SigCgt` of /proc/PID/status). The
+/// watcher installs its handlers on its runtime after subscribing, so its first events may come
+/// before them, and a signal that comes first ends it with the default action, not exit 0.
+fn wait_signal_handler(child: &Child, signal: u32) {
+    let path = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // No procfs (or the process is gone): nothing to wait for; wait_exit says the rest.
+        let Ok(status) = std::fs::read_to_string(&path) else { return };
+        let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+        if caught.is_some_and(|mask| mask & (1 << (signal - 1)) != 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "livecache installed no handler for signal {signal} within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -199,7 +222,10 @@ fn watch_prints_spec_events_and_exits_0_after_duration() {
     server.post("general", "bob", "not watched");
     server.post("redux", "carol", "hi");
     let config = config_file(&server);
-    let mut child = watch(&config, &["--duration", "4"]);
+    // The watcher must outlive the exchange below, however slow the machine: a duration far
+    // longer than it (it takes well under a second), then a ceiling past the duration for the exit.
+    let duration = Duration::from_secs(10);
+    let mut child = watch(&config, &["--duration", &duration.as_secs().to_string()]);
     let lines = lines_of(&mut child);
     let mut seen = Vec::new();
     read_until(&lines, &mut seen, is_type("snapshot"));
@@ -230,7 +256,7 @@ fn watch_prints_spec_events_and_exits_0_after_duration() {
         .filter(|op| op["op"] == "add" && op["value"]["text"].as_str().is_some_and(|t| t.starts_with("round")))
         .count();
     assert!(patched_posts >= 5, "posts arrive as patches: {seen:#?}");
-    let status = wait_exit(&mut child, "after --duration");
+    let status = wait_exit_within(&mut child, "after --duration", duration + WAIT);
     assert_eq!(status.code(), Some(0));
     // Whatever was printed after the data matched is still well-formed.
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
@@ -248,6 +274,7 @@ fn watch_exits_0_on_sigterm() {
     let lines = lines_of(&mut child);
     let mut seen = Vec::new();
     read_until(&lines, &mut seen, is_type("snapshot"));
+    wait_signal_handler(&child, 15);
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
     assert!(status.success());
     let status = wait_exit(&mut child, "on SIGTERM");
@@ -262,6 +289,7 @@ fn watch_exits_0_on_sigint() {
     let lines = lines_of(&mut child);
     let mut seen = Vec::new();
     read_until(&lines, &mut seen, is_type("snapshot"));
+    wait_signal_handler(&child, 2);
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("run kill");
     assert!(status.success());
     assert_eq!(wait_exit(&mut child, "on SIGINT").code(), Some(0));

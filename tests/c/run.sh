@@ -162,11 +162,15 @@ if [ -x "$OUT/chat" ] && [ -x "$PY" ]; then
   for _ in $(seq 100); do grep -q '^ADMIN' "$OUT/chat_server.out" && break; sleep 0.1; done
   port=$(awk '/^PORT/{print $2}' "$OUT/chat_server.out")
   admin=$(awk '/^ADMIN/{print $2}' "$OUT/chat_server.out")
-  "$OUT/chat" "$port" 3 >"$OUT/chat.log" 2>&1 &
+  # The example runs for 60 s at most: it is stopped once it printed what is checked. The post
+  # goes out once its data and open stream are printed, and every wait has a 30 s ceiling.
+  "$OUT/chat" "$port" 60 >"$OUT/chat.log" 2>&1 &
   example=$!
-  sleep 1.5
+  for _ in $(seq 300); do grep -q '"type":"snapshot"' "$OUT/chat.log" && grep -q '"state":"open"' "$OUT/chat.log" && break; sleep 0.1; done
   "$PY" -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:$admin/post', data=b'{\"channel\":\"redux\",\"userName\":\"run.sh\",\"text\":\"hello from run.sh\"}', method='POST'))"
-  wait "$example"
+  for _ in $(seq 300); do grep -q 'hello from run.sh' "$OUT/chat.log" && break; sleep 0.1; done
+  kill "$example" 2>/dev/null
+  wait "$example" 2>/dev/null
   kill "$server" 2>/dev/null
   wait "$server" 2>/dev/null
   head -n 8 "$OUT/chat.log"

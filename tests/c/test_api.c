@@ -79,6 +79,29 @@ static long version_of(livecache_client *client, const char *endpoint, const cha
     return v;
 }
 
+/* Waits until the entry has data: its snapshot event is queued by then. */
+static int wait_data(livecache_client *client, const char *endpoint, const char *arg) {
+    double deadline = now_seconds() + WAIT;
+    while (version_of(client, endpoint, arg) < 1) {
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(5);
+    }
+    return 1;
+}
+
+/* "Nothing more is coming" without a timed wait: delivery is first in, first out, so once a
+ * subscription made now has its first event, every event queued before it was delivered (or
+ * dropped). For a subscription with fewer events queued than the dispatcher's fairness budget. */
+static void wait_delivered_so_far(livecache_client *client) {
+    recorder marker;
+    recorder_init(&marker);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getDoc", "\"marker\"", recorder_cb, &marker, &sub));
+    CHECK(recorder_wait_count(&marker, NULL, 1, WAIT), "the marker subscription got no event");
+    livecache_unsubscribe(sub);
+    recorder_destroy(&marker);
+}
+
 /* ---- subscriptions and host updates ---- */
 
 static void subscribe_snapshot_patch_unsubscribe(void) {
@@ -587,7 +610,7 @@ static void callback_unsubscribes_itself(void) {
         if (applied || now_seconds() > deadline) break;
         sleep_ms(5);
     }
-    sleep_ms(50);
+    wait_delivered_so_far(r.client);
     pthread_mutex_lock(&r.rec.lock);
     CHECK(r.calls == 1, "callbacks after unsubscribing itself: %d calls", r.calls);
     CHECK(!pthread_equal(r.thread, pthread_self()), "callbacks run on the delivery thread, not the caller's");
@@ -636,7 +659,17 @@ typedef struct {
     pthread_cond_t cond;
     int inside, finished, calls_after;
     int unsubscribed;
+    livecache_client *client;
 } slow_ctx;
+
+static int no_subscriptions(livecache_client *client) {
+    char *stats = NULL;
+    if (livecache_stats(client, &stats) != LIVECACHE_RESULT_OK) return 0;
+    jvalue *st = take_json(stats);
+    int none = st && json_get(st, "subscriptions")->num == 0;
+    json_free(st);
+    return none;
+}
 
 static void slow_cb(void *user_data, const char *json, size_t len) {
     (void)json;
@@ -647,7 +680,10 @@ static void slow_cb(void *user_data, const char *json, size_t len) {
     c->inside = 1;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    sleep_ms(200);
+    /* Still running when the main thread's livecache_unsubscribe starts: it takes the subscription
+     * off the count, then waits for this callback. */
+    double deadline = now_seconds() + WAIT;
+    while (!no_subscriptions(c->client) && now_seconds() < deadline) sleep_ms(1);
     pthread_mutex_lock(&c->lock);
     c->finished++;
     pthread_mutex_unlock(&c->lock);
@@ -659,6 +695,7 @@ static void unsubscribe_waits_for_a_running_callback(void) {
     memset(&c, 0, sizeof c);
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.cond, NULL);
+    c.client = client;
     livecache_subscription *sub = NULL;
     CHECK_OK(livecache_subscribe(client, "getMessages", "\"s\"", slow_cb, &c, &sub));
     for (int i = 0; i < 5; i++) CHECK_OK(livecache_upsert_query_data(client, "getMessages", "\"s\"", "[1]"));
@@ -670,7 +707,7 @@ static void unsubscribe_waits_for_a_running_callback(void) {
     c.unsubscribed = 1;
     CHECK(c.finished >= 1, "unsubscribe returned while the callback was running");
     pthread_mutex_unlock(&c.lock);
-    sleep_ms(300);
+    wait_delivered_so_far(client); /* the upserts' events were queued before the unsubscribe */
     pthread_mutex_lock(&c.lock);
     CHECK(c.calls_after == 0, "%d callbacks started after unsubscribe returned", c.calls_after);
     pthread_mutex_unlock(&c.lock);
@@ -720,7 +757,9 @@ static void pull_mode_with_the_file_descriptor(void) {
     recorder_init(&rec);
     livecache_subscription *sub = NULL;
     CHECK_OK(livecache_subscribe(client, "getMessages", "\"p\"", pull_cb, &rec, &sub));
-    sleep_ms(50);
+    /* Events are queued (the data is there, the descriptor says so), and none has run. */
+    CHECK(wait_data(client, "getMessages", "\"p\""), "no data");
+    CHECK(readable(fd, (int)(WAIT * 1000)), "not readable with events queued");
     CHECK(recorder_count(&rec, NULL) == 0, "a callback ran outside livecache_client_poll");
     CHECK(pump_until(client, fd, &rec, 1), "no snapshot through poll");
     for (int i = 1; i <= 50; i++) {
@@ -1182,7 +1221,7 @@ static void client_freed_with_live_subscriptions(void) {
     recorder_init(&p.rec);
     livecache_subscription *sub = NULL;
     CHECK_OK(livecache_subscribe(client, "getDoc", "1", shutdown_cb, &p, &sub));
-    sleep_ms(20);
+    CHECK(wait_data(client, "getDoc", "1"), "no data"); /* its events are queued, unpolled */
     livecache_client_free(client);
     CHECK(recorder_count(&p.rec, NULL) == 0, "pull mode ran callbacks outside poll");
     livecache_unsubscribe(sub);

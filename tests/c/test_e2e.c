@@ -111,6 +111,32 @@ static void check_replica(recorder *rec, livecache_subscription *sub) {
 
 static void reset(void) { json_free(admin("POST", "/reset", NULL)); }
 
+static double client_stat(livecache_client *client, const char *name) {
+    char *stats = NULL;
+    CHECK_OK(livecache_stats(client, &stats));
+    jvalue *st = take_json(stats);
+    double v = st && json_get(st, name) ? json_get(st, name)->num : -1;
+    json_free(st);
+    return v;
+}
+
+/* Waits until every fetch started so far has ended and its event reached `rec`: a snapshot for
+ * each one applied (SPEC §5: after every refetch), none for a stale or failed one. An open stream
+ * may have started a resync (L8) whose answer is still on the way; comparing the replica with
+ * snapshot() before it landed would race with it. In pull mode (`poll`) this runs the callbacks. */
+static int wait_fetches_settled(livecache_client *client, recorder *rec, int poll) {
+    double deadline = now_seconds() + WAIT;
+    for (;;) {
+        double ended = recorder_count(rec, "snapshot") + client_stat(client, "staleResponses") + client_stat(client, "fetchErrors");
+        if (ended >= client_stat(client, "fetches")) return 1;
+        if (now_seconds() > deadline) return 0;
+        if (poll)
+            CHECK_OK(livecache_client_poll(client, 5, NULL));
+        else
+            sleep_ms(5);
+    }
+}
+
 static void chat_fetch_then_stream(void) {
     reset();
     livecache_client *client = chat_client(60, NULL);
@@ -124,6 +150,7 @@ static void chat_fetch_then_stream(void) {
     post("general", "not for redux");
     post("redux", "from C");
     CHECK(wait_replica_text(&rec, "from C"), "the posted message never arrived");
+    CHECK(wait_fetches_settled(client, &rec, 0), "a fetch never ended");
     char *snap = NULL;
     CHECK_OK(livecache_snapshot(client, "getMessages", "\"redux\"", &snap));
     jvalue *s = take_json(snap);
@@ -184,6 +211,7 @@ static void dropped_stream_reconnects_and_resyncs(void) {
     CHECK(wait_replica_text(&rec, "while away"), "the message posted during the drop is lost");
     post("redux", "after reconnect");
     CHECK(wait_replica_text(&rec, "after reconnect"), "the reopened stream does not apply");
+    CHECK(wait_fetches_settled(client, &rec, 0), "the resync never ended");
     check_replica(&rec, sub);
     char *stats = NULL;
     CHECK_OK(livecache_stats(client, &stats));
@@ -216,6 +244,7 @@ static void bad_frames_are_error_events(void) {
     CHECK(reasons[0] && strcmp(reasons[0], "invalid_json") == 0, "first reason %s", reasons[0]);
     CHECK(reasons[1] && strcmp(reasons[1], "schema") == 0, "second reason %s", reasons[1]);
     pthread_mutex_unlock(&rec.lock);
+    CHECK(wait_fetches_settled(client, &rec, 0), "a fetch never ended");
     check_replica(&rec, sub);
     livecache_unsubscribe(sub);
     livecache_client_free(client);
@@ -232,7 +261,7 @@ static void client_free_with_open_sockets_closes_them(void) {
     CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &a, &sa));
     CHECK_OK(livecache_subscribe(client, "getMessages", "\"general\"", recorder_cb, &b, &sb));
     CHECK(wait_stream_state(&a, "open", 1, WAIT) && wait_stream_state(&b, "open", 1, WAIT), "streams not open");
-    CHECK(server_stat("connectionsOpen") == 2, "two sockets open");
+    CHECK(wait_server_stat("connectionsOpen", 2) && server_stat("connectionsOpen") == 2, "two sockets open");
     livecache_client_free(client);
     CHECK(a.removed && b.removed, "removed events delivered before free returned");
     CHECK(wait_server_stat("clientInitiatedCloses", 2), "close handshakes: %g (aborted %g)", server_stat("clientInitiatedCloses"),
@@ -281,6 +310,7 @@ static void pull_mode_against_the_server(void) {
         }
     }
     CHECK(replica_has_text(&rec, "pulled"), "message not delivered through poll");
+    CHECK(wait_fetches_settled(client, &rec, 1), "a fetch never ended");
     check_replica(&rec, sub);
     livecache_unsubscribe(sub);
     livecache_client_free(client);
