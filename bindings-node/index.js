@@ -551,7 +551,7 @@ class Client {
     if (fast !== null && fast.mode === 0) return this.#lifecycleResult(lcId, native(() => this.#native.patchQueryData(ep, a, fast.payload)))
     let out = fast
     if (out === null) {
-      const state = JSON.parse(native(() => this.#native.lifecycleEntry(lcId)))
+      const state = JSON.parse(native(() => this.#native.lifecycleEntry(lcId, key)))
       out = state.version === 0 ? { mode: 0, payload: '[]' } : record(state.data, recipe, new Recorder())
     }
     return this.#lifecycleResult(lcId, native(() => this.#native.lifecycleUpdate(lcId, out.mode, out.payload)))

@@ -149,10 +149,19 @@ impl Driver {
         let mut backoff = Backoff::new(&self.reconnect);
         self.sink.state(StreamState::Connecting, None);
         loop {
+            let connect = self.connect();
+            tokio::pin!(connect);
             let connected = tokio::select! {
                 biased;
-                _ = stop.wait() => break,
-                connected = self.connect() => connected,
+                _ = stop.wait() => {
+                    // L7: a stop while the upgrade is in flight still ends with a close frame, not
+                    // a dropped TCP connection: finish the upgrade (bounded) and close it.
+                    if let Ok(Ok(mut socket)) = tokio::time::timeout(self.close_timeout, &mut connect).await {
+                        self.close_handshake(&mut socket).await;
+                    }
+                    break;
+                }
+                connected = &mut connect => connected,
             };
             match connected {
                 Ok(mut socket) => {

@@ -281,7 +281,11 @@ fn l8_refused_upgrades_are_retried() {
     w.settle();
     assert_eq!(server.upgrades_refused(), 3);
     assert_eq!(server.connections_accepted(), 1);
-    let states = w.stream_states();
+    // Delivery trails the state (SPEC §5): wait until the subscriber has seen the `open`.
+    let states = wait_for("the open event delivered", || {
+        let states = w.stream_states();
+        (states.last().map(|s| s.0) == Some(StreamState::Open)).then_some(states)
+    });
     let refused: Vec<_> = states.iter().filter(|(s, _)| *s == StreamState::Reconnecting).collect();
     assert!(!refused.is_empty(), "{states:?}");
     for (_, error) in &refused {
@@ -328,11 +332,15 @@ fn l6_http_500_rejected_keeps_data_then_success_fulfils() {
     let state = w.state();
     assert_eq!(state.data, Value::Null);
     assert_eq!(state.error, Some(json!({"status": 500, "data": {"error": "status 500"}})));
-    let rejected = w.rec.events().into_iter().find_map(|e| match e {
-        Event::Status { status: Status::Rejected, error, .. } => Some(error),
-        _ => None,
-    });
-    assert_eq!(rejected, Some(state.error.clone()));
+    // The state runs ahead of delivery (SPEC §5): wait for the event itself.
+    let rejected = || {
+        w.rec.events().into_iter().find_map(|e| match e {
+            Event::Status { status: Status::Rejected, error, .. } => Some(error),
+            _ => None,
+        })
+    };
+    wait_until("rejected event delivered", || rejected().is_some());
+    assert_eq!(rejected(), Some(state.error.clone()));
 
     // Messages streamed before any data are buffered until a fetch succeeds (L4).
     wait_until("stream open", || w.state().stream.state == StreamState::Open);
