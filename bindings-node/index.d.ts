@@ -206,6 +206,7 @@ export type ErrorCode =
   | 'InvalidArgument'
   | 'InvalidInput'
   | 'CacheEntryRemoved'
+  | 'NotConnected'
 
 export declare class LivecacheError extends Error {
   readonly code: ErrorCode | 'LivecacheError'
@@ -219,6 +220,8 @@ export declare class PatchError extends LivecacheError {}
 export declare class InvalidArgument extends LivecacheError {}
 export declare class InvalidInput extends LivecacheError {}
 export declare class CacheEntryRemoved extends LivecacheError {}
+/** T2: the entry's stream has no open connection to send on; nothing was queued. */
+export declare class NotConnected extends LivecacheError {}
 
 declare const livecache: {
   Client: typeof Client
@@ -233,5 +236,6 @@ declare const livecache: {
   InvalidArgument: typeof InvalidArgument
   InvalidInput: typeof InvalidInput
   CacheEntryRemoved: typeof CacheEntryRemoved
+  NotConnected: typeof NotConnected
 }
 export default livecache

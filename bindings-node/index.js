@@ -698,6 +698,7 @@ const {
   InvalidArgument,
   InvalidInput,
   CacheEntryRemoved,
+  NotConnected,
 } = errors
 
 module.exports = {
@@ -713,5 +714,6 @@ module.exports = {
   InvalidArgument,
   InvalidInput,
   CacheEntryRemoved,
+  NotConnected,
 }
 module.exports.default = module.exports

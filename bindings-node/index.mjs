@@ -14,5 +14,6 @@ export const {
   InvalidArgument,
   InvalidInput,
   CacheEntryRemoved,
+  NotConnected,
 } = livecache
 export default livecache

@@ -134,6 +134,10 @@ typedef enum {
      * livecache itself failed unexpectedly; the call was abandoned (a bug: please report it).
      */
     LIVECACHE_RESULT_PANIC = 12,
+    /**
+     * The entry's stream has no open connection to send on; nothing was queued.
+     */
+    LIVECACHE_RESULT_NOT_CONNECTED = 13,
 } livecache_result;
 
 /**
@@ -560,6 +564,35 @@ livecache_result livecache_cache_key(livecache_client *client,
                                      const char *endpoint,
                                      const char *arg_json,
                                      char **out_key);
+
+/**
+ * `send` (SPEC T2): writes `message_json` as one text frame on the open stream of
+ * `(endpoint, arg)`, blocking until it is written.
+ *
+ * Errors: `NOT_CONNECTED` when the stream is not open (nothing is queued; retry after an
+ * `open` stream event), `NOT_FOUND` (no entry), `INVALID_JSON` (the message too) and the
+ * argument errors of `livecache_snapshot`.
+ *
+ * # Safety
+ * As `livecache_snapshot`.
+ */
+livecache_result livecache_send(livecache_client *client,
+                                const char *endpoint,
+                                const char *arg_json,
+                                const char *message_json);
+
+/**
+ * `reconnect` (SPEC T1): closes the stream of `(endpoint, arg)` with a close handshake and
+ * connects again at once, with freshly rendered headers; the new connection resyncs (L8).
+ * Returns without waiting for the reconnect; stream events report it.
+ *
+ * Errors: `NOT_CONNECTED` (the endpoint has no stream URL), `NOT_FOUND` and the argument
+ * errors of `livecache_snapshot`.
+ *
+ * # Safety
+ * As `livecache_snapshot`.
+ */
+livecache_result livecache_reconnect(livecache_client *client, const char *endpoint, const char *arg_json);
 
 /**
  * Sets the whole new data (JSON text); livecache derives the patch subscribers get.

@@ -20,6 +20,7 @@ const KINDS = [
   'InvalidArgument',
   'InvalidInput',
   'CacheEntryRemoved',
+  'NotConnected',
 ]
 
 const classes = { LivecacheError }

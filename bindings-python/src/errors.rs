@@ -15,6 +15,7 @@ create_exception!(livecache, PatchError, LivecacheError, "A host patch or update
 create_exception!(livecache, InvalidArgument, LivecacheError, "An argument the call cannot use.");
 create_exception!(livecache, InvalidInput, LivecacheError, "A value that is not bounded JSON: too deep, NaN, a non-str key, an unsupported type.");
 create_exception!(livecache, CacheEntryRemoved, LivecacheError, "The entry was removed before its data loaded (L2).");
+create_exception!(livecache, NotConnected, LivecacheError, "The entry's stream has no open connection to send on; nothing was queued (T2).");
 
 pub fn to_pyerr(e: Error) -> PyErr {
     let message = e.to_string();
@@ -28,6 +29,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
         Error::InvalidArgument(_) => InvalidArgument::new_err(message),
         Error::Input(_) => InvalidInput::new_err(message),
         Error::CacheEntryRemoved(_) => CacheEntryRemoved::new_err(message),
+        Error::NotConnected(_) => NotConnected::new_err(message),
     }
 }
 
@@ -43,5 +45,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
     m.add("InvalidInput", py.get_type::<InvalidInput>())?;
     m.add("CacheEntryRemoved", py.get_type::<CacheEntryRemoved>())?;
+    m.add("NotConnected", py.get_type::<NotConnected>())?;
     Ok(())
 }

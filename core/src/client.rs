@@ -181,6 +181,21 @@ impl Client {
         self.driver.refetch(&key)
     }
 
+    /// T2 `send`: writes `message` as one JSON text frame on the entry's open stream and
+    /// resolves once it is written. `NotConnected` when the stream is not open (nothing is
+    /// queued), `NotFound` without an entry.
+    pub fn send(&self, endpoint: &str, arg: Option<&Value>, message: &Value) -> impl Future<Output = Result<()>> + Send + 'static {
+        let sent = self.key_of(endpoint, arg).map(|key| self.driver.send(&key, message));
+        async move { sent?.await }
+    }
+
+    /// T1 `reconnect`: closes the entry's stream (close handshake) and connects again at once,
+    /// with freshly rendered headers; the reopened stream resyncs (L8).
+    pub fn reconnect(&self, endpoint: &str, arg: Option<&Value>) -> Result<()> {
+        let key = self.key_of(endpoint, arg)?;
+        self.driver.reconnect(&key)
+    }
+
     /// `pushMessage` (L10): one message through the endpoint's stream pipeline.
     pub fn push_message(&self, endpoint: &str, arg: Option<&Value>, message: RawMessage) -> Result<()> {
         let key = self.key_of(endpoint, arg)?;

@@ -40,7 +40,10 @@ use crate::patch::PatchOp;
 use crate::pipeline::{Inbound, MessageSink};
 use crate::stats::Stats;
 use crate::template::join_url;
-use crate::transport::{FetchRequest, FetchResponse, QuerySource, RawMessage, StreamRequest, StreamSink, StreamSource};
+use crate::transport::{
+    FetchRequest, FetchResponse, QuerySource, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource,
+    StreamTarget,
+};
 
 std::thread_local! {
     /// Set on the client's runtime threads: `close` from there cannot block on the runtime.
@@ -57,13 +60,15 @@ struct EntryIo {
     inbox: Option<mpsc::UnboundedSender<Inbound>>,
     stream_shutdown: CancellationToken,
     stream_task: Option<JoinHandle<()>>,
+    /// T1/T2: `send` and `reconnect` for the running stream driver.
+    commands: Option<mpsc::UnboundedSender<StreamCommand>>,
     /// `pushMessage`'s pipeline steps before the data (parse, schema, filter), built on first use.
     push: Option<Arc<(Arc<StreamConfig>, MessageFilter)>>,
 }
 
 impl EntryIo {
     fn new() -> EntryIo {
-        EntryIo { removed: watch::channel(false).0, inbox: None, stream_shutdown: CancellationToken::new(), stream_task: None, push: None }
+        EntryIo { removed: watch::channel(false).0, inbox: None, stream_shutdown: CancellationToken::new(), stream_task: None, commands: None, push: None }
     }
 }
 
@@ -279,10 +284,10 @@ impl Driver {
                     }
                 }
                 Output::ArmTimer { .. } => self.timer.notify_one(),
-                Output::OpenStream { key, entry, url, config, arg } => {
+                Output::OpenStream { key, entry, target, config, arg } => {
                     // Spawned here: its handle must be in place before a removal can look for it.
                     let io = st.io.entry(entry).or_insert_with(EntryIo::new);
-                    self.open_stream(io, key, entry, url, config, arg);
+                    self.open_stream(io, key, entry, target, config, arg);
                 }
                 Output::StartLifecycle { key, entry, endpoint, arg, waiter } => {
                     let (tx, rx) = oneshot::channel();
@@ -316,7 +321,7 @@ impl Driver {
         self.hooks.get(endpoint)
     }
 
-    fn open_stream(self: &Arc<Self>, io: &mut EntryIo, key: Arc<str>, entry: u64, url: String, config: Arc<StreamConfig>, arg: Option<Value>) {
+    fn open_stream(self: &Arc<Self>, io: &mut EntryIo, key: Arc<str>, entry: u64, target: StreamTarget, config: Arc<StreamConfig>, arg: Option<Value>) {
         let Some(source) = &self.stream_source else { return };
         // Rendered once already when the entry was created, so this cannot fail.
         let filter = MessageFilter::new(&config, arg.as_ref()).unwrap_or_else(|_| MessageFilter::none());
@@ -331,8 +336,11 @@ impl Driver {
             batch: Mutex::new(Vec::new()),
             spare: Arc::default(),
         });
-        let request = StreamRequest { key: key.to_string(), url, config };
-        io.stream_task = Some(self.io_handle.spawn(source.run(request, sink, io.stream_shutdown.clone())));
+        let request = StreamRequest { key: key.to_string(), target, config };
+        let (commands, rx) = mpsc::unbounded_channel();
+        io.commands = Some(commands);
+        let control = StreamControl { shutdown: io.stream_shutdown.clone(), commands: rx };
+        io.stream_task = Some(self.io_handle.spawn(source.run(request, sink, control)));
     }
 
     /// The entry's stream pipeline: one task hands its frames to the engine in arrival order.
@@ -424,6 +432,37 @@ impl Driver {
         Ok(())
     }
 
+    /// The command channel of `key`'s running stream: `NotFound` without an entry,
+    /// `NotConnected` when the entry has no stream to write on.
+    fn stream_commands(&self, key: &str) -> Result<mpsc::UnboundedSender<StreamCommand>> {
+        let st = self.lock_open()?;
+        let entry = st.engine.entry_id(key)?;
+        st.io.get(&entry).and_then(|io| io.commands.clone()).ok_or_else(|| Error::NotConnected(key.to_owned()))
+    }
+
+    /// T2 `send`: one JSON text frame on the entry's open stream; resolves once written.
+    pub fn send(&self, key: &str, message: &Value) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let sent = self.stream_commands(key).and_then(|commands| {
+            let (done, rx) = oneshot::channel();
+            let key = key.to_owned();
+            commands
+                .send(StreamCommand::Send { text: message.to_string(), done })
+                .map_err(|_| Error::NotConnected(key.clone()))
+                .map(|()| (rx, key))
+        });
+        async move {
+            let (rx, key) = sent?;
+            // A driver that ended before answering was not connected.
+            rx.await.unwrap_or(Err(Error::NotConnected(key)))
+        }
+    }
+
+    /// T1 `reconnect`: close the entry's connection and open another now (fresh headers).
+    pub fn reconnect(&self, key: &str) -> Result<()> {
+        let commands = self.stream_commands(key)?;
+        commands.send(StreamCommand::Reconnect).map_err(|_| Error::NotConnected(key.to_owned()))
+    }
+
     pub fn upsert(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, data: Value) -> Result<()> {
         let mut guard = self.lock_open()?;
         let now = self.now();
@@ -488,13 +527,18 @@ impl Driver {
                 async move { query_fn(arg).await.map(|data| FetchResponse { data, meta: Value::Null }) }.boxed()
             }
             None => {
-                let url = endpoint.query.as_ref().map(|q| q.render_url(arg.as_ref()));
+                // T1: the headers are rendered per request (checked when the entry was created).
+                let url = endpoint.query.as_ref().map(|q| {
+                    let url = q.render_url(arg.as_ref())?;
+                    Ok::<_, String>((url, endpoint.headers.render(arg.as_ref())?))
+                });
                 match (url, &self.query_source) {
-                    (Some(Ok(path)), Some(source)) => source.fetch(FetchRequest {
+                    (Some(Ok((path, headers))), Some(source)) => source.fetch(FetchRequest {
                         key: key.to_string(),
                         endpoint: endpoint.name.clone(),
                         arg: arg.clone(),
                         url: join_url(self.config.base_url.as_deref(), &path),
+                        headers,
                     }),
                     (Some(Err(e)), _) => std::future::ready(Err(serde_json::json!({"status": "CUSTOM_ERROR", "error": e}))).boxed(),
                     _ => std::future::ready(Err(serde_json::json!({

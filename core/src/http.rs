@@ -50,7 +50,7 @@ impl QuerySource for HttpQuerySource {
     ) -> BoxFuture<'static, Result<FetchResponse, FetchError>> {
         let client = self.client.clone();
         let timeout = self.timeout;
-        Box::pin(async move { fetch(client, timeout, request.url).await })
+        Box::pin(async move { fetch(client, timeout, request.url, request.headers).await })
     }
 }
 
@@ -58,6 +58,7 @@ async fn fetch(
     client: reqwest::Client,
     timeout: Duration,
     url: String,
+    headers: crate::transport::Headers,
 ) -> Result<FetchResponse, FetchError> {
     let transport_error = |e: reqwest::Error| {
         if e.is_timeout() {
@@ -67,9 +68,15 @@ async fn fetch(
             json!({"status": "FETCH_ERROR", "error": error_text(&e)})
         }
     };
-    let mut response = client
-        .get(&url)
-        .header(reqwest::header::ACCEPT, "application/json")
+    let mut builder = client.get(&url).header(reqwest::header::ACCEPT, "application/json");
+    // T1: checked for CR/LF/NUL when rendered; a value reqwest still refuses is named, not shown.
+    for (name, value) in headers.iter() {
+        let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            json!({"status": "FETCH_ERROR", "error": format!("header {name}: not a valid header value")})
+        })?;
+        builder = builder.header(name, value);
+    }
+    let mut response = builder
         .send()
         .await
         .map_err(transport_error)?;

@@ -7,10 +7,14 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamConfig;
+use crate::error::Result;
 use crate::event::{ErrorReason, StreamState};
+pub use livecache_engine::headers::Headers;
+pub use livecache_engine::StreamTarget;
 
 /// A request for an entry's initial (or refetched) data.
 #[derive(Clone, Debug)]
@@ -21,6 +25,8 @@ pub struct FetchRequest {
     pub arg: Option<Value>,
     /// `baseUrl` joined with the rendered `query` template.
     pub url: String,
+    /// T1: the top-level and endpoint headers, rendered (`Debug` shows names only).
+    pub headers: Headers,
 }
 
 /// A successful fetch: the decoded body and transport metadata (`meta` of `cacheDataLoaded`).
@@ -63,18 +69,35 @@ pub trait StreamSink: Send + Sync {
 #[derive(Clone)]
 pub struct StreamRequest {
     pub key: String,
-    /// The rendered `stream.url`.
-    pub url: String,
+    /// The rendered `stream.url`, handshake headers and messages to send (T1, T2).
+    pub target: StreamTarget,
     pub config: Arc<StreamConfig>,
 }
 
+/// What the host asks of a running stream.
+#[derive(Debug)]
+pub enum StreamCommand {
+    /// T2 `send`: one text frame on the open connection; `done` gets `Ok` once it is written,
+    /// `Err(NotConnected)` at once when no connection is open (nothing is queued).
+    Send { text: String, done: oneshot::Sender<Result<()>> },
+    /// T1 `reconnect`: close the connection (close handshake) and connect again at once.
+    Reconnect,
+}
+
+/// How the engine side steers a stream driver: a stop, and commands.
+pub struct StreamControl {
+    /// Cancelled when the entry goes (L7) or the client closes.
+    pub shutdown: CancellationToken,
+    pub commands: mpsc::UnboundedReceiver<StreamCommand>,
+}
+
 pub trait StreamSource: Send + Sync {
-    /// Runs until `shutdown` is cancelled, reconnecting as `config.reconnect` says. On shutdown
-    /// the socket is closed with a close handshake (L7) before the future completes.
+    /// Runs until `control.shutdown` is cancelled, reconnecting as `config.reconnect` says. On
+    /// shutdown the socket is closed with a close handshake (L7) before the future completes.
     fn run(
         &self,
         request: StreamRequest,
         sink: Arc<dyn StreamSink>,
-        shutdown: CancellationToken,
+        control: StreamControl,
     ) -> BoxFuture<'static, ()>;
 }

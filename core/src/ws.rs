@@ -10,12 +10,13 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{HeartbeatConfig, ReconnectConfig};
 use crate::event::{ErrorReason, StreamState};
 use crate::http::error_text;
-use crate::transport::{RawMessage, StreamRequest, StreamSink, StreamSource};
+use crate::error::Error;
+use crate::transport::{RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -98,10 +100,12 @@ impl StreamSource for WsStreamSource {
         &self,
         request: StreamRequest,
         sink: Arc<dyn StreamSink>,
-        shutdown: CancellationToken,
+        control: StreamControl,
     ) -> BoxFuture<'static, ()> {
         let driver = Driver {
-            url: request.url,
+            key: request.key,
+            target: request.target,
+            protocols: request.config.protocols.join(", "),
             ws_config: WebSocketConfig::default()
                 .max_message_size(Some(request.config.max_message_bytes))
                 .max_frame_size(Some(request.config.max_message_bytes)),
@@ -112,12 +116,15 @@ impl StreamSource for WsStreamSource {
             tls: self.tls.clone(),
             sink,
         };
-        Box::pin(driver.run(shutdown))
+        Box::pin(driver.run(control.shutdown, Commands { rx: control.commands, open: true }))
     }
 }
 
 struct Driver {
-    url: String,
+    key: String,
+    target: StreamTarget,
+    /// `stream.protocols` as the `Sec-WebSocket-Protocol` value; empty offers none.
+    protocols: String,
     ws_config: WebSocketConfig,
     reconnect: ReconnectConfig,
     heartbeat: Option<HeartbeatConfig>,
@@ -131,6 +138,8 @@ struct Driver {
 enum Ended {
     /// `shutdown` was cancelled while the socket was open.
     Shutdown,
+    /// T1 `reconnect`: close this connection and open another at once.
+    Reconnect,
     /// The connection is gone (close frame, reset, error, heartbeat timeout); the text is the
     /// stream's last error (L8).
     Dropped(String),
@@ -144,37 +153,61 @@ enum Ended {
 }
 
 impl Driver {
-    async fn run(self, shutdown: CancellationToken) {
+    async fn run(self, shutdown: CancellationToken, mut commands: Commands) {
         let mut stop = Stop::new(shutdown);
         let mut backoff = Backoff::new(&self.reconnect);
         self.sink.state(StreamState::Connecting, None);
         loop {
             let connect = self.connect();
             tokio::pin!(connect);
-            let connected = tokio::select! {
-                biased;
-                _ = stop.wait() => {
-                    // L7: a stop while the upgrade is in flight still ends with a close frame, not
-                    // a dropped TCP connection: finish the upgrade (bounded) and close it.
-                    if let Ok(Ok(mut socket)) = tokio::time::timeout(self.close_timeout, &mut connect).await {
-                        self.close_handshake(&mut socket).await;
+            let connected = loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait() => {
+                        // L7: a stop while the upgrade is in flight still ends with a close frame,
+                        // not a dropped TCP connection: finish the upgrade (bounded) and close it.
+                        if let Ok(Ok(mut socket)) = tokio::time::timeout(self.close_timeout, &mut connect).await {
+                            self.close_handshake(&mut socket).await;
+                        }
+                        self.sink.state(StreamState::Closed, None);
+                        return;
                     }
-                    break;
+                    connected = &mut connect => break connected,
+                    // Already connecting: a reconnect asks for nothing more; a send is refused.
+                    command = commands.next() => self.not_connected(command),
                 }
-                connected = &mut connect => connected,
             };
+            let mut now_again = false;
             match connected {
                 Ok(mut socket) => {
-                    self.sink.state(StreamState::Open, None);
+                    // T2: the subscribe frame goes out before any frame of this connection is read.
+                    let subscribed = match &self.target.subscribe {
+                        Some(text) => self.write(&mut socket, text).await,
+                        None => Ok(()),
+                    };
                     let opened = Instant::now();
-                    let ended = self.read_loop(&mut socket, &mut stop).await;
+                    let ended = match subscribed {
+                        Ok(()) => {
+                            self.sink.state(StreamState::Open, None);
+                            self.read_loop(&mut socket, &mut stop, &mut commands).await
+                        }
+                        Err(error) => Ended::Dropped(format!("subscribeMessage not sent: {error}")),
+                    };
                     if opened.elapsed() >= backoff.stable_after() {
                         backoff.reset();
                     }
                     match ended {
                         Ended::Shutdown => {
+                            if let Some(text) = &self.target.unsubscribe {
+                                let _ = tokio::time::timeout(self.close_timeout, self.write(&mut socket, text)).await;
+                            }
                             self.close_handshake(&mut socket).await;
                             break;
+                        }
+                        Ended::Reconnect => {
+                            self.close_handshake(&mut socket).await;
+                            self.sink.state(StreamState::Reconnecting, Some("reconnect requested".to_owned()));
+                            now_again = true;
                         }
                         Ended::Dropped(error) => {
                             self.sink.state(StreamState::Reconnecting, Some(error))
@@ -194,22 +227,61 @@ impl Driver {
                 // until the next `open`.
                 Err(error) => self.sink.state(StreamState::Reconnecting, Some(error)),
             }
-            let delay = backoff.next_delay();
-            tokio::select! {
-                biased;
-                _ = stop.wait() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if now_again {
+                continue;
+            }
+            let delay = tokio::time::sleep(backoff.next_delay());
+            tokio::pin!(delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait() => {
+                        self.sink.state(StreamState::Closed, None);
+                        return;
+                    }
+                    _ = &mut delay => break,
+                    command = commands.next() => match command {
+                        // T1: a reconnect skips the backoff.
+                        StreamCommand::Reconnect => break,
+                        other => self.not_connected(other),
+                    },
+                }
             }
         }
         self.sink.state(StreamState::Closed, None);
     }
 
+    /// A command while no connection is open: a send fails at once (T2), nothing is queued.
+    fn not_connected(&self, command: StreamCommand) {
+        if let StreamCommand::Send { done, .. } = command {
+            let _ = done.send(Err(Error::NotConnected(self.key.clone())));
+        }
+    }
+
+    /// One text frame, written and flushed.
+    async fn write(&self, socket: &mut Socket, text: &str) -> Result<(), String> {
+        socket.send(Message::text(text)).await.map_err(|e| error_text(&e))
+    }
+
     async fn connect(&self) -> Result<Socket, String> {
-        let request = self
+        let mut request = self
+            .target
             .url
             .as_str()
             .into_client_request()
             .map_err(|e| error_text(&e))?;
+        // T1: header values were checked (no CR/LF/NUL) when rendered; an error here names the
+        // header, never its value.
+        let headers = request.headers_mut();
+        for (name, value) in self.target.headers.iter() {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header {name}: not a valid name"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| format!("header {name}: not a valid value"))?;
+            headers.insert(name, value);
+        }
+        if !self.protocols.is_empty() {
+            let value = HeaderValue::from_str(&self.protocols).map_err(|_| "stream.protocols: not a valid header value".to_owned())?;
+            headers.insert("sec-websocket-protocol", value);
+        }
         let connector = match (request.uri().scheme_str(), &self.tls) {
             (Some("wss"), Ok(tls)) => Connector::Rustls(tls.clone()),
             (Some("wss"), Err(e)) => return Err(e.clone()),
@@ -233,7 +305,7 @@ impl Driver {
 
     /// The hot path: the frame's text is handed over borrowed, and nothing else per message — no lock, no
     /// timer update (the heartbeat only flips a flag), no shutdown poll while frames are ready.
-    async fn read_loop(&self, socket: &mut Socket, stop: &mut Stop) -> Ended {
+    async fn read_loop(&self, socket: &mut Socket, stop: &mut Stop, commands: &mut Commands) -> Ended {
         let mut heartbeat = self.heartbeat.as_ref().map(Heartbeat::new);
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let timer = tokio::time::sleep_until(heartbeat.as_ref().map_or(far, |h| h.next_wake()));
@@ -283,6 +355,17 @@ impl Driver {
                     timer.as_mut().reset(hb.next_wake());
                 }
                 _ = stop.wait() => return Ended::Shutdown,
+                command = commands.next() => match command {
+                    StreamCommand::Reconnect => return Ended::Reconnect,
+                    // T2: answered once the frame is written; a failed write ends the connection.
+                    StreamCommand::Send { text, done } => match self.write(socket, &text).await {
+                        Ok(()) => { let _ = done.send(Ok(())); }
+                        Err(error) => {
+                            let _ = done.send(Err(Error::NotConnected(self.key.clone())));
+                            return Ended::Dropped(error);
+                        }
+                    },
+                },
             }
         }
     }
@@ -384,6 +467,24 @@ fn ended_by(error: WsError) -> Ended {
             message: format!("text frame is not valid UTF-8: {detail}"),
         },
         other => Ended::Dropped(error_text(&other)),
+    }
+}
+
+/// The host's commands; once every sender is gone it waits forever instead of ending the loop.
+struct Commands {
+    rx: mpsc::UnboundedReceiver<StreamCommand>,
+    open: bool,
+}
+
+impl Commands {
+    async fn next(&mut self) -> StreamCommand {
+        if self.open {
+            if let Some(command) = self.rx.recv().await {
+                return command;
+            }
+            self.open = false;
+        }
+        std::future::pending().await
     }
 }
 

@@ -9,7 +9,10 @@ use livecache_chat_server::ChatServer;
 use futures_util::{SinkExt, StreamExt};
 use livecache_core::config::{HeartbeatConfig, ReconnectConfig, StreamConfig};
 use livecache_core::event::{ErrorReason, StreamState};
-use livecache_core::transport::{RawMessage, StreamRequest, StreamSink, StreamSource};
+use livecache_core::transport::{
+    RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget,
+};
+use livecache_core::Error;
 use livecache_core::ws::WsStreamSource;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -55,29 +58,44 @@ struct Driver {
     events: mpsc::UnboundedReceiver<Seen>,
     history: Vec<String>,
     shutdown: CancellationToken,
+    commands: mpsc::UnboundedSender<StreamCommand>,
     task: JoinHandle<()>,
+}
+
+fn target(url: String) -> StreamTarget {
+    StreamTarget { url, headers: Default::default(), subscribe: None, unsubscribe: None }
 }
 
 impl Driver {
     fn start(url: String, config: StreamConfig) -> Driver {
+        Driver::start_at(target(url), config, WsStreamSource::new())
+    }
+
+    fn start_at(target: StreamTarget, config: StreamConfig, source: WsStreamSource) -> Driver {
         let (tx, events) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
+        let (commands, rx) = mpsc::unbounded_channel();
         let request = StreamRequest {
             key: "getMessages(\"general\")".into(),
-            url,
+            target,
             config: Arc::new(config),
         };
-        let task = tokio::spawn(WsStreamSource::new().run(
-            request,
-            Arc::new(RecordingSink(tx)),
-            shutdown.clone(),
-        ));
+        let control = StreamControl { shutdown: shutdown.clone(), commands: rx };
+        let task = tokio::spawn(source.run(request, Arc::new(RecordingSink(tx)), control));
         Driver {
             events,
             history: Vec::new(),
             shutdown,
+            commands,
             task,
         }
+    }
+
+    /// T2 `send` through the driver's command channel.
+    async fn send(&self, text: &str) -> livecache_core::Result<()> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.commands.send(StreamCommand::Send { text: text.to_owned(), done }).unwrap();
+        rx.await.unwrap()
     }
 
     async fn next(&mut self) -> Seen {
@@ -138,8 +156,7 @@ fn config(max_message_bytes: usize, heartbeat: Option<HeartbeatConfig>) -> Strea
         },
         heartbeat,
         max_message_bytes,
-        resync_on_reconnect: true,
-        buffer_before_loaded: 10_000,
+        ..StreamConfig::default()
     }
 }
 
@@ -558,21 +575,8 @@ async fn wss_connects_through_rustls_with_a_trusted_root() {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let (tx, events) = mpsc::unbounded_channel();
-    let shutdown = CancellationToken::new();
-    let request = StreamRequest {
-        key: "k".into(),
-        url,
-        config: Arc::new(default_config()),
-    };
     let source = WsStreamSource::new().with_tls_config(Arc::new(tls));
-    let task = tokio::spawn(source.run(request, Arc::new(RecordingSink(tx)), shutdown.clone()));
-    let mut driver = Driver {
-        events,
-        history: Vec::new(),
-        shutdown,
-        task,
-    };
+    let mut driver = Driver::start_at(target(url), default_config(), source);
     driver.expect_state(StreamState::Connecting).await;
     driver.expect_state(StreamState::Open).await;
     assert_eq!(driver.expect_text().await, "over tls");
@@ -591,6 +595,159 @@ async fn wss_with_an_untrusted_certificate_is_an_error_and_retried() {
             .await
             .expect("a reason");
         assert!(error.to_lowercase().contains("certificate"), "{error}");
+    }
+    driver.shut_down().await;
+}
+
+/// What a handshake-recording server saw on one connection.
+#[derive(Debug)]
+enum Heard {
+    Handshake(Vec<(String, String)>),
+    Text(String),
+    Close,
+}
+
+/// A WebSocket server that reports each handshake's headers and every frame it receives, and
+/// agrees to the first subprotocol offered.
+async fn listening_server() -> (String, mpsc::UnboundedReceiver<(usize, Heard)>) {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let seen = tx.clone();
+                let callback = move |request: &Request, mut response: Response| {
+                    let headers = request
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    let _ = seen.send((n, Heard::Handshake(headers)));
+                    if let Some(offered) = request.headers().get("sec-websocket-protocol") {
+                        let first = offered.to_str().unwrap().split(',').next().unwrap().trim().to_owned();
+                        response.headers_mut().insert("sec-websocket-protocol", first.parse().unwrap());
+                    }
+                    Ok(response)
+                };
+                let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+                while let Some(Ok(frame)) = socket.next().await {
+                    match frame {
+                        Message::Text(t) => {
+                            let _ = tx.send((n, Heard::Text(t.as_str().to_owned())));
+                        }
+                        Message::Close(_) => {
+                            let _ = tx.send((n, Heard::Close));
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+async fn heard(rx: &mut mpsc::UnboundedReceiver<(usize, Heard)>) -> (usize, Heard) {
+    tokio::time::timeout(WAIT, rx.recv()).await.expect("the server heard something within 5 s").unwrap()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// T1, T2: the handshake carries the headers and offers the subprotocols; the subscribe frame
+/// is the first frame of every connection (a reconnect too), `send` writes after it, and the
+/// unsubscribe frame comes before the close frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t1_t2_headers_protocols_subscribe_send_reconnect_unsubscribe() {
+    let (url, mut rx) = listening_server().await;
+    let config = StreamConfig { protocols: vec!["chat.v2".into(), "chat.v1".into()], ..default_config() };
+    let stream_config = livecache_core::Config::from_value(&serde_json::json!({"endpoints": {"e": {"stream": {
+        "url": url,
+        "headers": {"Authorization": "Bearer {arg.token}", "X-Client": "livecache"},
+        "subscribeMessage": {"type": "subscribe", "channel": "{arg.channel}"},
+        "unsubscribeMessage": {"type": "unsubscribe", "channel": "{arg.channel}"}
+    }}}}))
+    .unwrap();
+    let rendered = StreamTarget::render(
+        stream_config.endpoints["e"].stream.as_ref().unwrap(),
+        Some(&serde_json::json!({"token": "s3cret", "channel": 7})),
+    )
+    .unwrap();
+    let mut driver = Driver::start_at(rendered, config, WsStreamSource::new());
+    driver.expect_state(StreamState::Connecting).await;
+    let (n, Heard::Handshake(headers)) = heard(&mut rx).await else { panic!("a handshake first") };
+    assert_eq!(n, 0);
+    assert_eq!(header(&headers, "authorization"), Some("Bearer s3cret"));
+    assert_eq!(header(&headers, "x-client"), Some("livecache"));
+    assert_eq!(header(&headers, "sec-websocket-protocol"), Some("chat.v2, chat.v1"));
+    driver.expect_state(StreamState::Open).await;
+    let (_, Heard::Text(first)) = heard(&mut rx).await else { panic!("the subscribe frame") };
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&first).unwrap(), serde_json::json!({"type": "subscribe", "channel": 7}));
+
+    driver.send(r#"{"type":"typing"}"#).await.unwrap();
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Text(t)) if t == r#"{"type":"typing"}"#));
+
+    driver.commands.send(StreamCommand::Reconnect).unwrap();
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Close)), "the old connection ends with a close frame");
+    assert_eq!(driver.expect_state(StreamState::Reconnecting).await.as_deref(), Some("reconnect requested"));
+    assert!(matches!(heard(&mut rx).await, (1, Heard::Handshake(h)) if header(&h, "authorization") == Some("Bearer s3cret")));
+    driver.expect_state(StreamState::Open).await;
+    assert!(matches!(heard(&mut rx).await, (1, Heard::Text(t)) if t.contains("subscribe")), "subscribed again");
+
+    driver.shutdown.cancel();
+    let (1, Heard::Text(last)) = heard(&mut rx).await else { panic!("the unsubscribe frame before the close") };
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&last).unwrap(), serde_json::json!({"type": "unsubscribe", "channel": 7}));
+    assert!(matches!(heard(&mut rx).await, (1, Heard::Close)));
+    driver.expect_state(StreamState::Closed).await;
+}
+
+/// T2: with no connection open, `send` fails at once with `NotConnected` and nothing is sent
+/// later; `reconnect` during the backoff connects at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t2_send_without_a_connection_is_not_connected_and_nothing_is_queued() {
+    // A port nobody listens on: every connect is refused.
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let config = StreamConfig { reconnect: ReconnectConfig { initial_delay_ms: 60_000, max_delay_ms: 60_000 }, ..default_config() };
+    let mut driver = Driver::start(format!("ws://127.0.0.1:{port}/"), config);
+    driver.expect_state(StreamState::Connecting).await;
+    driver.expect_state(StreamState::Reconnecting).await;
+    match driver.send("{}").await {
+        Err(Error::NotConnected(key)) => assert_eq!(key, "getMessages(\"general\")"),
+        other => panic!("expected NotConnected, got {other:?}"),
+    }
+    // Without the reconnect this would wait a minute for the next attempt.
+    driver.commands.send(StreamCommand::Reconnect).unwrap();
+    driver.expect_state(StreamState::Reconnecting).await;
+    driver.shut_down().await;
+}
+
+/// T2: a subscribe frame that cannot be written (the server hangs up at once) is a dropped
+/// connection, retried; the state never says `open`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t2_a_connection_that_cannot_take_the_subscribe_frame_is_retried() {
+    let (url, _server) = scripted_server(|n, socket| async move {
+        if n == 0 {
+            drop(socket);
+        } else {
+            read_to_end(socket).await;
+        }
+    })
+    .await;
+    let target = StreamTarget { subscribe: Some("{}".into()), ..target(url) };
+    let config = StreamConfig { reconnect: ReconnectConfig { initial_delay_ms: 10, max_delay_ms: 10 }, ..default_config() };
+    let mut driver = Driver::start_at(target, config, WsStreamSource::new());
+    driver.expect_state(StreamState::Connecting).await;
+    loop {
+        match driver.next().await {
+            Seen::State(StreamState::Open, _) => break,
+            Seen::State(StreamState::Reconnecting, _) => {}
+            other => panic!("unexpected {other:?}"),
+        }
     }
     driver.shut_down().await;
 }

@@ -264,3 +264,49 @@ pub unsafe extern "C" fn livecache_cache_key(
         Ok(())
     })
 }
+
+/// `send` (SPEC T2): writes `message_json` as one text frame on the open stream of
+/// `(endpoint, arg)`, blocking until it is written.
+///
+/// Errors: `NOT_CONNECTED` when the stream is not open (nothing is queued; retry after an
+/// `open` stream event), `NOT_FOUND` (no entry), `INVALID_JSON` (the message too) and the
+/// argument errors of `livecache_snapshot`.
+///
+/// # Safety
+/// As `livecache_snapshot`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_send(
+    client: *mut livecache_client,
+    endpoint: *const c_char,
+    arg_json: *const c_char,
+    message_json: *const c_char,
+) -> livecache_result {
+    boundary(|| {
+        let client = client_ref(client)?;
+        let endpoint = text(endpoint, "endpoint")?;
+        let arg = opt_json_arg(arg_json, "arg_json")?;
+        let message = json_arg(message_json, "message_json")?;
+        crate::lifecycle::block_on(client.send(endpoint, arg.as_ref(), &message))?;
+        Ok(())
+    })
+}
+
+/// `reconnect` (SPEC T1): closes the stream of `(endpoint, arg)` with a close handshake and
+/// connects again at once, with freshly rendered headers; the new connection resyncs (L8).
+/// Returns without waiting for the reconnect; stream events report it.
+///
+/// Errors: `NOT_CONNECTED` (the endpoint has no stream URL), `NOT_FOUND` and the argument
+/// errors of `livecache_snapshot`.
+///
+/// # Safety
+/// As `livecache_snapshot`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_reconnect(client: *mut livecache_client, endpoint: *const c_char, arg_json: *const c_char) -> livecache_result {
+    boundary(|| {
+        let client = client_ref(client)?;
+        let endpoint = text(endpoint, "endpoint")?;
+        let arg = opt_json_arg(arg_json, "arg_json")?;
+        client.reconnect(endpoint, arg.as_ref())?;
+        Ok(())
+    })
+}

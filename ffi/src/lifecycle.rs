@@ -43,7 +43,7 @@ impl Wake for ThreadWaker {
 
 /// Waits for a future on the calling (host) thread; it needs no runtime, so it also works after
 /// the client is gone (the engine side then resolves the future as removed).
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut cx = Context::from_waker(&waker);

@@ -41,6 +41,8 @@ pub enum livecache_result {
     LIVECACHE_RESULT_CACHE_ENTRY_REMOVED = 11,
     /// livecache itself failed unexpectedly; the call was abandoned (a bug: please report it).
     LIVECACHE_RESULT_PANIC = 12,
+    /// The entry's stream has no open connection to send on; nothing was queued.
+    LIVECACHE_RESULT_NOT_CONNECTED = 13,
 }
 
 use livecache_result::*;
@@ -69,6 +71,7 @@ impl From<Error> for Failure {
             Error::InvalidArgument(_) => LIVECACHE_RESULT_INVALID_ARGUMENT,
             Error::Input(_) => LIVECACHE_RESULT_INVALID_JSON,
             Error::CacheEntryRemoved(_) => LIVECACHE_RESULT_CACHE_ENTRY_REMOVED,
+            Error::NotConnected(_) => LIVECACHE_RESULT_NOT_CONNECTED,
         };
         Failure { code, message: e.to_string() }
     }
@@ -225,6 +228,7 @@ fn result_kind(result: livecache_result) -> &'static CStr {
         LIVECACHE_RESULT_INVALID_ARGUMENT => c"InvalidArgument",
         LIVECACHE_RESULT_CACHE_ENTRY_REMOVED => c"CacheEntryRemoved",
         LIVECACHE_RESULT_PANIC => c"Panic",
+        LIVECACHE_RESULT_NOT_CONNECTED => c"NotConnected",
     }
 }
 

@@ -20,6 +20,7 @@ from typing import (
 from ._livecache import (
     NO_ARG as NO_ARG,
     CacheEntryRemoved as CacheEntryRemoved,
+    NotConnected as NotConnected,
     Closed as Closed,
     ConfigError as ConfigError,
     HostUpdate as HostUpdate,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::template::Template;
+use crate::headers::HeaderTemplates;
+use crate::template::{Template, ValueTemplate};
 
 /// `keepUnusedDataFor` (L7): seconds, or never.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,6 +108,35 @@ pub struct StreamConfig {
     pub max_message_bytes: usize,
     pub resync_on_reconnect: bool,
     pub buffer_before_loaded: usize,
+    /// T1: the endpoint's headers with `stream.headers` over them, for every handshake.
+    pub headers: HeaderTemplates,
+    /// T2: WebSocket subprotocols offered in the handshake.
+    pub protocols: Vec<String>,
+    /// T2: sent as a text frame after every open, before any message is applied.
+    pub subscribe_message: Option<ValueTemplate>,
+    /// T2: sent before the entry leaves the socket.
+    pub unsubscribe_message: Option<ValueTemplate>,
+}
+
+/// A stream fed only by `pushMessage`, with every option at its default.
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            url: None,
+            filter: Vec::new(),
+            schema: None,
+            apply: None,
+            reconnect: ReconnectConfig::default(),
+            heartbeat: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            resync_on_reconnect: true,
+            buffer_before_loaded: DEFAULT_BUFFER_BEFORE_LOADED,
+            headers: HeaderTemplates::default(),
+            protocols: Vec::new(),
+            subscribe_message: None,
+            unsubscribe_message: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -121,6 +151,10 @@ impl std::fmt::Debug for StreamConfig {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("resync_on_reconnect", &self.resync_on_reconnect)
             .field("buffer_before_loaded", &self.buffer_before_loaded)
+            .field("headers", &self.headers)
+            .field("protocols", &self.protocols)
+            .field("subscribe_message", &self.subscribe_message)
+            .field("unsubscribe_message", &self.unsubscribe_message)
             .finish()
     }
 }
@@ -139,6 +173,8 @@ pub struct EndpointConfig {
     pub entity_adapter: Option<EntityAdapterConfig>,
     pub keep_unused_data_for: Option<KeepUnused>,
     pub stream: Option<Arc<StreamConfig>>,
+    /// T1: the top-level headers with the endpoint's over them, for every request.
+    pub headers: HeaderTemplates,
 }
 
 /// The whole parsed configuration.
@@ -234,7 +270,8 @@ impl Config {
     pub fn from_value(v: &Value) -> Result<Config> {
         let root = as_object(v, "")
             .map_err(|_| err("(root)", format!("the config must be an object, found {}", kind_of(v))))?;
-        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "endpoints"])?;
+        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "headers", "endpoints"])?;
+        let headers = headers_at(root.get("headers"), "headers", &HeaderTemplates::default())?;
         let base_url = match root.get("baseUrl") {
             None | Some(Value::Null) => None,
             Some(b) => Some(string_at(b, "baseUrl")?),
@@ -257,7 +294,7 @@ impl Config {
             if name.is_empty() {
                 return Err(err(&path, "an endpoint name cannot be empty"));
             }
-            endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path)?));
+            endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path, &headers)?));
         }
         Ok(Config { base_url, keep_unused_data_for, queue_limit, endpoints })
     }
@@ -269,9 +306,10 @@ impl Config {
 }
 
 impl EndpointConfig {
-    fn parse(name: &str, v: &Value, path: &str) -> Result<EndpointConfig> {
+    fn parse(name: &str, v: &Value, path: &str, top_headers: &HeaderTemplates) -> Result<EndpointConfig> {
         let obj = as_object(v, path)?;
-        known_keys(obj, path, &["query", "transformResponse", "keepUnusedDataFor", "stream"])?;
+        known_keys(obj, path, &["query", "transformResponse", "keepUnusedDataFor", "headers", "stream"])?;
+        let headers = headers_at(obj.get("headers"), &join(path, "headers"), top_headers)?;
         let query = match obj.get("query") {
             None | Some(Value::Null) => None,
             Some(q) => Some(template_at(q, &join(path, "query"))?),
@@ -294,9 +332,9 @@ impl EndpointConfig {
         };
         let stream = match obj.get("stream") {
             None | Some(Value::Null) => None,
-            Some(s) => Some(Arc::new(parse_stream(s, &join(path, "stream"))?)),
+            Some(s) => Some(Arc::new(parse_stream(s, &join(path, "stream"), &headers)?)),
         };
-        Ok(EndpointConfig { name: name.to_owned(), query, entity_adapter, keep_unused_data_for, stream })
+        Ok(EndpointConfig { name: name.to_owned(), query, entity_adapter, keep_unused_data_for, stream, headers })
     }
 
     /// The id field `upsert` / `remove` use when the rule names none.
@@ -337,7 +375,42 @@ fn non_empty(s: String, path: &str) -> Result<String> {
     }
 }
 
-fn parse_stream(v: &Value, path: &str) -> Result<StreamConfig> {
+/// T1: a `headers` object laid over `base` (absent or `null`: `base` alone).
+fn headers_at(v: Option<&Value>, path: &str, base: &HeaderTemplates) -> Result<HeaderTemplates> {
+    match v {
+        None | Some(Value::Null) => Ok(base.clone()),
+        Some(h) => Ok(base.merged(&HeaderTemplates::parse(h, path).map_err(|(p, m)| err(&p, m))?)),
+    }
+}
+
+/// T2: `protocols`, each a token, each once.
+fn protocols_at(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let items = v.as_array().ok_or_else(|| err(path, format!("expected an array of strings, found {}", kind_of(v))))?;
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let p = string_at(item, &at)?;
+        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if p.is_empty() || !p.chars().all(tchar) {
+            return Err(err(&at, format!("{p:?} is not a valid subprotocol name")));
+        }
+        if out.contains(&p) {
+            return Err(err(&at, format!("{p:?} is listed twice")));
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn message_template_at(v: Option<&Value>, path: &str) -> Result<Option<ValueTemplate>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(m) => ValueTemplate::parse(m).map(Some).map_err(|e| err(path, e)),
+    }
+}
+
+fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Result<StreamConfig> {
     let obj = as_object(v, path)?;
     known_keys(
         obj,
@@ -352,8 +425,16 @@ fn parse_stream(v: &Value, path: &str) -> Result<StreamConfig> {
             "maxMessageBytes",
             "resyncOnReconnect",
             "bufferBeforeLoaded",
+            "headers",
+            "protocols",
+            "subscribeMessage",
+            "unsubscribeMessage",
         ],
     )?;
+    let headers = headers_at(obj.get("headers"), &join(path, "headers"), endpoint_headers)?;
+    let protocols = protocols_at(obj.get("protocols"), &join(path, "protocols"))?;
+    let subscribe_message = message_template_at(obj.get("subscribeMessage"), &join(path, "subscribeMessage"))?;
+    let unsubscribe_message = message_template_at(obj.get("unsubscribeMessage"), &join(path, "unsubscribeMessage"))?;
     let url = match obj.get("url") {
         None | Some(Value::Null) => None,
         Some(u) => {
@@ -461,6 +542,10 @@ fn parse_stream(v: &Value, path: &str) -> Result<StreamConfig> {
         max_message_bytes,
         resync_on_reconnect,
         buffer_before_loaded,
+        headers,
+        protocols,
+        subscribe_message,
+        unsubscribe_message,
     })
 }
 
@@ -609,6 +694,45 @@ mod tests {
         assert_eq!(c.endpoints["a"].keep_unused_data_for, Some(KeepUnused::Seconds(0.0)));
         assert_eq!(c.endpoints["b"].keep_unused_data_for, Some(KeepUnused::Forever));
         assert_eq!(c.endpoints["c"].keep_unused_data_for, Some(KeepUnused::Seconds(1e12)));
+    }
+
+    #[test]
+    fn t1_headers_merge_stream_over_endpoint_over_top_level() {
+        let c = Config::from_value(&json!({
+            "headers": {"Authorization": "Bearer top", "X-App": "demo"},
+            "endpoints": {"e": {
+                "headers": {"authorization": "Bearer {arg.token}"},
+                "stream": {"url": "ws://127.0.0.1/", "headers": {"X-Stream": "1", "x-app": "stream"}}
+            }, "plain": {}}
+        }))
+        .unwrap();
+        let arg = json!({"token": "t"});
+        let request = c.endpoints["e"].headers.render(Some(&arg)).unwrap().into_pairs();
+        assert_eq!(request, vec![("X-App".into(), "demo".into()), ("authorization".into(), "Bearer t".into())]);
+        let stream = c.endpoints["e"].stream.as_ref().unwrap().headers.render(Some(&arg)).unwrap().into_pairs();
+        assert_eq!(
+            stream,
+            vec![("authorization".into(), "Bearer t".into()), ("X-Stream".into(), "1".into()), ("x-app".into(), "stream".into())]
+        );
+        assert_eq!(c.endpoints["plain"].headers.render(None).unwrap().into_pairs().len(), 2);
+    }
+
+    #[test]
+    fn t1_t2_bad_headers_protocols_and_messages_name_their_path() {
+        let (p, m) = config_error(json!({"headers": {"A": "x\r\ny"}, "endpoints": {}}));
+        assert_eq!((p.as_str(), m.contains("CR, LF or NUL")), ("headers.A", true));
+        let (p, _) = config_error(json!({"endpoints": {"e": {"headers": {"A B": "x"}}}}));
+        assert_eq!(p, "endpoints.e.headers.A B");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"stream": {"headers": ["x"]}}}}));
+        assert_eq!(p, "endpoints.e.stream.headers");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"stream": {"protocols": ["a", "a"]}}}}));
+        assert_eq!(p, "endpoints.e.stream.protocols[1]");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"stream": {"protocols": ["a b"]}}}}));
+        assert_eq!(p, "endpoints.e.stream.protocols[0]");
+        let (p, _) = config_error(json!({"endpoints": {"e": {"stream": {"protocols": "a"}}}}));
+        assert_eq!(p, "endpoints.e.stream.protocols");
+        let (p, m) = config_error(json!({"endpoints": {"e": {"stream": {"subscribeMessage": {"ch": "{channel}"}}}}}));
+        assert_eq!((p.as_str(), m.contains("unknown placeholder")), ("endpoints.e.stream.subscribeMessage", true));
     }
 
     #[test]

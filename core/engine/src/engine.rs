@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::{Config, EndpointConfig, StreamConfig};
 use crate::entry::{Entry, EntryState};
-use crate::protocol::{EntryId, HostHooks, Loaded, Output, SubscriberId, WaiterId};
+use crate::protocol::{EntryId, HostHooks, Loaded, Output, StreamTarget, SubscriberId, WaiterId};
 use crate::error::{Error, Result};
 use crate::event::{ErrorReason, Event, Status, StreamState};
 use crate::json::{self, MAX_DEPTH};
@@ -68,20 +68,6 @@ pub struct Engine<S> {
     pub(crate) out: Vec<Output<S>>,
 }
 
-fn default_stream_config() -> StreamConfig {
-    StreamConfig {
-        url: None,
-        filter: Vec::new(),
-        schema: None,
-        apply: None,
-        reconnect: Default::default(),
-        heartbeat: None,
-        max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
-        resync_on_reconnect: true,
-        buffer_before_loaded: crate::config::DEFAULT_BUFFER_BEFORE_LOADED,
-    }
-}
-
 /// Cross-checks config and hooks: what a config alone cannot tell (SPEC §2, §6).
 fn validate(config: &Config, hooks: &HashMap<String, HostHooks>) -> Result<()> {
     for name in hooks.keys() {
@@ -130,7 +116,7 @@ impl<S: Clone> Engine<S> {
         let stream_configs = config
             .endpoints
             .iter()
-            .map(|(name, ep)| (name.clone(), ep.stream.clone().unwrap_or_else(|| Arc::new(default_stream_config()))))
+            .map(|(name, ep)| (name.clone(), ep.stream.clone().unwrap_or_else(|| Arc::new(StreamConfig::default()))))
             .collect();
         Ok(Engine {
             config,
@@ -273,12 +259,14 @@ impl<S: Clone> Engine<S> {
         if !hooks.query_fn {
             if let Some(q) = &ep.query {
                 q.render_url(arg.as_ref()).map_err(Error::InvalidArgument)?;
+                ep.headers.render(arg.as_ref()).map_err(Error::InvalidArgument)?;
             }
         }
-        let stream_url = match &stream_config.url {
-            Some(t) => Some(t.render_url(arg.as_ref()).map_err(Error::InvalidArgument)?),
+        let stream_target = match &stream_config.url {
+            Some(_) => Some(StreamTarget::render(&stream_config, arg.as_ref()).map_err(Error::InvalidArgument)?),
             None => None,
         };
+        let stream_url = stream_target.as_ref().map(|t| t.url.clone());
         let id = self.next_id();
         let has_query = hooks.query_fn || ep.query.is_some();
         let mut entry = Entry {
@@ -316,8 +304,8 @@ impl<S: Clone> Engine<S> {
             entry.status = Status::Fulfilled;
             entry.version = 1;
         }
-        if let Some(url) = stream_url {
-            self.out.push(Output::OpenStream { key: key.clone(), entry: id, url, config: stream_config, arg: arg.clone() });
+        if let Some(target) = stream_target {
+            self.out.push(Output::OpenStream { key: key.clone(), entry: id, target, config: stream_config, arg: arg.clone() });
         }
         if hooks.on_cache_entry_added {
             let waiter = self.next_id();

@@ -33,6 +33,9 @@ pub enum Error {
     /// The entry was removed before its data loaded (L2).
     #[error("cache entry {0} was removed")]
     CacheEntryRemoved(String),
+    /// T2: the entry's stream has no open connection to write on (nothing was queued).
+    #[error("the stream of {0} is not connected")]
+    NotConnected(String),
 }
 
 impl Error {
@@ -52,6 +55,7 @@ impl Error {
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::Input(_) => "InvalidInput",
             Error::CacheEntryRemoved(_) => "CacheEntryRemoved",
+            Error::NotConnected(_) => "NotConnected",
         }
     }
 }

@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{EndpointConfig, StreamConfig};
+use crate::headers::Headers;
+use crate::template::ValueTemplate;
 use crate::error::Result;
 use crate::event::Event;
 
@@ -50,8 +52,8 @@ pub enum Output<S> {
     Deliver { to: S, event: Event },
     /// Start request `request` of the entry (the driver runs `queryFn` or HTTP, then `fetch_done`).
     Fetch { key: Arc<str>, entry: EntryId, request: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value> },
-    /// Open the entry's stream (L1) at the rendered URL; it runs until `Removed`.
-    OpenStream { key: Arc<str>, entry: EntryId, url: String, config: Arc<StreamConfig>, arg: Option<Value> },
+    /// Open the entry's stream (L1) at the rendered target; it runs until `Removed`.
+    OpenStream { key: Arc<str>, entry: EntryId, target: StreamTarget, config: Arc<StreamConfig>, arg: Option<Value> },
     /// Run `onCacheEntryAdded` (L1); its `cacheDataLoaded` is `waiter`.
     StartLifecycle { key: Arc<str>, entry: EntryId, endpoint: Arc<EndpointConfig>, arg: Option<Value>, waiter: WaiterId },
     /// Call the host's `onMessage`, then `hook_done` with the call's base.
@@ -86,3 +88,34 @@ pub struct HookCall {
     pub arg: Option<Value>,
 }
 
+
+/// Where an entry's stream connects and what it sends, rendered for its arg (T1, T2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamTarget {
+    pub url: String,
+    /// The handshake's headers (`Debug` shows names only).
+    pub headers: Headers,
+    /// `subscribeMessage` as JSON text: sent after every open.
+    pub subscribe: Option<String>,
+    /// `unsubscribeMessage` as JSON text: sent before the entry leaves the socket.
+    pub unsubscribe: Option<String>,
+}
+
+impl StreamTarget {
+    /// Renders `config`'s url, headers and messages for `arg`; an error names what failed.
+    pub fn render(config: &StreamConfig, arg: Option<&Value>) -> Result<StreamTarget, String> {
+        let url = match &config.url {
+            Some(t) => t.render_url(arg)?,
+            None => String::new(),
+        };
+        let message = |m: &Option<ValueTemplate>| -> Result<Option<String>, String> {
+            m.as_ref().map(|t| t.render(arg).map(|v| v.to_string())).transpose()
+        };
+        Ok(StreamTarget {
+            url,
+            headers: config.headers.render(arg)?,
+            subscribe: message(&config.subscribe_message)?,
+            unsubscribe: message(&config.unsubscribe_message)?,
+        })
+    }
+}

@@ -1,4 +1,5 @@
-//! `{arg}` / `{arg.a.b}` templates (SPEC §2) for `query`, `stream.url` and `stream.filter`.
+//! `{arg}` / `{arg.a.b}` templates (SPEC §2) for `query`, `stream.url`, `stream.filter`, headers
+//! (T1) and the JSON messages a stream sends (T2).
 //! Substituted values are percent-encoded in URLs, never spliced raw (§9).
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -129,6 +130,49 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
+/// A JSON value whose strings are templates (T2 `subscribeMessage`): a string that is one
+/// placeholder becomes the value it names (a number stays a number); others render as text.
+/// Object keys are never templated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueTemplate(Value);
+
+impl ValueTemplate {
+    /// Checks every string of `v` parses as a template.
+    pub fn parse(v: &Value) -> Result<ValueTemplate, String> {
+        fn check(v: &Value) -> Result<(), String> {
+            match v {
+                Value::String(s) => Template::parse(s).map(drop),
+                Value::Array(a) => a.iter().try_for_each(check),
+                Value::Object(o) => o.values().try_for_each(check),
+                _ => Ok(()),
+            }
+        }
+        check(v)?;
+        Ok(ValueTemplate(v.clone()))
+    }
+
+    pub fn render(&self, arg: Option<&Value>) -> Result<Value, String> {
+        fn walk(v: &Value, arg: Option<&Value>) -> Result<Value, String> {
+            Ok(match v {
+                Value::String(s) => {
+                    let t = Template::parse(s)?;
+                    if t.has_placeholders() {
+                        t.resolve_value(arg)?
+                    } else {
+                        v.clone()
+                    }
+                }
+                Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, arg)).collect::<Result<_, _>>()?),
+                Value::Object(o) => {
+                    Value::Object(o.iter().map(|(k, x)| Ok((k.clone(), walk(x, arg)?))).collect::<Result<_, String>>()?)
+                }
+                other => other.clone(),
+            })
+        }
+        walk(&self.0, arg)
+    }
+}
+
 fn lookup<'a>(arg: Option<&'a Value>, path: &[String], source: &str) -> Result<&'a Value, String> {
     let Some(mut v) = arg else {
         return Err(format!("template {source:?} needs an arg, but none was given"));
@@ -214,6 +258,18 @@ mod tests {
         assert_eq!(t.resolve_value(Some(&json!({"n": 3}))).unwrap(), json!(3));
         let t = Template::parse("ch-{arg}").unwrap();
         assert_eq!(t.resolve_value(Some(&json!(3))).unwrap(), json!("ch-3"));
+    }
+
+    #[test]
+    fn t2_value_templates_keep_json_types_and_render_nested_strings() {
+        let t = ValueTemplate::parse(&json!({"type": "subscribe", "channel": "{arg}", "ids": ["{arg}", "x-{arg}"], "n": 1}))
+            .unwrap();
+        assert_eq!(
+            t.render(Some(&json!(7))).unwrap(),
+            json!({"type": "subscribe", "channel": 7, "ids": [7, "x-7"], "n": 1})
+        );
+        assert!(t.render(None).unwrap_err().contains("needs an arg"));
+        assert!(ValueTemplate::parse(&json!({"a": ["{nope}"]})).unwrap_err().contains("unknown placeholder"));
     }
 
     #[test]

@@ -102,8 +102,8 @@ fn l1_first_subscribe_starts_fetch_stream_and_lifecycle_in_one_step() {
     let kinds: Vec<&str> = actions
         .iter()
         .map(|a| match a {
-            Output::OpenStream { url, .. } => {
-                assert_eq!(url, "ws://127.0.0.1:1/general");
+            Output::OpenStream { target, .. } => {
+                assert_eq!(target.url, "ws://127.0.0.1:1/general");
                 "open"
             }
             Output::StartLifecycle { .. } => "lifecycle",
