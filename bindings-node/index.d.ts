@@ -189,6 +189,10 @@ export declare class Client {
   patchQueryData(endpoint: string, arg: unknown, patches: PatchOperation[]): UpdateResult
   upsertQueryData(endpoint: string, arg: unknown, data: unknown): void
   refetch(endpoint: string, arg?: unknown): void
+  /** T2: one JSON text frame on the entry's open stream; rejects with NotConnected when it is not open. */
+  send(endpoint: string, arg: unknown, message: unknown): Promise<void>
+  /** T1: closes the entry's stream and connects again at once, with fresh headers. */
+  reconnect(endpoint: string, arg?: unknown): void
   pushMessage(endpoint: string, arg: unknown, message: unknown): void
   /** Raw text through the stream pipeline, exactly as a frame carries it. */
   pushMessageText(endpoint: string, arg: unknown, text: string): void

@@ -645,6 +645,33 @@ class Client {
     native(() => this.#native.refetch(String(endpoint), argText(arg)))
   }
 
+  /** T2: writes `message` as one JSON text frame on the entry's open stream; resolves once it is
+   * written, rejects with NotConnected when the stream is not open (nothing is queued). */
+  send(endpoint, arg, message) {
+    const d = deferred()
+    let text
+    try {
+      text = toJSONText(message === undefined ? null : message)
+    } catch (e) {
+      d.reject(e)
+      return d.promise
+    }
+    const settles = this[SETTLES]
+    const id = settles.add(d)
+    try {
+      this.#native.send(String(endpoint), argText(arg), text, id)
+    } catch (e) {
+      settles.remove(id)
+      d.reject(fromNative(e))
+    }
+    return d.promise.then(() => undefined)
+  }
+
+  /** T1: closes the entry's stream (close handshake) and connects again now, with fresh headers. */
+  reconnect(endpoint, arg) {
+    native(() => this.#native.reconnect(String(endpoint), argText(arg)))
+  }
+
   /** L10: one message through the endpoint's stream pipeline. */
   pushMessage(endpoint, arg, message) {
     const text = toJSONText(message === undefined ? null : message)

@@ -18,6 +18,14 @@ Chat port (one port, the `websockets` library):
     `POST /drop?mode=close` closes them with a close handshake (code 1012) instead.
   - `GET /stats`: connection counters as JSON (below).
   - `POST /reset`: back to the seed messages and zeroed counters.
+  - `POST /require?header=H&value=V`: from now on, message fetches and upgrades without header
+    `H: V` are answered 401 (`value` empty: no requirement).
+  - `GET /seen`: what clients sent: `handshakes` and `requests` (the headers of the last 20
+    upgrades / message fetches, names lower-case) and `frames` (the last 50 text frames).
+
+Clients may send `{"type": "subscribe", "channel": C}` / `{"type": "unsubscribe", "channel": C}`
+frames (SPEC T2): a socket that has subscribed gets only its channels' messages; one that never
+did gets every message.
 
 Admin port: the same routes, and `POST /post` / `POST /raw` also take a JSON body
 (`{"channel", "userName", "text"}` / `{"text"}`).
@@ -67,6 +75,11 @@ class Chat:
             "httpRequests": 0,
         }
         self.paths: list[str] = []
+        self.handshakes: list[dict[str, str]] = []
+        self.requests: list[dict[str, str]] = []
+        self.frames: list[str] = []
+        self.required: tuple[str, str] | None = None
+        self.channels: dict[ServerConnection, set[str]] = {}
 
     def snapshot_stats(self) -> dict:
         return {**self.stats, "connectionsOpen": len(self.sockets), "paths": self.paths[-20:]}
@@ -76,12 +89,32 @@ class Chat:
         self.next_id += 1
         self.messages.append(message)
         self.stats["messagesPosted"] += 1
-        self.broadcast(json.dumps(message))
+        self.broadcast(json.dumps(message), channel)
         return message
 
-    def broadcast(self, frame: str) -> None:
+    def broadcast(self, frame: str, channel: str | None = None) -> None:
         for ws in list(self.sockets):
-            asyncio.ensure_future(self._send(ws, frame))
+            subscribed = self.channels.get(ws)
+            if channel is None or subscribed is None or channel in subscribed:
+                asyncio.ensure_future(self._send(ws, frame))
+
+    def authorized(self, headers: Headers) -> bool:
+        if self.required is None:
+            return True
+        name, value = self.required
+        return headers.get(name) == value
+
+    def received(self, ws: ServerConnection, frame: str) -> None:
+        self.frames = (self.frames + [frame])[-50:]
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            return
+        if isinstance(message, dict) and isinstance(message.get("channel"), str):
+            if message.get("type") == "subscribe":
+                self.channels.setdefault(ws, set()).add(message["channel"])
+            elif message.get("type") == "unsubscribe":
+                self.channels.setdefault(ws, set()).discard(message["channel"])
 
     @staticmethod
     async def _send(ws: ServerConnection, frame: str) -> None:
@@ -111,6 +144,11 @@ class Chat:
             return 200, [m for m in self.messages if m["channel"] == channel]
         if method == "GET" and path == "/stats":
             return 200, self.snapshot_stats()
+        if method == "GET" and path == "/seen":
+            return 200, {"handshakes": self.handshakes[-20:], "requests": self.requests[-20:], "frames": self.frames}
+        if method == "POST" and path == "/require":
+            self.required = (params["header"], params["value"]) if params.get("value") else None
+            return 200, {"required": self.required is not None}
         if method == "POST" and path == "/post":
             missing = [k for k in ("channel", "userName", "text") if k not in params]
             if missing:
@@ -149,9 +187,17 @@ async def main() -> None:
 
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
         path, query = split_target(request.path)
+        seen = {k.lower(): v for k, v in request.headers.raw_items()}
         if request.headers.get("Upgrade", "").lower() == "websocket":
             chat.paths.append(request.path)
+            chat.handshakes = (chat.handshakes + [seen])[-20:]
+            if not chat.authorized(request.headers):
+                return json_response(401, {"error": "unauthorized"})
             return None
+        if path.startswith("/messages/"):
+            chat.requests = (chat.requests + [seen])[-20:]
+            if not chat.authorized(request.headers):
+                return json_response(401, {"error": "unauthorized"})
         routed = await chat.route(getattr(request, "method", "GET"), path, query, None)
         if routed is None:
             return json_response(404, {"error": f"no route for {path}"})
@@ -161,12 +207,14 @@ async def main() -> None:
         chat.sockets.add(ws)
         chat.stats["connectionsOpened"] += 1
         try:
-            async for _ in ws:
-                pass  # clients only listen
+            async for frame in ws:
+                if isinstance(frame, str):
+                    chat.received(ws, frame)
         except ConnectionClosed:
             pass
         finally:
             chat.sockets.discard(ws)
+            chat.channels.pop(ws, None)
             protocol = ws.protocol
             if protocol.close_rcvd is not None:
                 chat.stats["closeFramesReceived"] += 1

@@ -258,6 +258,30 @@ impl NativeClient {
         self.client.refetch(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)
     }
 
+    /// T2 `send`: settles `id` once the frame is written, or at once with `NotConnected`.
+    #[napi]
+    pub fn send(&self, endpoint: String, arg_json: String, message_json: String, id: u32) -> napi::Result<()> {
+        let message = parse(&message_json)?;
+        let mut sent = Box::pin(self.client.send(&endpoint, arg_of(&arg_json)?.as_ref(), &message));
+        let written = |r: livecache_core::Result<()>| settlement(r.map(|()| Value::Null));
+        if let Some(result) = (&mut sent).now_or_never() {
+            self.bridge.notify(kind::SETTLE, id, written(result));
+            return Ok(());
+        }
+        let bridge = Arc::clone(&self.bridge);
+        self.client.runtime_handle().spawn(async move {
+            let result = sent.await;
+            bridge.notify(kind::SETTLE, id, written(result));
+        });
+        Ok(())
+    }
+
+    /// T1 `reconnect`.
+    #[napi]
+    pub fn reconnect(&self, endpoint: String, arg_json: String) -> napi::Result<()> {
+        self.client.reconnect(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)
+    }
+
     /// `pushMessage` with a value the JavaScript side already checked and serialised.
     #[napi]
     pub fn push_message(&self, endpoint: String, arg_json: String, message_json: String) -> napi::Result<()> {

@@ -154,6 +154,22 @@ impl NativeClient {
         self.with(py, |c| c.refetch(endpoint, arg.as_ref()))
     }
 
+    /// T2: `callback(True, None)` once `message` is written on the entry's open stream, or
+    /// `callback(False, NotConnected)` at once when it is not open.
+    fn send(&self, endpoint: &str, arg: &Bound<'_, PyAny>, message: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        let message = from_py(message)?;
+        let sent = self.client.send(endpoint, arg.as_ref(), &message);
+        spawn_notify(&self.handle, sent, callback, |py, ()| Ok(py.None().into_bound(py)));
+        Ok(())
+    }
+
+    /// T1: closes the entry's stream and connects again now, with fresh headers.
+    fn reconnect(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        self.with(py, |c| c.reconnect(endpoint, arg.as_ref()))
+    }
+
     fn push_message(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let arg = arg_of(arg)?;
         let message = from_py(message)?;

@@ -20,6 +20,7 @@ async fn fetch(source: &HttpQuerySource, url: String) -> Result<FetchResponse, V
         endpoint: "getMessages".into(),
         arg: None,
         url,
+        headers: Default::default(),
     };
     tokio::time::timeout(WAIT, source.fetch(request))
         .await
@@ -203,4 +204,57 @@ async fn chat_server_post_over_http_is_broadcast_truth() {
     let posted: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(posted["text"], "via http");
     assert_eq!(server.messages("general"), vec![posted]);
+}
+
+/// T1: the rendered headers go out on the request; a redirect is not followed, so they reach
+/// no other origin (§9).
+#[tokio::test]
+async fn t1_headers_are_sent_with_the_request_and_never_follow_a_redirect() {
+    use livecache_core::transport::Headers;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/data", listener.local_addr().unwrap());
+    let (tx, mut heads) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let again = format!("{url}/again");
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => request.extend_from_slice(&buf[..k]),
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+            let response = if n == 0 {
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]".to_owned()
+            } else {
+                format!("HTTP/1.1 302 Found\r\nLocation: {again}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            };
+            n += 1;
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let source = HttpQuerySource::new().unwrap();
+    let headers = Headers::from_pairs(vec![("Authorization".into(), "Bearer s3cret".into()), ("X-Trace".into(), "1".into())]).unwrap();
+    let request = |url: String| FetchRequest {
+        key: "k".into(),
+        endpoint: "getMessages".into(),
+        arg: None,
+        url,
+        headers: headers.clone(),
+    };
+    let ok = tokio::time::timeout(WAIT, source.fetch(request(url.clone()))).await.unwrap().unwrap();
+    assert_eq!(ok.data, json!([]));
+    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert!(head.contains("authorization: bearer s3cret\r\n") && head.contains("x-trace: 1\r\n"), "{head}");
+    assert!(!ok.meta.to_string().contains("s3cret"), "request headers are not in meta: {}", ok.meta);
+
+    let redirected = tokio::time::timeout(WAIT, source.fetch(request(url))).await.unwrap().unwrap_err();
+    assert_eq!(redirected["status"], json!(302));
+    assert!(!redirected.to_string().contains("s3cret"));
+    heads.recv().await.unwrap();
+    assert!(heads.try_recv().is_err(), "the redirect was not followed");
 }

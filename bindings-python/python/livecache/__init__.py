@@ -471,6 +471,20 @@ class Client:
     def refetch(self, endpoint: str, arg: Any = NO_ARG) -> None:
         self._native.refetch(endpoint, arg)
 
+    def send(self, endpoint: str, arg: Any, message: Any) -> Pending:
+        """T2: writes ``message`` as one JSON text frame on the entry's open stream. The result
+        resolves (to ``None``) once it is written; it raises ``NotConnected`` when the stream is
+        not open (nothing is queued) and ``NotFound`` without an entry. Await it, or call
+        ``.result(timeout)`` from a thread."""
+        p = Pending()
+        self._native.send(endpoint, arg, message, p._settle)
+        return p
+
+    def reconnect(self, endpoint: str, arg: Any = NO_ARG) -> None:
+        """T1: closes the entry's stream (close handshake) and connects again at once, with
+        fresh headers; the new connection resyncs (L8)."""
+        self._native.reconnect(endpoint, arg)
+
     def push_message(self, endpoint: str, arg: Any, message: Any) -> None:
         """L10: one message through the endpoint's stream pipeline, as if the stream received it."""
         self._native.push_message(endpoint, arg, message)

@@ -1,0 +1,178 @@
+'use strict'
+// Connections for real servers (SPEC §10, T1 and T2) against a Node HTTP server and an npm `ws`
+// WebSocket server on 127.0.0.1, started here: headers on fetches and handshakes, subprotocols,
+// subscribe/unsubscribe frames, send (NotConnected without a connection) and reconnect.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const http = require('node:http')
+const { WebSocketServer } = require('ws')
+const { Client, ConfigError, InvalidArgument, NotConnected, NotFound } = require('..')
+const { waitFor, Recorder } = require('./helpers')
+
+const TOKEN = 'Bearer s3cret-node-token'
+
+/** Records every fetch's and upgrade's headers and every frame received; broadcasts posts to
+ * the sockets that subscribed to their channel. */
+async function server() {
+  const requests = []
+  const handshakes = []
+  const frames = []
+  const closes = []
+  const channels = new Map()
+  const stored = []
+  const http_ = http.createServer((req, res) => {
+    requests.push(req.headers)
+    const ok = req.headers.authorization === TOKEN
+    const room = decodeURIComponent(req.url.split('/').pop())
+    res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(ok ? stored.filter((m) => m.channel === room) : { error: 'unauthorized' }))
+  })
+  const wss = new WebSocketServer({
+    server: http_,
+    handleProtocols: (protocols) => (protocols.has('chat.v2') ? 'chat.v2' : false),
+    verifyClient: (info, done) => {
+      handshakes.push(info.req.headers)
+      done(info.req.headers.authorization === TOKEN, 401)
+    },
+  })
+  wss.on('connection', (ws) => {
+    channels.set(ws, new Set())
+    ws.on('message', (data) => {
+      const text = data.toString()
+      frames.push(JSON.parse(text))
+      const m = JSON.parse(text)
+      if (m.type === 'subscribe') channels.get(ws).add(m.channel)
+      if (m.type === 'unsubscribe') channels.get(ws).delete(m.channel)
+    })
+    ws.on('close', (code) => {
+      channels.delete(ws)
+      closes.push(code)
+    })
+  })
+  await new Promise((resolve) => http_.listen(0, '127.0.0.1', resolve))
+  const { port } = http_.address()
+  let id = 1
+  return {
+    port,
+    requests,
+    handshakes,
+    frames,
+    closes,
+    channels,
+    post(channel, text) {
+      const m = { id: id++, channel, text }
+      stored.push(m)
+      for (const [ws, subscribed] of channels) if (subscribed.has(channel)) ws.send(JSON.stringify(m))
+    },
+    async close() {
+      for (const ws of channels.keys()) ws.terminate()
+      wss.close()
+      await new Promise((resolve) => http_.close(resolve))
+    },
+  }
+}
+
+function config(port, stream = {}) {
+  return {
+    baseUrl: `http://127.0.0.1:${port}/`,
+    headers: { Authorization: TOKEN },
+    endpoints: {
+      room: {
+        query: 'rooms/{arg}',
+        headers: { 'X-Room': '{arg}' },
+        stream: {
+          url: `ws://127.0.0.1:${port}/`,
+          apply: 'append',
+          headers: { 'X-Stream': 'yes' },
+          protocols: ['chat.v2', 'chat.v1'],
+          subscribeMessage: { type: 'subscribe', channel: '{arg}' },
+          unsubscribeMessage: { type: 'unsubscribe', channel: '{arg}' },
+          reconnect: { initialDelayMs: 60000, maxDelayMs: 60000 },
+          ...stream,
+        },
+      },
+    },
+  }
+}
+
+test('T1/T2: headers, subprotocol, subscribe frame, send, reconnect, unsubscribe frame', async () => {
+  const srv = await server()
+  const client = new Client(config(srv.port))
+  const rec = new Recorder()
+  try {
+    const sub = client.subscribe('room', 'lobby', rec.onEvent)
+    await sub.loaded()
+    await waitFor('stream open', () => sub.snapshot().stream.state === 'open')
+    assert.equal(srv.requests[0].authorization, TOKEN)
+    assert.equal(srv.requests[0]['x-room'], 'lobby')
+    assert.equal(srv.requests[0]['x-stream'], undefined, 'stream.headers are for handshakes only')
+    assert.deepEqual([srv.handshakes[0].authorization, srv.handshakes[0]['x-stream']], [TOKEN, 'yes'])
+    assert.equal(srv.handshakes[0]['sec-websocket-protocol'], 'chat.v2, chat.v1')
+    await waitFor('subscribe frame', () => srv.frames.length === 1)
+    assert.deepEqual(srv.frames[0], { type: 'subscribe', channel: 'lobby' })
+
+    srv.post('lobby', 'hi')
+    await waitFor('message applied', () => sub.snapshot().data.length === 1)
+    assert.equal(await client.send('room', 'lobby', { type: 'typing' }), undefined)
+    await waitFor('sent frame', () => srv.frames.length === 2)
+    assert.deepEqual(srv.frames[1], { type: 'typing' })
+    await assert.rejects(client.send('room', 'nowhere', {}), NotFound)
+    await assert.rejects(client.send('room', 'lobby', () => 1), (e) => e.code === 'InvalidInput')
+
+    // The backoff is a minute: only an immediate reconnect reopens in time.
+    client.reconnect('room', 'lobby')
+    await waitFor('reopened', () => srv.handshakes.length === 2 && sub.snapshot().stream.state === 'open')
+    assert.deepEqual(srv.closes, [1000], 'the old socket closed with a close handshake')
+    await waitFor('subscribed again', () => srv.frames.length === 3)
+    assert.deepEqual(srv.frames[2], { type: 'subscribe', channel: 'lobby' })
+    const states = rec.events.filter((e) => e.type === 'stream').map((e) => e.state)
+    assert.deepEqual(states.slice(-2), ['reconnecting', 'open'])
+    assert.ok(!JSON.stringify([rec.events, sub.snapshot(), client.stats()]).includes('s3cret'))
+    await client.close()
+    // The server reads on this same event loop: wait for it to have handled the close.
+    await waitFor('both sockets closed', () => srv.closes.length === 2)
+    assert.deepEqual(srv.frames.at(-1), { type: 'unsubscribe', channel: 'lobby' })
+    assert.deepEqual(srv.closes, [1000, 1000])
+  } finally {
+    await client.close()
+    await srv.close()
+  }
+})
+
+test('T1: a refused credential is a rejected fetch and a failed connect that never quote it', async () => {
+  const srv = await server()
+  const cfg = config(srv.port)
+  cfg.headers.Authorization = 'Bearer s3cret-but-wrong'
+  const client = new Client(cfg)
+  const rec = new Recorder()
+  try {
+    const sub = client.subscribe('room', 'lobby', rec.onEvent)
+    await waitFor('rejected', () => sub.snapshot().status === 'rejected')
+    await waitFor('handshake refused', () => /401/.test(sub.snapshot().stream.error || ''))
+    assert.equal(sub.snapshot().error.status, 401)
+    await assert.rejects(client.send('room', 'lobby', {}), NotConnected)
+    assert.ok(!JSON.stringify([rec.events, sub.snapshot(), client.stats()]).includes('s3cret'))
+  } finally {
+    await client.close()
+    await srv.close()
+  }
+})
+
+test('T1/T2: bad headers, protocols and messages are errors that name the key', () => {
+  const bad = (mutate) => {
+    const cfg = config(1)
+    mutate(cfg)
+    return () => new Client(cfg)
+  }
+  assert.throws(bad((c) => (c.headers['X-Evil'] = 'a\r\nX-Admin: 1')), (e) => e instanceof ConfigError && /headers\.X-Evil/.test(e.message) && !/X-Admin/.test(e.message))
+  assert.throws(bad((c) => (c.endpoints.room.stream.protocols = ['a b'])), (e) => e instanceof ConfigError && /protocols\[0\]/.test(e.message))
+  assert.throws(bad((c) => (c.endpoints.room.stream.subscribeMessage = { ch: '{channel}' })), (e) => e instanceof ConfigError && /subscribeMessage/.test(e.message))
+  const client = new Client(config(1))
+  try {
+    assert.throws(() => client.subscribe('room', 'a\nX-Admin: 1', () => {}), (e) => e instanceof InvalidArgument && /X-Room/.test(e.message) && !/X-Admin/.test(e.message))
+    assert.throws(() => client.reconnect('room', 'none'), NotFound)
+  } finally {
+    client.close()
+  }
+})

@@ -1,0 +1,152 @@
+"""Connections for real servers (SPEC §10, T1 and T2) against the shared chat test server
+(tests/chat_server.py, Python `websockets`) on 127.0.0.1: headers on fetches and handshakes,
+credentials kept out of everything observable, subscribe/unsubscribe frames, `send` and
+`reconnect`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+import pytest
+from conftest import Events, wait_until
+from test_network import REDUX, ChatServer, server, server_process  # noqa: F401  (fixtures)
+
+import livecache
+
+TOKEN = "Bearer s3cret-token-0123"
+
+
+def seen(server: ChatServer) -> Dict[str, Any]:
+    return server.call("GET", "/seen")  # type: ignore[no-any-return]
+
+
+def subscribed_config(server: ChatServer, **stream: Any) -> Dict[str, Any]:
+    config = server.config(headers={"Authorization": TOKEN, "X-App": "chat"})
+    ep = config["endpoints"]["getMessages"]
+    ep["headers"] = {"X-Channel": "{arg}"}
+    ep["stream"].update({
+        "headers": {"X-Stream": "1"},
+        "subscribeMessage": {"type": "subscribe", "channel": "{arg}"},
+        "unsubscribeMessage": {"type": "unsubscribe", "channel": "{arg}"},
+        **stream,
+    })
+    return config
+
+
+def test_t1_headers_reach_fetches_and_handshakes_and_never_show(server: ChatServer) -> None:
+    server.call("POST", "/require?header=Authorization&value=" + TOKEN.replace(" ", "%20"))
+    ev = Events()
+    with livecache.Client(subscribed_config(server)) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=ev)
+        assert sub.loaded().result(10) == REDUX
+        wait_until(lambda: sub.snapshot()["stream"]["state"] == "open", "stream open")
+        s = seen(server)
+        request, handshake = s["requests"][-1], s["handshakes"][-1]
+        assert (request["authorization"], request["x-app"], request["x-channel"]) == (TOKEN, "chat", "redux")
+        assert "x-stream" not in request, "stream.headers are for handshakes only"
+        assert (handshake["authorization"], handshake["x-stream"], handshake["x-channel"]) == (TOKEN, "1", "redux")
+        server.post("redux", "with credentials")
+        wait_until(lambda: sub.snapshot()["data"][-1]["text"] == "with credentials", "live message")
+        observable = json.dumps([ev.items, sub.snapshot(), client.stats()])
+    assert "s3cret" not in observable
+
+
+def test_t1_a_refused_credential_is_an_error_that_does_not_quote_it(server: ChatServer) -> None:
+    server.call("POST", "/require?header=Authorization&value=Bearer%20other")
+    ev = Events()
+    try:
+        with livecache.Client(subscribed_config(server)) as client:
+            sub = client.subscribe("getMessages", "redux", on_event=ev)
+            wait_until(lambda: sub.snapshot()["status"] == "rejected", "fetch rejected")
+            wait_until(lambda: "401" in (sub.snapshot()["stream"].get("error") or ""), "handshake refused")
+            state = sub.snapshot()
+            assert state["error"]["status"] == 401
+            observable = json.dumps([ev.items, state, client.stats()])
+    finally:
+        server.call("POST", "/require?header=Authorization&value=")
+    assert "s3cret" not in observable
+
+
+def test_t1_headers_with_cr_lf_are_refused_before_any_request(server: ChatServer) -> None:
+    with pytest.raises(livecache.ConfigError, match=r"headers\.X-Evil"):
+        livecache.Client(server.config(headers={"X-Evil": "a\r\nX-Admin: 1"}))
+    with pytest.raises(livecache.ConfigError, match=r"endpoints\.getMessages\.stream\.protocols"):
+        config = server.config()
+        config["endpoints"]["getMessages"]["stream"]["protocols"] = "chat"
+        livecache.Client(config)
+    with livecache.Client(subscribed_config(server)) as client:
+        with pytest.raises(livecache.InvalidArgument, match="X-Channel") as raised:
+            client.subscribe("getMessages", "redux\r\nX-Admin: 1")
+        assert "X-Admin" not in str(raised.value)
+    assert all("x-admin" not in h for h in seen(server)["requests"] + seen(server)["handshakes"])
+
+
+def test_t2_subscribe_frame_selects_the_channel_and_is_sent_again_after_a_drop(server: ChatServer) -> None:
+    config = subscribed_config(server)
+    config["endpoints"]["getMessages"]["stream"].pop("filter")  # the server filters now
+    with livecache.Client(config) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        sub.loaded().result(10)
+        wait_until(lambda: {"type": "subscribe", "channel": "redux"} in [json.loads(f) for f in seen(server)["frames"]], "subscribe frame")
+        server.post("general", "not for this socket")
+        server.post("redux", "for this socket")
+        wait_until(lambda: sub.snapshot()["data"][-1]["text"] == "for this socket", "subscribed channel")
+        assert [m["channel"] for m in sub.snapshot()["data"]] == ["redux"] * 3
+        before = server.stats()["connectionsOpened"]
+        server.call("POST", "/drop")
+        wait_until(lambda: server.stats()["connectionsOpened"] > before and sub.snapshot()["stream"]["state"] == "open", "reconnected")
+        subscribe = {"type": "subscribe", "channel": "redux"}
+        wait_until(lambda: [json.loads(f) for f in seen(server)["frames"]].count(subscribe) == 2, "subscribed on the new socket")
+        server.post("general", "still not for it")
+        server.post("redux", "after the drop")
+        wait_until(lambda: sub.snapshot()["data"][-1]["text"] == "after the drop", "subscribed again")
+        assert all(m["channel"] == "redux" for m in sub.snapshot()["data"])
+        sub.unsubscribe()
+    frames = [json.loads(f) for f in seen(server)["frames"]]
+    assert frames[-1] == {"type": "unsubscribe", "channel": "redux"}, "unsubscribe before the close"
+    wait_until(lambda: server.stats()["connectionsOpen"] == 0, "closed")
+    assert server.stats()["abortedConnections"] == 1, "only the socket the server dropped"
+
+
+def test_t2_send_writes_a_frame_and_fails_without_a_connection(server: ChatServer) -> None:
+    with livecache.Client(subscribed_config(server)) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        sub.loaded().result(10)
+        wait_until(lambda: sub.snapshot()["stream"]["state"] == "open", "stream open")
+        assert client.send("getMessages", "redux", {"type": "typing", "user": "ana"}).result(10) is None
+        wait_until(lambda: {"type": "typing", "user": "ana"} in [json.loads(f) for f in seen(server)["frames"]], "the frame")
+        with pytest.raises(livecache.NotFound):
+            client.send("getMessages", "nobody", {}).result(10)
+        with pytest.raises(livecache.InvalidInput):
+            client.send("getMessages", "redux", float("nan"))
+    # Nothing listens on this port: the stream never opens, so nothing can be sent or queued.
+    config = server.config()
+    config["endpoints"]["getMessages"]["stream"]["url"] = "ws://127.0.0.1:9/"
+    with livecache.Client(config) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        with pytest.raises(livecache.NotConnected, match="not connected"):
+            client.send("getMessages", "redux", {"type": "typing"}).result(10)
+    config["endpoints"]["getMessages"].pop("stream")
+    with livecache.Client(config) as client:
+        client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        with pytest.raises(livecache.NotConnected):
+            client.reconnect("getMessages", "redux")
+
+
+def test_t1_reconnect_closes_with_a_handshake_and_connects_again_at_once(server: ChatServer) -> None:
+    ev = Events()
+    with livecache.Client(subscribed_config(server, reconnect={"initialDelayMs": 60000, "maxDelayMs": 60000})) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=ev)
+        sub.loaded().result(10)
+        wait_until(lambda: sub.snapshot()["stream"]["state"] == "open", "stream open")
+        fetches = server.stats()["httpRequests"]
+        client.reconnect("getMessages", "redux")
+        # The backoff is a minute: only an immediate reconnect opens the stream again in time.
+        wait_until(lambda: server.stats()["connectionsOpened"] == 2 and sub.snapshot()["stream"]["state"] == "open", "reopened")
+        assert server.stats()["clientInitiatedCloses"] == 1 and server.stats()["abortedConnections"] == 0
+        wait_until(lambda: server.stats()["httpRequests"] > fetches, "resynced after the reconnect (L8)")
+        wait_until(lambda: [e["state"] for e in ev.items if e["type"] == "stream"][-2:] == ["reconnecting", "open"], "stream events")
+        assert len(seen(server)["handshakes"]) == 2 and seen(server)["handshakes"][-1]["authorization"] == TOKEN
+        with pytest.raises(livecache.NotFound):
+            client.reconnect("getMessages", "nobody")
