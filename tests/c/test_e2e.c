@@ -290,6 +290,55 @@ static void unused_entry_removal_closes_its_socket(void) {
     recorder_destroy(&rec);
 }
 
+/* T2/T1: livecache_send writes one frame on the open stream (the server records it);
+ * livecache_reconnect closes with a handshake and opens a new socket; with no entry or no open
+ * connection the codes say so and nothing is queued. */
+static int wait_frame(const char *needle) {
+    double deadline = now_seconds() + WAIT;
+    for (;;) {
+        char *text = http_request(server.admin_port, "GET", "/seen", NULL);
+        int found = text && strstr(text, needle) != NULL;
+        free(text);
+        if (found) return 1;
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(10);
+    }
+}
+
+static void send_and_reconnect(void) {
+    reset();
+    livecache_client *client = chat_client(60, NULL);
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    CHECK(wait_stream_state(&rec, "open", 1, WAIT), "the stream never opened");
+    CHECK_OK(livecache_send(client, "getMessages", "\"redux\"", "{\"type\":\"typing\",\"from\":\"c-test\"}"));
+    CHECK(wait_frame("c-test"), "the server never got the sent frame");
+    CHECK_RC(livecache_send(client, "getMessages", "\"nobody\"", "{}"), LIVECACHE_RESULT_NOT_FOUND);
+    CHECK_RC(livecache_send(client, "getMessages", "\"redux\"", "{bad"), LIVECACHE_RESULT_INVALID_JSON);
+    CHECK_RC(livecache_send(client, "getMessages", "\"redux\"", NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    CHECK_OK(livecache_reconnect(client, "getMessages", "\"redux\""));
+    CHECK(wait_stream_state(&rec, "open", 2, WAIT), "no second open after reconnect");
+    CHECK(wait_server_stat("clientInitiatedCloses", 1), "the reconnect closed without a handshake");
+    CHECK(server_stat("connectionsOpened") == 2, "connections: %g", server_stat("connectionsOpened"));
+    CHECK_RC(livecache_reconnect(client, "getMessages", "\"nobody\""), LIVECACHE_RESULT_NOT_FOUND);
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+
+    /* Nothing listens on port 9: the stream never opens. */
+    const char *closed = "{\"endpoints\": {\"e\": {\"stream\": {\"url\": \"ws://127.0.0.1:9/\", \"apply\": \"replace\"}}}}";
+    CHECK_OK(livecache_client_new(closed, &client));
+    recorder_init(&rec);
+    CHECK_OK(livecache_subscribe(client, "e", NULL, recorder_cb, &rec, &sub));
+    CHECK_RC(livecache_send(client, "e", NULL, "{}"), LIVECACHE_RESULT_NOT_CONNECTED);
+    CHECK(strstr(livecache_last_error(), "not connected") != NULL, "message: %s", livecache_last_error());
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
 static void pull_mode_against_the_server(void) {
     reset();
     livecache_client *client = chat_client(60, "{\"delivery\": \"poll\"}");
@@ -334,6 +383,7 @@ int main(int argc, char **argv) {
     run_case("client_free_with_open_sockets_closes_them", client_free_with_open_sockets_closes_them);
     run_case("unused_entry_removal_closes_its_socket", unused_entry_removal_closes_its_socket);
     run_case("pull_mode_against_the_server", pull_mode_against_the_server);
+    run_case("send_and_reconnect", send_and_reconnect);
     chat_server_stop(&server);
     return finish();
 }
