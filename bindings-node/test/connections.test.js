@@ -176,3 +176,44 @@ test('T1/T2: bad headers, protocols and messages are errors that name the key', 
     client.close()
   }
 })
+
+test('T7: a query object (method, JSON body, params), retried past a 503, gzip decoded; the entry stays pending', async () => {
+  const zlib = require('node:zlib')
+  const seen = []
+  const srv = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      seen.push({ method: req.method, url: req.url, body, type: req.headers['content-type'], accept: req.headers['accept-encoding'] })
+      if (seen.length === 1) {
+        res.writeHead(503).end('busy')
+        return
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' })
+      res.end(zlib.gzipSync(JSON.stringify({ echo: JSON.parse(body) })))
+    })
+  })
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  const client = new Client({
+    baseUrl: `http://127.0.0.1:${srv.address().port}/`,
+    retry: { maxRetries: 2, initialDelayMs: 5, maxDelayMs: 10 },
+    endpoints: {
+      search: { query: { url: 'search/{arg.kind}', method: 'POST', body: { q: '{arg.q}', limit: '{arg.limit}' }, params: { lang: 'en', q: '{arg.q}' } } },
+    },
+  })
+  const rec = new Recorder()
+  try {
+    const sub = client.subscribe('search', { kind: 'posts', q: 'a b', limit: 5 }, rec.onEvent)
+    const { data } = await waitFor('loaded', async () => ({ data: await sub.loaded() }))
+    assert.deepEqual(data, { echo: { q: 'a b', limit: 5 } })
+    assert.equal(seen.length, 2, 'one retry after the 503')
+    assert.deepEqual(seen[1], { method: 'POST', url: '/search/posts?lang=en&q=a+b', body: seen[1].body, type: 'application/json', accept: seen[1].accept })
+    assert.deepEqual(JSON.parse(seen[1].body), { q: 'a b', limit: 5 })
+    assert.match(seen[1].accept, /gzip/)
+    const statuses = rec.events.filter((e) => e.type === 'snapshot' || e.type === 'status').map((e) => e.status)
+    assert.ok(!statuses.includes('rejected'), `no rejected while retrying: ${statuses}`)
+  } finally {
+    await client.close()
+    await new Promise((resolve) => srv.close(resolve))
+  }
+})

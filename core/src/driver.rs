@@ -529,16 +529,19 @@ impl Driver {
             None => {
                 // T1: the headers are rendered per request (checked when the entry was created).
                 let url = endpoint.query.as_ref().map(|q| {
-                    let url = q.render_url(arg.as_ref())?;
-                    Ok::<_, String>((url, endpoint.headers.render(arg.as_ref())?))
+                    let query = q.render(arg.as_ref())?;
+                    Ok::<_, String>((query, endpoint.headers.render(arg.as_ref())?))
                 });
                 match (url, &self.query_source) {
-                    (Some(Ok((path, headers))), Some(source)) => source.fetch(FetchRequest {
+                    (Some(Ok((query, headers))), Some(source)) => source.fetch(FetchRequest {
                         key: key.to_string(),
                         endpoint: endpoint.name.clone(),
                         arg: arg.clone(),
-                        url: join_url(self.config.base_url.as_deref(), &path),
+                        url: join_url(self.config.base_url.as_deref(), &query.url),
                         headers,
+                        method: query.method,
+                        body: query.body,
+                        policy: endpoint.policy,
                     }),
                     (Some(Err(e)), _) => std::future::ready(Err(serde_json::json!({"status": "CUSTOM_ERROR", "error": e}))).boxed(),
                     _ => std::future::ready(Err(serde_json::json!({

@@ -1,5 +1,6 @@
-//! The built-in query source: HTTP(S) GET of the rendered `baseUrl` + `query` (SPEC §2), with
-//! results and errors in RTK Query's `fetchBaseQuery` shapes.
+//! The built-in query source: HTTP(S) requests of the rendered `baseUrl` + `query` (SPEC §2,
+//! T7: method, JSON body, params, timeout, retry, compressed bodies), with results and errors in
+//! RTK Query's `fetchBaseQuery` shapes.
 
 use std::time::Duration;
 
@@ -9,9 +10,10 @@ use serde_json::{json, Map, Value};
 use crate::json;
 use crate::transport::{FetchError, FetchRequest, FetchResponse, QuerySource};
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A response body larger than this fails the fetch rather than exhaust memory (§9).
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// A `Retry-After` longer than this is capped: a fetch never sleeps for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create the HTTP client: {0}")]
@@ -19,27 +21,28 @@ pub struct HttpInitError(String);
 
 /// HTTP(S) query source with one connection pool shared by every fetch it makes.
 ///
-/// Redirects are not followed: §9 allows requests only to configured URLs, so a 3xx answer is
-/// an error `{"status": 301, "data": …}` like any other non-2xx status.
+/// Redirects are not followed: §9 allows requests only to configured URLs (and credentials
+/// must not reach another origin), so a 3xx answer is an error `{"status": 301, "data": …}`
+/// like any other non-2xx status. gzip, brotli and deflate responses are decoded (T7).
 #[derive(Clone)]
 pub struct HttpQuerySource {
     client: reqwest::Client,
-    timeout: Duration,
+    /// Overrides every request's `timeoutMs` when set (tests, embedders).
+    timeout: Option<Duration>,
 }
 
 impl HttpQuerySource {
     pub fn new() -> Result<Self, HttpInitError> {
-        Self::with_timeout(DEFAULT_TIMEOUT)
-    }
-
-    /// `timeout` covers the whole request: connect, headers and body.
-    pub fn with_timeout(timeout: Duration) -> Result<Self, HttpInitError> {
         let client = reqwest::Client::builder()
-            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HttpInitError(error_text(&e)))?;
-        Ok(HttpQuerySource { client, timeout })
+        Ok(HttpQuerySource { client, timeout: None })
+    }
+
+    /// Every attempt bounded by `timeout` (connect, headers and body), whatever `timeoutMs` says.
+    pub fn with_timeout(timeout: Duration) -> Result<Self, HttpInitError> {
+        Ok(HttpQuerySource { timeout: Some(timeout), ..Self::new()? })
     }
 }
 
@@ -49,17 +52,45 @@ impl QuerySource for HttpQuerySource {
         request: FetchRequest,
     ) -> BoxFuture<'static, Result<FetchResponse, FetchError>> {
         let client = self.client.clone();
-        let timeout = self.timeout;
-        Box::pin(async move { fetch(client, timeout, request.url, request.headers).await })
+        let timeout = self.timeout.unwrap_or(Duration::from_millis(request.policy.timeout_ms));
+        Box::pin(async move { fetch_with_retries(&client, timeout, &request).await })
     }
 }
 
-async fn fetch(
-    client: reqwest::Client,
-    timeout: Duration,
-    url: String,
-    headers: crate::transport::Headers,
-) -> Result<FetchResponse, FetchError> {
+/// T7: an attempt that failed on the network, timed out, or got 5xx or 429 is tried again up to
+/// `retry.maxRetries` times, after the server's `Retry-After` or an exponential backoff with
+/// jitter; any other answer (a 4xx above all) is final.
+async fn fetch_with_retries(client: &reqwest::Client, timeout: Duration, request: &FetchRequest) -> Result<FetchResponse, FetchError> {
+    let retry = request.policy.retry;
+    let mut attempt = 0;
+    loop {
+        let (result, retry_after) = fetch(client, timeout, request).await;
+        let retryable = match &result {
+            Ok(_) => false,
+            Err(e) => match &e["status"] {
+                Value::Number(n) => n.as_u64().is_some_and(|s| s >= 500 || s == 429),
+                Value::String(s) => s == "FETCH_ERROR" || s == "TIMEOUT_ERROR",
+                _ => false,
+            },
+        };
+        if !retryable || attempt >= retry.max_retries {
+            return result;
+        }
+        let backoff = Duration::from_millis(retry.delay_ms(attempt));
+        // Half to all of the backoff, so clients that failed together do not retry together.
+        let jittered = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
+        tokio::time::sleep(retry_after.map_or(jittered, |d| d.min(MAX_RETRY_AFTER))).await;
+        attempt += 1;
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is read as "no hint").
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+async fn fetch(client: &reqwest::Client, timeout: Duration, request: &FetchRequest) -> (Result<FetchResponse, FetchError>, Option<Duration>) {
     let transport_error = |e: reqwest::Error| {
         if e.is_timeout() {
             let error = format!("request timed out after {} ms", timeout.as_millis());
@@ -68,19 +99,28 @@ async fn fetch(
             json!({"status": "FETCH_ERROR", "error": error_text(&e)})
         }
     };
-    let mut builder = client.get(&url).header(reqwest::header::ACCEPT, "application/json");
+    let url = &request.url;
+    let method = match reqwest::Method::from_bytes(request.method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return (Err(json!({"status": "FETCH_ERROR", "error": format!("not an HTTP method: {:?}", request.method)})), None),
+    };
+    let mut builder = client.request(method, url).timeout(timeout).header(reqwest::header::ACCEPT, "application/json");
     // T1: checked for CR/LF/NUL when rendered; a value reqwest still refuses is named, not shown.
-    for (name, value) in headers.iter() {
-        let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-            json!({"status": "FETCH_ERROR", "error": format!("header {name}: not a valid header value")})
-        })?;
-        builder = builder.header(name, value);
+    for (name, value) in request.headers.iter() {
+        match reqwest::header::HeaderValue::from_str(value) {
+            Ok(value) => builder = builder.header(name, value),
+            Err(_) => return (Err(json!({"status": "FETCH_ERROR", "error": format!("header {name}: not a valid header value")})), None),
+        }
     }
-    let mut response = builder
-        .send()
-        .await
-        .map_err(transport_error)?;
+    if let Some(body) = &request.body {
+        builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+    }
+    let mut response = match builder.send().await {
+        Ok(r) => r,
+        Err(e) => return (Err(transport_error(e)), None),
+    };
     let status = response.status();
+    let hint = retry_after(response.headers());
     let too_large = || {
         let error = format!("response body is larger than {MAX_BODY_BYTES} bytes");
         json!({"status": "FETCH_ERROR", "error": error})
@@ -89,17 +129,23 @@ async fn fetch(
         .content_length()
         .is_some_and(|len| len > MAX_BODY_BYTES as u64)
     {
-        return Err(too_large());
+        return (Err(too_large()), None);
     }
     let mut body = Vec::with_capacity(response.content_length().map_or(0, |len| len as usize));
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return (Err(too_large()), None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return (Err(transport_error(e)), None),
         }
-        body.extend_from_slice(&chunk);
     }
     let meta = json!({
-        "request": {"url": url, "method": "GET"},
+        "request": {"url": url, "method": request.method},
         "response": {"status": status.as_u16(), "headers": headers_json(response.headers())},
     });
     let parsed = parse_body(&body);
@@ -107,9 +153,9 @@ async fn fetch(
         // Unlike `fetchBaseQuery`, an error body that is not JSON stays readable as text.
         let data =
             parsed.unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-        return Err(json!({"status": status.as_u16(), "data": data}));
+        return (Err(json!({"status": status.as_u16(), "data": data})), hint);
     }
-    match parsed {
+    let result = match parsed {
         Ok(data) => Ok(FetchResponse { data, meta }),
         Err(error) => Err(json!({
             "status": "PARSING_ERROR",
@@ -117,7 +163,8 @@ async fn fetch(
             "data": String::from_utf8_lossy(&body),
             "error": error,
         })),
-    }
+    };
+    (result, None)
 }
 
 /// JSON of a response body: an empty body is `null` (as `fetchBaseQuery`'s JSON handler reads

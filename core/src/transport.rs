@@ -14,6 +14,7 @@ use crate::config::StreamConfig;
 use crate::error::Result;
 use crate::event::{ErrorReason, StreamState};
 pub use livecache_engine::headers::Headers;
+pub use livecache_engine::request::{RequestPolicy, RetryConfig};
 pub use livecache_engine::StreamTarget;
 
 /// A request for an entry's initial (or refetched) data.
@@ -27,6 +28,12 @@ pub struct FetchRequest {
     pub url: String,
     /// T1: the top-level and endpoint headers, rendered (`Debug` shows names only).
     pub headers: Headers,
+    /// T7: `GET` unless the `query` object says otherwise.
+    pub method: String,
+    /// T7: sent as JSON.
+    pub body: Option<Value>,
+    /// T7: `timeoutMs` per attempt and `retry`.
+    pub policy: RequestPolicy,
 }
 
 /// A successful fetch: the decoded body and transport metadata (`meta` of `cacheDataLoaded`).

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::headers::HeaderTemplates;
+use crate::request::{parse_policy, QueryConfig, RequestPolicy};
 use crate::template::{Template, ValueTemplate};
 
 /// `keepUnusedDataFor` (L7): seconds, or never.
@@ -168,8 +169,10 @@ pub const DEFAULT_KEEP_UNUSED_SECS: f64 = 60.0;
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
     pub name: String,
-    /// `query`, joined to `baseUrl` when rendered.
-    pub query: Option<Template>,
+    /// `query` (T7), joined to `baseUrl` when rendered.
+    pub query: Option<QueryConfig>,
+    /// T7: `timeoutMs` and `retry`, the endpoint's over the top level's.
+    pub policy: RequestPolicy,
     pub entity_adapter: Option<EntityAdapterConfig>,
     pub keep_unused_data_for: Option<KeepUnused>,
     pub stream: Option<Arc<StreamConfig>>,
@@ -270,8 +273,9 @@ impl Config {
     pub fn from_value(v: &Value) -> Result<Config> {
         let root = as_object(v, "")
             .map_err(|_| err("(root)", format!("the config must be an object, found {}", kind_of(v))))?;
-        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "headers", "endpoints"])?;
+        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "headers", "timeoutMs", "retry", "endpoints"])?;
         let headers = headers_at(root.get("headers"), "headers", &HeaderTemplates::default())?;
+        let policy = parse_policy(root.get("timeoutMs"), root.get("retry"), "", RequestPolicy::default()).map_err(|(p, m)| err(&p, m))?;
         let base_url = match root.get("baseUrl") {
             None | Some(Value::Null) => None,
             Some(b) => Some(string_at(b, "baseUrl")?),
@@ -294,7 +298,7 @@ impl Config {
             if name.is_empty() {
                 return Err(err(&path, "an endpoint name cannot be empty"));
             }
-            endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path, &headers)?));
+            endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path, &headers, policy)?));
         }
         Ok(Config { base_url, keep_unused_data_for, queue_limit, endpoints })
     }
@@ -306,13 +310,14 @@ impl Config {
 }
 
 impl EndpointConfig {
-    fn parse(name: &str, v: &Value, path: &str, top_headers: &HeaderTemplates) -> Result<EndpointConfig> {
+    fn parse(name: &str, v: &Value, path: &str, top_headers: &HeaderTemplates, top_policy: RequestPolicy) -> Result<EndpointConfig> {
         let obj = as_object(v, path)?;
-        known_keys(obj, path, &["query", "transformResponse", "keepUnusedDataFor", "headers", "stream"])?;
+        known_keys(obj, path, &["query", "transformResponse", "keepUnusedDataFor", "headers", "timeoutMs", "retry", "stream"])?;
         let headers = headers_at(obj.get("headers"), &join(path, "headers"), top_headers)?;
+        let policy = parse_policy(obj.get("timeoutMs"), obj.get("retry"), path, top_policy).map_err(|(p, m)| err(&p, m))?;
         let query = match obj.get("query") {
             None | Some(Value::Null) => None,
-            Some(q) => Some(template_at(q, &join(path, "query"))?),
+            Some(q) => Some(QueryConfig::parse(q, &join(path, "query")).map_err(|(p, m)| err(&p, m))?),
         };
         let entity_adapter = match obj.get("transformResponse") {
             None | Some(Value::Null) => None,
@@ -334,7 +339,7 @@ impl EndpointConfig {
             None | Some(Value::Null) => None,
             Some(s) => Some(Arc::new(parse_stream(s, &join(path, "stream"), &headers)?)),
         };
-        Ok(EndpointConfig { name: name.to_owned(), query, entity_adapter, keep_unused_data_for, stream, headers })
+        Ok(EndpointConfig { name: name.to_owned(), query, policy, entity_adapter, keep_unused_data_for, stream, headers })
     }
 
     /// The id field `upsert` / `remove` use when the rule names none.

@@ -258,7 +258,7 @@ impl<S: Clone> Engine<S> {
         MessageFilter::new(&stream_config, arg.as_ref()).map_err(Error::InvalidArgument)?;
         if !hooks.query_fn {
             if let Some(q) = &ep.query {
-                q.render_url(arg.as_ref()).map_err(Error::InvalidArgument)?;
+                q.render(arg.as_ref()).map_err(Error::InvalidArgument)?;
                 ep.headers.render(arg.as_ref()).map_err(Error::InvalidArgument)?;
             }
         }

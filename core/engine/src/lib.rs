@@ -21,6 +21,7 @@ pub mod on_message;
 pub mod patch;
 pub mod protocol;
 mod removal;
+pub mod request;
 pub mod stats;
 mod stream;
 pub mod template;
