@@ -13,7 +13,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" pytest websockets jsonpatch mypy
+"$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" pytest websockets jsonpatch mypy aiohttp aiohttp-sse
 
 # One build; cargo reuses the workspace's target/ between runs. The tests take the dev profile,
 # which shares the dependencies `cargo test` already built (a user's `pip install` builds release).

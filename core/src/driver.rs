@@ -777,6 +777,10 @@ impl StreamSink for EntrySink {
         }
     }
 
+    fn filtered(&self) {
+        self.prepared(Prepared::Filtered);
+    }
+
     fn state(&self, state: StreamState, error: Option<String>) {
         // The messages read before the change come before it.
         self.flush();

@@ -19,8 +19,10 @@
 // The engine's modules, at the paths they always had.
 pub use livecache_engine::{adapter, apply, config, entry, error, event, json, key, message, patch, stats, template};
 
+mod backoff;
 pub mod client;
 mod clock;
+mod control;
 mod dispatch;
 mod driver;
 pub mod hooks;
@@ -28,7 +30,9 @@ pub mod host_update;
 pub mod http;
 pub mod lifecycle;
 mod pipeline;
+pub mod sse;
 pub mod transport;
+pub mod transports;
 pub mod ws;
 
 pub use client::{Client, ClientOptions, Clock, Delivery, HostUpdate, Subscription};
@@ -50,7 +54,7 @@ pub(crate) fn default_query_source() -> Option<Arc<dyn transport::QuerySource>> 
     http::HttpQuerySource::new().ok().map(|s| Arc::new(s) as Arc<dyn transport::QuerySource>)
 }
 
-/// The built-in WebSocket stream source.
+/// The built-in stream sources: WebSocket, and SSE where `stream.transport` says so.
 pub(crate) fn default_stream_source() -> Option<Arc<dyn transport::StreamSource>> {
-    Some(Arc::new(ws::WsStreamSource::new()))
+    Some(Arc::new(transports::BuiltinStreamSource::default()))
 }

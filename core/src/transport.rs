@@ -65,6 +65,9 @@ pub trait StreamSink: Send + Sync {
     /// The driver has handed over every frame that was ready (it calls this before it waits for
     /// more): the messages `text` held go on now, in order.
     fn flush(&self) {}
+    /// A message the transport dropped itself (an SSE event whose name is not in
+    /// `stream.events`): counted as filtered, like one `filter` dropped.
+    fn filtered(&self) {}
     /// A state change (L8). `Open` after an earlier `Open` means "reconnected": the engine resyncs.
     fn state(&self, state: StreamState, error: Option<String>);
     /// A protocol-level problem the driver handled itself (frame over the limit, invalid UTF-8):

@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -21,7 +20,9 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{HeartbeatConfig, ReconnectConfig};
+use crate::control::{Commands, Stop};
 use crate::event::{ErrorReason, StreamState};
 use crate::http::error_text;
 use crate::error::Error;
@@ -33,8 +34,6 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a close handshake may take: our Close frame out, the peer's reply in (L7).
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// A connection that stayed open this long resets the backoff, even when `max_delay_ms` is larger.
-const STABLE_OPEN_CAP: Duration = Duration::from_secs(30);
 /// At most this many ready frames between two flushes of the sink.
 pub(crate) const READ_BATCH: usize = 64;
 
@@ -116,7 +115,7 @@ impl StreamSource for WsStreamSource {
             tls: self.tls.clone(),
             sink,
         };
-        Box::pin(driver.run(control.shutdown, Commands { rx: control.commands, open: true }))
+        Box::pin(driver.run(control.shutdown, Commands::new(control.commands)))
     }
 }
 
@@ -253,9 +252,7 @@ impl Driver {
 
     /// A command while no connection is open: a send fails at once (T2), nothing is queued.
     fn not_connected(&self, command: StreamCommand) {
-        if let StreamCommand::Send { done, .. } = command {
-            let _ = done.send(Err(Error::NotConnected(self.key.clone())));
-        }
+        crate::control::refuse_send(&self.key, command);
     }
 
     /// One text frame, written and flushed.
@@ -470,95 +467,6 @@ fn ended_by(error: WsError) -> Ended {
     }
 }
 
-/// The host's commands; once every sender is gone it waits forever instead of ending the loop.
-struct Commands {
-    rx: mpsc::UnboundedReceiver<StreamCommand>,
-    open: bool,
-}
-
-impl Commands {
-    async fn next(&mut self) -> StreamCommand {
-        if self.open {
-            if let Some(command) = self.rx.recv().await {
-                return command;
-            }
-            self.open = false;
-        }
-        std::future::pending().await
-    }
-}
-
-/// Cancellation without a lock per poll: `CancellationToken`'s future takes a mutex every time
-/// it is polled, and the read loop polls its shutdown branch on every wake-up. A watcher task
-/// turns the token into a oneshot, whose poll is a lock-free atomic check.
-struct Stop {
-    rx: oneshot::Receiver<()>,
-    stopped: bool,
-}
-
-impl Stop {
-    fn new(shutdown: CancellationToken) -> Self {
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let mut tx = tx;
-            tokio::select! {
-                _ = shutdown.cancelled() => { let _ = tx.send(()); }
-                // The driver finished or was dropped: nothing left to tell.
-                _ = tx.closed() => {}
-            }
-        });
-        Stop { rx, stopped: false }
-    }
-
-    /// Completes once shutdown was requested (or the watcher is gone, which only happens when
-    /// the runtime shuts down — a stop either way).
-    async fn wait(&mut self) {
-        if !self.stopped {
-            let _ = (&mut self.rx).await;
-            self.stopped = true;
-        }
-    }
-}
-
-/// L8: exponential backoff from `initial_delay_ms`, doubling up to `max_delay_ms`, with ±50%
-/// jitter (uniform in [delay/2, 3·delay/2], never above `max_delay_ms`): clients dropped by the
-/// same server restart spread out, yet none retries much sooner than the schedule says.
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(config: &ReconnectConfig) -> Self {
-        let initial = Duration::from_millis(config.initial_delay_ms);
-        let max = Duration::from_millis(config.max_delay_ms.max(config.initial_delay_ms));
-        Backoff {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (base * 2).min(self.max);
-        let half = base / 2;
-        let jittered = half + half.mul_f64(2.0 * fastrand::f64());
-        jittered.min(self.max)
-    }
-
-    fn reset(&mut self) {
-        self.next = self.initial;
-    }
-
-    /// A connection open at least this long was not flapping: the next drop starts the
-    /// schedule over.
-    fn stable_after(&self) -> Duration {
-        self.max.min(STABLE_OPEN_CAP)
-    }
-}
-
 enum Beat {
     SendPing,
     TimedOut,
@@ -617,24 +525,6 @@ impl Heartbeat {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn l8_backoff_doubles_with_jitter_up_to_max_and_resets() {
-        let mut backoff = Backoff::new(&ReconnectConfig {
-            initial_delay_ms: 100,
-            max_delay_ms: 1000,
-        });
-        for expected in [100u64, 200, 400, 800, 1000, 1000] {
-            let d = backoff.next_delay().as_millis() as u64;
-            assert!(
-                d >= expected / 2 && d <= (expected * 3 / 2).min(1000),
-                "{d} vs {expected}"
-            );
-        }
-        backoff.reset();
-        let d = backoff.next_delay().as_millis() as u64;
-        assert!((50..=150).contains(&d));
-    }
 
     #[test]
     fn l8_heartbeat_times_out_only_without_frames() {

@@ -93,6 +93,25 @@ pub enum FilterValue {
     Template(Template),
 }
 
+/// `stream.transport`: how the stream's `url` is spoken to (T4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// `ws://` / `wss://`: one text frame is one message.
+    #[default]
+    WebSocket,
+    /// `http://` / `https://` Server-Sent Events: one dispatched event is one message.
+    Sse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
 /// `stream`: where messages come from and how they change the data.
 #[derive(Clone)]
 pub struct StreamConfig {
@@ -117,6 +136,10 @@ pub struct StreamConfig {
     pub subscribe_message: Option<ValueTemplate>,
     /// T2: sent before the entry leaves the socket.
     pub unsubscribe_message: Option<ValueTemplate>,
+    /// T4: WebSocket unless `"sse"`.
+    pub transport: Transport,
+    /// T4: the SSE event names that are messages (default `["message"]`); others are filtered.
+    pub events: Vec<String>,
 }
 
 /// A stream fed only by `pushMessage`, with every option at its default.
@@ -136,6 +159,8 @@ impl Default for StreamConfig {
             protocols: Vec::new(),
             subscribe_message: None,
             unsubscribe_message: None,
+            transport: Transport::WebSocket,
+            events: vec!["message".to_owned()],
         }
     }
 }
@@ -156,6 +181,8 @@ impl std::fmt::Debug for StreamConfig {
             .field("protocols", &self.protocols)
             .field("subscribe_message", &self.subscribe_message)
             .field("unsubscribe_message", &self.unsubscribe_message)
+            .field("transport", &self.transport)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -434,20 +461,43 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
             "protocols",
             "subscribeMessage",
             "unsubscribeMessage",
+            "transport",
+            "events",
         ],
     )?;
+    let transport = match obj.get("transport") {
+        None | Some(Value::Null) => Transport::WebSocket,
+        Some(t) => match string_at(t, &join(path, "transport"))?.as_str() {
+            "websocket" => Transport::WebSocket,
+            "sse" => Transport::Sse,
+            other => return Err(err(&join(path, "transport"), format!("expected \"websocket\" or \"sse\", found {other:?}"))),
+        },
+    };
+    let events = events_at(obj.get("events"), &join(path, "events"), transport)?;
     let headers = headers_at(obj.get("headers"), &join(path, "headers"), endpoint_headers)?;
     let protocols = protocols_at(obj.get("protocols"), &join(path, "protocols"))?;
     let subscribe_message = message_template_at(obj.get("subscribeMessage"), &join(path, "subscribeMessage"))?;
     let unsubscribe_message = message_template_at(obj.get("unsubscribeMessage"), &join(path, "unsubscribeMessage"))?;
+    if transport == Transport::Sse {
+        // An EventSource only listens: nothing of the WebSocket's sending side applies.
+        for key in ["protocols", "subscribeMessage", "unsubscribeMessage"] {
+            if obj.get(key).is_some_and(|v| !v.is_null()) {
+                return Err(err(&join(path, key), "cannot be used with transport \"sse\" (an SSE stream only receives)"));
+            }
+        }
+    }
     let url = match obj.get("url") {
         None | Some(Value::Null) => None,
         Some(u) => {
             let upath = join(path, "url");
             let t = template_at(u, &upath)?;
             let lower = t.source().to_ascii_lowercase();
-            if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
-                return Err(err(&upath, format!("must be a ws:// or wss:// URL, found {:?}", t.source())));
+            let (schemes, expected) = match transport {
+                Transport::WebSocket => (["ws://", "wss://"], "a ws:// or wss:// URL"),
+                Transport::Sse => (["http://", "https://"], "an http:// or https:// URL (transport \"sse\")"),
+            };
+            if !schemes.iter().any(|s| lower.starts_with(s)) {
+                return Err(err(&upath, format!("must be {expected}, found {:?}", t.source())));
             }
             Some(t)
         }
@@ -551,7 +601,34 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
         protocols,
         subscribe_message,
         unsubscribe_message,
+        transport,
+        events,
     })
+}
+
+/// T4 `stream.events`: SSE event names, each a non-empty string listed once.
+fn events_at(v: Option<&Value>, path: &str, transport: Transport) -> Result<Vec<String>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(vec!["message".to_owned()]) };
+    if transport != Transport::Sse {
+        return Err(err(path, "applies only to transport \"sse\""));
+    }
+    let items = v.as_array().ok_or_else(|| err(path, format!("expected an array of event names, found {}", kind_of(v))))?;
+    if items.is_empty() {
+        return Err(err(path, "must name at least one event"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let name = non_empty(string_at(item, &at)?, &at)?;
+        if name.contains(['\r', '\n']) {
+            return Err(err(&at, "an event name cannot hold CR or LF"));
+        }
+        if out.contains(&name) {
+            return Err(err(&at, format!("{name:?} is listed twice")));
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
 
 const APPLY_RULES: &str = "append, upsert, remove, jsonPatch, mergePatch, replace";
@@ -738,6 +815,47 @@ mod tests {
         assert_eq!(p, "endpoints.e.stream.protocols");
         let (p, m) = config_error(json!({"endpoints": {"e": {"stream": {"subscribeMessage": {"ch": "{channel}"}}}}}));
         assert_eq!((p.as_str(), m.contains("unknown placeholder")), ("endpoints.e.stream.subscribeMessage", true));
+    }
+
+    #[test]
+    fn t4_sse_streams_take_http_urls_and_event_names() {
+        let c = Config::from_value(&json!({"endpoints": {"e": {"stream": {
+            "transport": "sse", "url": "https://h/events/{arg}", "events": ["message", "update"]
+        }}}}))
+        .unwrap();
+        let s = c.endpoints["e"].stream.as_ref().unwrap();
+        assert_eq!((s.transport, s.events.clone()), (Transport::Sse, vec!["message".to_owned(), "update".to_owned()]));
+        let c = Config::from_value(&json!({"endpoints": {"e": {"stream": {"url": "ws://h/"}}}})).unwrap();
+        let s = c.endpoints["e"].stream.as_ref().unwrap();
+        assert_eq!((s.transport, s.events.clone()), (Transport::WebSocket, vec!["message".to_owned()]));
+    }
+
+    #[test]
+    fn t4_bad_sse_configs_name_their_path() {
+        let stream = |s: Value| config_error(json!({"endpoints": {"e": {"stream": s}}}));
+        let (p, m) = stream(json!({"transport": "sse", "url": "ws://h/"}));
+        assert_eq!((p.as_str(), m.contains("http://")), ("endpoints.e.stream.url", true), "{m}");
+        let (p, m) = stream(json!({"url": "http://h/"}));
+        assert_eq!((p.as_str(), m.contains("ws://")), ("endpoints.e.stream.url", true), "{m}");
+        let (p, m) = stream(json!({"transport": "SSE"}));
+        assert_eq!((p.as_str(), m.contains("\"sse\"")), ("endpoints.e.stream.transport", true), "{m}");
+        let (p, _) = stream(json!({"transport": 1}));
+        assert_eq!(p, "endpoints.e.stream.transport");
+        let (p, m) = stream(json!({"events": ["update"]}));
+        assert_eq!((p.as_str(), m.contains("sse")), ("endpoints.e.stream.events", true), "{m}");
+        let (p, _) = stream(json!({"transport": "sse", "events": []}));
+        assert_eq!(p, "endpoints.e.stream.events");
+        let (p, _) = stream(json!({"transport": "sse", "events": ["a", "a"]}));
+        assert_eq!(p, "endpoints.e.stream.events[1]");
+        let (p, _) = stream(json!({"transport": "sse", "events": [""]}));
+        assert_eq!(p, "endpoints.e.stream.events[0]");
+        let (p, _) = stream(json!({"transport": "sse", "events": "update"}));
+        assert_eq!(p, "endpoints.e.stream.events");
+        for key in ["protocols", "subscribeMessage", "unsubscribeMessage"] {
+            let value = if key == "protocols" { json!(["p"]) } else { json!({"op": "sub"}) };
+            let (p, m) = stream(json!({"transport": "sse", key: value}));
+            assert_eq!((p, m.contains("only receives")), (format!("endpoints.e.stream.{key}"), true), "{m}");
+        }
     }
 
     #[test]
