@@ -95,18 +95,41 @@ export interface Stats {
   [counter: string]: number | Record<string, number>
 }
 
+/** T1: header name → template (`{arg}` placeholders); values never appear in events or errors. */
+export type HeaderTemplates = Record<string, string>
+/** T7: retries of network errors, timeouts, 5xx and 429 (never another 4xx). */
+export interface RetryConfig { maxRetries: number; initialDelayMs?: number; maxDelayMs?: number }
+
 /** SPEC §2: one JSON shape for every language. */
 export interface EndpointConfig {
-  query?: string
+  /** A template joined to `baseUrl`, or (T7) a request object of templates; `body` is sent as JSON. */
+  query?: string | { url: string; method?: string; body?: JsonValue; params?: Record<string, JsonValue> }
+  /** T1: over the top-level headers, for this endpoint's requests and handshakes. */
+  headers?: HeaderTemplates
+  /** T7: bounds each fetch attempt (default 30000). */
+  timeoutMs?: number
+  retry?: RetryConfig
   transformResponse?: { entityAdapter?: { selectId?: string; sortBy?: string } }
   keepUnusedDataFor?: number | null | 'infinite'
   stream?: {
+    /** `"websocket"` (default, `ws://`/`wss://` url) or `"sse"` (Server-Sent Events, `http://`/`https://` url). */
+    transport?: 'websocket' | 'sse'
     url?: string
+    /** T4: the SSE event names that are messages (default `["message"]`); others count as filtered. */
+    events?: string[]
+    /** T1: handshake headers, over the endpoint's and the top level's. */
+    headers?: HeaderTemplates
+    /** T2 (WebSocket only): subprotocols offered in the handshake. */
+    protocols?: string[]
+    /** T2 (WebSocket only): sent after every open / before the entry leaves the socket. */
+    subscribeMessage?: JsonValue
+    unsubscribeMessage?: JsonValue
     filter?: Record<string, JsonValue>
     schema?: JsonValue
     apply?: string | Record<string, JsonValue>
     reconnect?: { initialDelayMs?: number; maxDelayMs?: number }
-    heartbeat?: { intervalMs?: number; timeoutMs?: number }
+    /** WebSocket: a ping every `intervalMs`. SSE: the server's traffic (comments too) must come within `intervalMs + timeoutMs`. */
+    heartbeat?: { intervalMs?: number; timeoutMs?: number } | null | false
     maxMessageBytes?: number
     resyncOnReconnect?: boolean
     bufferBeforeLoaded?: number
@@ -115,6 +138,11 @@ export interface EndpointConfig {
 }
 export interface Config {
   baseUrl?: string
+  /** T1: for every request and handshake. */
+  headers?: HeaderTemplates
+  /** T7: defaults for every endpoint. */
+  timeoutMs?: number
+  retry?: RetryConfig
   keepUnusedDataFor?: number | null | 'infinite'
   queueLimit?: number
   endpoints: Record<string, EndpointConfig>
