@@ -284,6 +284,11 @@ impl Driver {
                     }
                 }
                 Output::ArmTimer { .. } => self.timer.notify_one(),
+                Output::ReconnectStream { entry, .. } => {
+                    if let Some(commands) = st.io.get(&entry).and_then(|io| io.commands.as_ref()) {
+                        let _ = commands.send(StreamCommand::Reconnect);
+                    }
+                }
                 Output::OpenStream { key, entry, target, config, arg } => {
                     // Spawned here: its handle must be in place before a removal can look for it.
                     let io = st.io.entry(entry).or_insert_with(EntryIo::new);
@@ -475,6 +480,16 @@ impl Driver {
     fn stream_state(self: &Arc<Self>, key: &str, entry: u64, state: StreamState, error: Option<String>) {
         let mut guard = self.state.lock();
         guard.engine.stream_state(key, entry, state, error);
+        self.run(guard);
+    }
+
+    fn stream_target(self: &Arc<Self>, key: &str, entry: u64) -> Option<StreamTarget> {
+        self.state.lock().engine.stream_target(key, entry)
+    }
+
+    fn resume_refused(self: &Arc<Self>, key: &str, entry: u64) {
+        let mut guard = self.state.lock();
+        guard.engine.resume_refused(key, entry);
         self.run(guard);
     }
 
@@ -793,6 +808,28 @@ impl StreamSink for EntrySink {
         self.flush();
         if let Some(driver) = self.driver.upgrade() {
             driver.stream_error(&self.key, self.entry_id, reason, message);
+        }
+    }
+
+    fn target(&self) -> futures_util::future::BoxFuture<'static, Option<StreamTarget>> {
+        if self.config.resume.is_none() {
+            return Box::pin(async { None });
+        }
+        // What was read before this connect is in the engine before it picks the cursor.
+        self.flush();
+        let (done, applied) = oneshot::channel();
+        let _ = self.inbox.send(Inbound::Barrier(done));
+        let (driver, key, entry) = (self.driver.clone(), self.key.clone(), self.entry_id);
+        Box::pin(async move {
+            let _ = applied.await;
+            driver.upgrade()?.stream_target(&key, entry)
+        })
+    }
+
+    fn resume_refused(&self) {
+        self.flush();
+        if let Some(driver) = self.driver.upgrade() {
+            driver.resume_refused(&self.key, self.entry_id);
         }
     }
 }

@@ -12,6 +12,9 @@ pub(crate) enum Inbound {
     /// Messages the stream's thread has parsed, checked and filtered already, in order. The
     /// emptied vector goes back to the spare slot for the stream's next batch.
     Prepared(Vec<Prepared>, Arc<parking_lot::Mutex<Vec<Prepared>>>),
+    /// Answered once everything queued before it is in the engine (T6: the cursor a reconnect
+    /// sends is that of the last message read, not of the last one applied so far).
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Where a pipeline hands its messages: the engine, under its lock (the driver).
@@ -41,7 +44,14 @@ pub(crate) async fn run<D: MessageSink>(
         let mut next = Some(first);
         let mut applied = 0;
         while let Some(item) = next.take() {
-            let Inbound::Prepared(mut batch, spare) = item;
+            let (mut batch, spare) = match item {
+                Inbound::Prepared(batch, spare) => (batch, spare),
+                Inbound::Barrier(done) => {
+                    let _ = done.send(());
+                    next = inbox.try_recv().ok();
+                    continue;
+                }
+            };
             applied += batch.len();
             driver.apply_batch(&key, entry_id, &mut batch);
             let mut slot = spare.lock();

@@ -22,7 +22,7 @@ use crate::control::{refuse_send, Commands, Stop};
 use crate::error::Error;
 use crate::event::{ErrorReason, StreamState};
 use crate::http::error_text;
-use crate::transport::{StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource};
+use crate::transport::{StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
 
 /// How long a connect (TCP, TLS and the response head) may take before it counts as failed.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,6 +105,8 @@ enum Ended {
     Dropped(String),
     /// `204 No Content`: the server asks the client not to reconnect (T4).
     NoContent,
+    /// T6: 409 or 410 to a resume: connect again at once, without the cursor.
+    ResumeRefused(String),
 }
 
 impl Driver {
@@ -128,6 +130,11 @@ impl Driver {
                 Ended::NoContent => {
                     self.sink.state(StreamState::Closed, Some("server answered 204 No Content: not reconnecting".to_owned()));
                     None
+                }
+                Ended::ResumeRefused(error) => {
+                    self.sink.resume_refused();
+                    self.sink.state(StreamState::Reconnecting, Some(error));
+                    continue;
                 }
             };
             if !self.wait(delay, &mut stop, &mut commands).await {
@@ -173,8 +180,10 @@ impl Driver {
 
     /// One connection: connect, then read until it ends.
     async fn connection(&mut self, stop: &mut Stop, commands: &mut Commands) -> Ended {
+        // T6: a resuming stream's target carries its cursor, fresh for every connect.
+        let target = self.sink.target().await.unwrap_or_else(|| self.request.target.clone());
         let response = {
-            let connect = self.connect();
+            let connect = self.connect(&target);
             tokio::pin!(connect);
             loop {
                 tokio::select! {
@@ -192,7 +201,8 @@ impl Driver {
         let response = match response {
             Ok(Some(response)) => response,
             Ok(None) => return Ended::NoContent,
-            Err(error) => return Ended::Dropped(error),
+            Err((Some(409 | 410), error)) if target.cursor.is_some() => return Ended::ResumeRefused(error),
+            Err((_, error)) => return Ended::Dropped(error),
         };
         // A new body: what a dropped one left half-parsed is gone, the last event id stays.
         self.decoder.reconnect();
@@ -205,41 +215,51 @@ impl Driver {
         ended
     }
 
-    /// The request, and the response head checked (T4): `Ok(None)` is a 204.
-    async fn connect(&self) -> Result<Option<reqwest::Response>, String> {
-        let client = self.client.as_ref().map_err(Clone::clone)?;
+    /// The request, and the response head checked (T4): `Ok(None)` is a 204; an error has the
+    /// HTTP status when there was one.
+    async fn connect(&self, target: &StreamTarget) -> Result<Option<reqwest::Response>, (Option<u16>, String)> {
+        let fail = |e: String| (None, e);
+        let client = self.client.as_ref().map_err(|e| fail(e.clone()))?;
         let mut builder = client
-            .get(&self.request.target.url)
+            .get(&target.url)
             .header(ACCEPT, "text/event-stream")
             .header(CACHE_CONTROL, "no-cache");
         // T1: values were checked (no CR/LF/NUL) when rendered; an error names the header only.
-        for (name, value) in self.request.target.headers.iter() {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header {name}: not a valid name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| format!("header {name}: not a valid value"))?;
+        for (name, value) in target.headers.iter() {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| fail(format!("header {name}: not a valid name")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| fail(format!("header {name}: not a valid value")))?;
             builder = builder.header(name, value);
         }
-        if let Some(id) = self.decoder.last_event_id().filter(|id| !id.is_empty()) {
-            // The id came from the server's own `id:` line, which holds no CR or LF.
+        // T6: a resuming stream says where it is itself (the cursor, or nothing when it has
+        // none: a replay from an older id would bring what a refetch already holds); otherwise
+        // the last `id:` read, as an EventSource does (T4).
+        let last_event_id = match &self.request.config.resume {
+            Some(resume) if resume.param.is_none() => target.cursor.as_deref(),
+            Some(_) => None,
+            None => self.decoder.last_event_id().map(|id| &**id),
+        };
+        if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
+            // An `id:` line holds no CR or LF; a cursor that does is not sent.
             if let Ok(value) = HeaderValue::from_str(id) {
                 builder = builder.header("last-event-id", value);
             }
         }
         let response = match tokio::time::timeout(self.connect_timeout, builder.send()).await {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(error_text(&error)),
-            Err(_) => return Err(format!("connect timed out after {} ms", self.connect_timeout.as_millis())),
+            Ok(Err(error)) => return Err(fail(error_text(&error))),
+            Err(_) => return Err(fail(format!("connect timed out after {} ms", self.connect_timeout.as_millis()))),
         };
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
         }
         if status != StatusCode::OK {
-            return Err(format!("event stream answered HTTP {}", status.as_u16()));
+            return Err((Some(status.as_u16()), format!("event stream answered HTTP {}", status.as_u16())));
         }
         let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let essence = content_type.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("text/event-stream") {
-            return Err(format!("event stream answered with Content-Type {content_type:?}, not text/event-stream"));
+            return Err(fail(format!("event stream answered with Content-Type {content_type:?}, not text/event-stream")));
         }
         Ok(Some(response))
     }

@@ -73,6 +73,14 @@ pub trait StreamSink: Send + Sync {
     /// A protocol-level problem the driver handled itself (frame over the limit, invalid UTF-8):
     /// reported as one `error` event; the driver reconnects, the engine resyncs.
     fn error(&self, reason: ErrorReason, message: String);
+    /// T6: the target for the next connect, with the entry's resume cursor in it; `None`: the
+    /// one the driver was started with. Asked before every connect.
+    fn target(&self) -> BoxFuture<'static, Option<StreamTarget>> {
+        Box::pin(async { None })
+    }
+    /// T6: the server answered the handshake 409 or 410 (it cannot resume from the cursor sent):
+    /// the next connect starts without one, and the engine resyncs when it opens.
+    fn resume_refused(&self) {}
 }
 
 /// Everything a stream driver needs for one entry.

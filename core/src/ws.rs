@@ -157,7 +157,10 @@ impl Driver {
         let mut backoff = Backoff::new(&self.reconnect);
         self.sink.state(StreamState::Connecting, None);
         loop {
-            let connect = self.connect();
+            // T6: a resuming stream's target carries its cursor, fresh for every connect.
+            let target = self.sink.target().await;
+            let target = target.as_ref().unwrap_or(&self.target);
+            let connect = self.connect(target);
             tokio::pin!(connect);
             let connected = loop {
                 tokio::select! {
@@ -180,7 +183,7 @@ impl Driver {
             match connected {
                 Ok(mut socket) => {
                     // T2: the subscribe frame goes out before any frame of this connection is read.
-                    let subscribed = match &self.target.subscribe {
+                    let subscribed = match &target.subscribe {
                         Some(text) => self.write(&mut socket, text).await,
                         None => Ok(()),
                     };
@@ -222,9 +225,16 @@ impl Driver {
                         }
                     }
                 }
+                // T6: the server cannot resume from the cursor sent; the next attempt, at once,
+                // sends none and the engine resyncs when it opens.
+                Err(Refused { status: Some(409 | 410), error }) if target.cursor.is_some() => {
+                    self.sink.resume_refused();
+                    self.sink.state(StreamState::Reconnecting, Some(error));
+                    now_again = true;
+                }
                 // L8: every failed attempt reports its error; the state stays `reconnecting`
                 // until the next `open`.
-                Err(error) => self.sink.state(StreamState::Reconnecting, Some(error)),
+                Err(Refused { error, .. }) => self.sink.state(StreamState::Reconnecting, Some(error)),
             }
             if now_again {
                 continue;
@@ -260,28 +270,28 @@ impl Driver {
         socket.send(Message::text(text)).await.map_err(|e| error_text(&e))
     }
 
-    async fn connect(&self) -> Result<Socket, String> {
-        let mut request = self
-            .target
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| error_text(&e))?;
+    async fn connect(&self, target: &StreamTarget) -> Result<Socket, Refused> {
+        self.try_connect(target).await.map_err(|(status, error)| Refused { status, error })
+    }
+
+    async fn try_connect(&self, target: &StreamTarget) -> Result<Socket, (Option<u16>, String)> {
+        let fail = |e: String| (None, e);
+        let mut request = target.url.as_str().into_client_request().map_err(|e| fail(error_text(&e)))?;
         // T1: header values were checked (no CR/LF/NUL) when rendered; an error here names the
         // header, never its value.
         let headers = request.headers_mut();
-        for (name, value) in self.target.headers.iter() {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header {name}: not a valid name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| format!("header {name}: not a valid value"))?;
+        for (name, value) in target.headers.iter() {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| fail(format!("header {name}: not a valid name")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| fail(format!("header {name}: not a valid value")))?;
             headers.insert(name, value);
         }
         if !self.protocols.is_empty() {
-            let value = HeaderValue::from_str(&self.protocols).map_err(|_| "stream.protocols: not a valid header value".to_owned())?;
+            let value = HeaderValue::from_str(&self.protocols).map_err(|_| fail("stream.protocols: not a valid header value".to_owned()))?;
             headers.insert("sec-websocket-protocol", value);
         }
         let connector = match (request.uri().scheme_str(), &self.tls) {
             (Some("wss"), Ok(tls)) => Connector::Rustls(tls.clone()),
-            (Some("wss"), Err(e)) => return Err(e.clone()),
+            (Some("wss"), Err(e)) => return Err(fail(e.clone())),
             _ => Connector::Plain,
         };
         let connect = tokio_tungstenite::connect_async_tls_with_config(
@@ -292,11 +302,9 @@ impl Driver {
         );
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok((socket, _response))) => Ok(socket),
-            Ok(Err(e)) => Err(error_text(&e)),
-            Err(_) => Err(format!(
-                "connect timed out after {} ms",
-                self.connect_timeout.as_millis()
-            )),
+            Ok(Err(WsError::Http(response))) => Err((Some(response.status().as_u16()), error_text(&WsError::Http(response)))),
+            Ok(Err(e)) => Err(fail(error_text(&e))),
+            Err(_) => Err(fail(format!("connect timed out after {} ms", self.connect_timeout.as_millis()))),
         }
     }
 
@@ -448,6 +456,12 @@ impl Driver {
         };
         let _ = tokio::time::timeout(self.close_timeout, socket.close(Some(frame))).await;
     }
+}
+
+/// A connect attempt that failed: the handshake's HTTP status when the server answered one.
+struct Refused {
+    status: Option<u16>,
+    error: String,
 }
 
 /// How a read error ends the connection (E3 for the two the engine reports as `error` events).

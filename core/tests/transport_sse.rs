@@ -131,7 +131,7 @@ struct Driver {
 
 impl Driver {
     fn start(url: String, config: StreamConfig) -> Driver {
-        let mut target = StreamTarget { url, headers: Default::default(), subscribe: None, unsubscribe: None };
+        let mut target = StreamTarget { url, ..Default::default() };
         target.headers = livecache_core::transport::Headers::from_pairs(vec![("Authorization".into(), "Bearer sse-secret".into())]).unwrap();
         let (tx, events) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();

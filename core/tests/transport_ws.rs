@@ -63,7 +63,7 @@ struct Driver {
 }
 
 fn target(url: String) -> StreamTarget {
-    StreamTarget { url, headers: Default::default(), subscribe: None, unsubscribe: None }
+    StreamTarget { url, ..Default::default() }
 }
 
 impl Driver {

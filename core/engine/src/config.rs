@@ -140,6 +140,24 @@ pub struct StreamConfig {
     pub transport: Transport,
     /// T4: the SSE event names that are messages (default `["message"]`); others are filtered.
     pub events: Vec<String>,
+    /// T6: reconnects resume from the last cursor instead of refetching.
+    pub resume: Option<ResumeConfig>,
+    /// T6: a JSON Pointer to each message's sequence number, for gap and duplicate detection.
+    pub sequence: Option<String>,
+}
+
+/// `stream.resume` (T6).
+#[derive(Clone, Debug)]
+pub struct ResumeConfig {
+    /// A JSON Pointer into each applied message: the position to resume after.
+    pub cursor: String,
+    /// The URL query parameter the cursor is sent in; `None`: in `subscribeMessage` or, on SSE,
+    /// as `Last-Event-ID`.
+    pub param: Option<String>,
+    /// A JSON Pointer into the query response: the cursor the data is at.
+    pub initial: Option<String>,
+    /// A message matching this (compared as `filter` compares) says the server cannot resume.
+    pub must_refetch: Vec<(String, FilterValue)>,
 }
 
 /// A stream fed only by `pushMessage`, with every option at its default.
@@ -161,6 +179,8 @@ impl Default for StreamConfig {
             unsubscribe_message: None,
             transport: Transport::WebSocket,
             events: vec!["message".to_owned()],
+            resume: None,
+            sequence: None,
         }
     }
 }
@@ -183,6 +203,8 @@ impl std::fmt::Debug for StreamConfig {
             .field("unsubscribe_message", &self.unsubscribe_message)
             .field("transport", &self.transport)
             .field("events", &self.events)
+            .field("resume", &self.resume)
+            .field("sequence", &self.sequence)
             .finish()
     }
 }
@@ -435,11 +457,51 @@ fn protocols_at(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn message_template_at(v: Option<&Value>, path: &str) -> Result<Option<ValueTemplate>> {
+/// `cursor`: whether `"{cursor}"` may stand for the T6 cursor (only in `subscribeMessage`, only
+/// with `resume`).
+fn message_template_at(v: Option<&Value>, path: &str, cursor: bool) -> Result<Option<ValueTemplate>> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(m) => ValueTemplate::parse(m).map(Some).map_err(|e| err(path, e)),
+        Some(m) => {
+            let t = ValueTemplate::parse(m).map_err(|e| err(path, e))?;
+            if t.has_cursor() && !cursor {
+                return Err(err(path, "`{cursor}` is the resume cursor: only subscribeMessage may hold it, and only with stream.resume"));
+            }
+            Ok(Some(t))
+        }
     }
+}
+
+/// A JSON Pointer (RFC 6901): empty (the whole value) or starting with `/`.
+fn pointer_at(v: &Value, path: &str) -> Result<String> {
+    let p = string_at(v, path)?;
+    if !(p.is_empty() || p.starts_with('/')) {
+        return Err(err(path, format!("{p:?} is not a JSON Pointer (it must start with `/`)")));
+    }
+    Ok(p)
+}
+
+/// T6 `stream.resume`.
+fn resume_at(v: &Value, path: &str) -> Result<ResumeConfig> {
+    let obj = as_object(v, path)?;
+    known_keys(obj, path, &["cursor", "param", "initial", "mustRefetch"])?;
+    let cursor = match obj.get("cursor") {
+        Some(c) => pointer_at(c, &join(path, "cursor"))?,
+        None => return Err(err(&join(path, "cursor"), "is required: a JSON Pointer into each message")),
+    };
+    let param = match obj.get("param") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(non_empty(string_at(p, &join(path, "param"))?, &join(path, "param"))?),
+    };
+    let initial = match obj.get("initial") {
+        None | Some(Value::Null) => None,
+        Some(i) => Some(pointer_at(i, &join(path, "initial"))?),
+    };
+    let must_refetch = match obj.get("mustRefetch") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(m) => filter_at(m, &join(path, "mustRefetch"))?,
+    };
+    Ok(ResumeConfig { cursor, param, initial, must_refetch })
 }
 
 fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Result<StreamConfig> {
@@ -463,8 +525,18 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
             "unsubscribeMessage",
             "transport",
             "events",
+            "resume",
+            "sequence",
         ],
     )?;
+    let resume = match obj.get("resume") {
+        None | Some(Value::Null) => None,
+        Some(r) => Some(resume_at(r, &join(path, "resume"))?),
+    };
+    let sequence = match obj.get("sequence") {
+        None | Some(Value::Null) => None,
+        Some(s) => Some(pointer_at(s, &join(path, "sequence"))?),
+    };
     let transport = match obj.get("transport") {
         None | Some(Value::Null) => Transport::WebSocket,
         Some(t) => match string_at(t, &join(path, "transport"))?.as_str() {
@@ -476,8 +548,8 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
     let events = events_at(obj.get("events"), &join(path, "events"), transport)?;
     let headers = headers_at(obj.get("headers"), &join(path, "headers"), endpoint_headers)?;
     let protocols = protocols_at(obj.get("protocols"), &join(path, "protocols"))?;
-    let subscribe_message = message_template_at(obj.get("subscribeMessage"), &join(path, "subscribeMessage"))?;
-    let unsubscribe_message = message_template_at(obj.get("unsubscribeMessage"), &join(path, "unsubscribeMessage"))?;
+    let subscribe_message = message_template_at(obj.get("subscribeMessage"), &join(path, "subscribeMessage"), resume.is_some())?;
+    let unsubscribe_message = message_template_at(obj.get("unsubscribeMessage"), &join(path, "unsubscribeMessage"), false)?;
     if transport == Transport::Sse {
         // An EventSource only listens: nothing of the WebSocket's sending side applies.
         for key in ["protocols", "subscribeMessage", "unsubscribeMessage"] {
@@ -502,24 +574,10 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
             Some(t)
         }
     };
-    let mut filter = Vec::new();
-    if let Some(f) = obj.get("filter").filter(|f| !f.is_null()) {
-        let fpath = join(path, "filter");
-        for (field, expected) in as_object(f, &fpath)? {
-            let value = match expected {
-                Value::String(s) => {
-                    let t = Template::parse(s).map_err(|m| err(&join(&fpath, field), m))?;
-                    if t.has_placeholders() {
-                        FilterValue::Template(t)
-                    } else {
-                        FilterValue::Literal(expected.clone())
-                    }
-                }
-                other => FilterValue::Literal(other.clone()),
-            };
-            filter.push((field.clone(), value));
-        }
-    }
+    let filter = match obj.get("filter") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(f) => filter_at(f, &join(path, "filter"))?,
+    };
     let schema = match obj.get("schema") {
         None | Some(Value::Null) => None,
         Some(s) => {
@@ -603,7 +661,29 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
         unsubscribe_message,
         transport,
         events,
+        resume,
+        sequence,
     })
+}
+
+/// A field → expected value object, as `stream.filter` (and T6 `mustRefetch`) take it.
+fn filter_at(f: &Value, fpath: &str) -> Result<Vec<(String, FilterValue)>> {
+    let mut filter = Vec::new();
+    for (field, expected) in as_object(f, fpath)? {
+        let value = match expected {
+            Value::String(s) => {
+                let t = Template::parse(s).map_err(|m| err(&join(fpath, field), m))?;
+                if t.has_placeholders() {
+                    FilterValue::Template(t)
+                } else {
+                    FilterValue::Literal(expected.clone())
+                }
+            }
+            other => FilterValue::Literal(other.clone()),
+        };
+        filter.push((field.clone(), value));
+    }
+    Ok(filter)
 }
 
 /// T4 `stream.events`: SSE event names, each a non-empty string listed once.
@@ -856,6 +936,33 @@ mod tests {
             let (p, m) = stream(json!({"transport": "sse", key: value}));
             assert_eq!((p, m.contains("only receives")), (format!("endpoints.e.stream.{key}"), true), "{m}");
         }
+    }
+
+    #[test]
+    fn t6_bad_resume_and_sequence_configs_name_their_path() {
+        let stream = |s: Value| config_error(json!({"endpoints": {"e": {"stream": s}}}));
+        let (p, m) = stream(json!({"resume": {}}));
+        assert_eq!((p.as_str(), m.contains("required")), ("endpoints.e.stream.resume.cursor", true), "{m}");
+        let (p, m) = stream(json!({"resume": {"cursor": "seq"}}));
+        assert_eq!((p.as_str(), m.contains("JSON Pointer")), ("endpoints.e.stream.resume.cursor", true), "{m}");
+        let (p, _) = stream(json!({"resume": {"cursor": "/seq", "initial": 1}}));
+        assert_eq!(p, "endpoints.e.stream.resume.initial");
+        let (p, _) = stream(json!({"resume": {"cursor": "/seq", "param": ""}}));
+        assert_eq!(p, "endpoints.e.stream.resume.param");
+        let (p, _) = stream(json!({"resume": {"cursor": "/seq", "mustRefetch": "reset"}}));
+        assert_eq!(p, "endpoints.e.stream.resume.mustRefetch");
+        let (p, _) = stream(json!({"resume": {"cursor": "/seq", "after": 1}}));
+        assert_eq!(p, "endpoints.e.stream.resume.after");
+        let (p, _) = stream(json!({"sequence": "seq"}));
+        assert_eq!(p, "endpoints.e.stream.sequence");
+        let (p, m) = stream(json!({"subscribeMessage": {"from": "{cursor}"}}));
+        assert_eq!((p.as_str(), m.contains("stream.resume")), ("endpoints.e.stream.subscribeMessage", true), "{m}");
+        let (p, _) = stream(json!({"resume": {"cursor": "/seq"}, "unsubscribeMessage": {"from": "{cursor}"}}));
+        assert_eq!(p, "endpoints.e.stream.unsubscribeMessage");
+        assert!(Config::from_value(&json!({"endpoints": {"e": {"stream": {
+            "resume": {"cursor": "/seq", "initial": "/last", "mustRefetch": {"type": "reset"}},
+            "sequence": "/seq", "subscribeMessage": {"from": "{cursor}"}
+        }}}})).is_ok());
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub(crate) struct Entry<S> {
     pub buffer: VecDeque<Value>,
     pub buffer_overflowed: bool,
     pub hook: HookState,
+    /// T6: where the stream is in the server's history (`resume`, `sequence`).
+    pub position: Option<crate::resume::Position>,
 }
 
 impl<S: Clone> Entry<S> {

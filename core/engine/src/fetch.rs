@@ -61,6 +61,9 @@ impl<S: Clone> Engine<S> {
             Ok(Fetched { mut data, meta }) => {
                 let refetch = std::mem::take(&mut entry.refetch_in_flight);
                 let logged = std::mem::take(&mut entry.reapply);
+                if let Some(position) = entry.position.as_mut() {
+                    position.fetched(&entry.stream_config, &data);
+                }
                 if entry.data.is_none() {
                     entry.first_data(data, meta, &mut self.out);
                     self.flush_buffer(key, id);

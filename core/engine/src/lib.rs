@@ -22,6 +22,7 @@ pub mod patch;
 pub mod protocol;
 mod removal;
 pub mod request;
+mod resume;
 pub mod stats;
 mod stream;
 pub mod template;

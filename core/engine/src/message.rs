@@ -29,8 +29,13 @@ pub struct MessageFilter(Vec<(String, Expected)>);
 
 impl MessageFilter {
     pub fn new(config: &StreamConfig, arg: Option<&Value>) -> Result<MessageFilter, String> {
-        let mut fields = Vec::with_capacity(config.filter.len());
-        for (field, value) in &config.filter {
+        Self::from_fields(&config.filter, arg)
+    }
+
+    /// Any field → expected value list (T6 `mustRefetch` is compared as `filter` compares).
+    pub fn from_fields(filter: &[(String, FilterValue)], arg: Option<&Value>) -> Result<MessageFilter, String> {
+        let mut fields = Vec::with_capacity(filter.len());
+        for (field, value) in filter {
             let expected = match value {
                 FilterValue::Literal(v) => Expected::Value(v.clone()),
                 FilterValue::Template(t) if t.is_single_placeholder() => Expected::Value(t.resolve_value(arg)?),
@@ -44,6 +49,10 @@ impl MessageFilter {
     /// Lets every message through.
     pub fn none() -> MessageFilter {
         MessageFilter(Vec::new())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn matches(&self, message: &Value) -> bool {

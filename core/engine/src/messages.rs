@@ -16,6 +16,7 @@ use crate::json::MAX_DEPTH;
 use crate::message::Prepared;
 use crate::on_message::{HookResult, HookStep};
 use crate::protocol::MessageBase;
+use crate::resume::{Admit, Behind};
 use crate::patch::PatchOp;
 use crate::stats::Stats;
 
@@ -31,9 +32,16 @@ impl<S: Clone> Engine<S> {
         };
         let entry = &mut **entry;
         let mut run: Vec<Value> = Vec::new();
+        let mut behind = None;
         for prepared in batch.drain(..) {
             match prepared {
-                Prepared::Message(m) if entry.messages_ready => run.push(m),
+                Prepared::Message(m) if entry.messages_ready => {
+                    if entry.position.is_none() {
+                        run.push(m);
+                    } else if let Some(b) = admit(entry, &mut self.stats, &mut self.out, &mut run, m) {
+                        behind = Some(b);
+                    }
+                }
                 Prepared::Message(m) => buffer(entry, &mut self.stats, m),
                 Prepared::Filtered => self.stats.messages_filtered += 1,
                 Prepared::Rejected(reason, message) => {
@@ -46,6 +54,9 @@ impl<S: Clone> Engine<S> {
         }
         apply_run(entry, &mut self.stats, &mut self.out, &mut run);
         self.pump_hook(key, id);
+        if let Some(behind) = behind {
+            self.catch_up(key, id, behind);
+        }
     }
 
     /// L4: the entry has its first data: the buffered messages apply now, in arrival order, and
@@ -56,12 +67,27 @@ impl<S: Clone> Engine<S> {
             return;
         }
         entry.messages_ready = true;
-        let mut run: Vec<Value> = std::mem::take(&mut entry.buffer).into();
+        let buffered = std::mem::take(&mut entry.buffer);
         let overflowed = std::mem::take(&mut entry.buffer_overflowed);
         let entry = self.entries.get_mut(key).expect("entry");
+        let mut behind = None;
+        let mut run: Vec<Value> = if entry.position.is_none() {
+            buffered.into()
+        } else {
+            // T6: what the response already holds (at or below its sequence) is dropped now.
+            let mut run = Vec::with_capacity(buffered.len());
+            for m in buffered {
+                if let Some(b) = admit(entry, &mut self.stats, &mut self.out, &mut run, m) {
+                    behind = Some(b);
+                }
+            }
+            run
+        };
         apply_run(entry, &mut self.stats, &mut self.out, &mut run);
         self.pump_hook(key, id);
-        if overflowed {
+        if let Some(behind) = behind {
+            self.catch_up(key, id, behind);
+        } else if overflowed {
             self.refetch_when_open(key, id);
         }
     }
@@ -116,6 +142,32 @@ impl<S: Clone> Engine<S> {
 
 /// L4: a message before the data is held, up to `bufferBeforeLoaded`; past it the buffer goes
 /// and a refetch once the stream is open brings what it held.
+/// T6: one ready message through the entry's position. Applied ones join `run`; a refused one
+/// ends the run first, so what came before it applies before its error. `Some`: the entry is
+/// behind the server and must catch up.
+fn admit<S: Clone>(entry: &mut Entry<S>, stats: &mut Stats, out: &mut Vec<Output<S>>, run: &mut Vec<Value>, m: Value) -> Option<Behind> {
+    let position = entry.position.as_mut().expect("an entry with a position");
+    match position.admit(&entry.stream_config, &m) {
+        Admit::Apply => {
+            run.push(m);
+            None
+        }
+        Admit::Duplicate => {
+            stats.messages_duplicate += 1;
+            None
+        }
+        Admit::Gap { .. } => Some(Behind::Gap),
+        Admit::MustRefetch => Some(Behind::MustRefetch),
+        Admit::NoSequence(message) => {
+            apply_run(entry, stats, out, run);
+            stats.reject(ErrorReason::Protocol);
+            let event = Event::Error { key: entry.key.clone(), reason: ErrorReason::Protocol, message };
+            entry.broadcast(out, event);
+            None
+        }
+    }
+}
+
 fn buffer<S>(entry: &mut Entry<S>, stats: &mut Stats, message: Value) {
     let bound = entry.stream_config.buffer_before_loaded;
     if entry.buffer.len() >= bound {

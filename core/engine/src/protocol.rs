@@ -65,6 +65,9 @@ pub enum Output<S> {
     Removed { key: Arc<str>, entry: EntryId },
     /// Call `tick` at `at` (or earlier): a removal deadline is due then.
     ArmTimer { at: Duration },
+    /// T6: close the entry's stream and connect again at once, resuming from its cursor (a
+    /// sequence gap showed messages were missed).
+    ReconnectStream { key: Arc<str>, entry: EntryId },
 }
 
 /// The data an `onMessage` call was given: its entry lifetime and version (E1). A host that keeps
@@ -89,8 +92,9 @@ pub struct HookCall {
 }
 
 
-/// Where an entry's stream connects and what it sends, rendered for its arg (T1, T2).
-#[derive(Clone, Debug, PartialEq)]
+/// Where an entry's stream connects and what it sends, rendered for its arg (T1, T2) and, when
+/// it resumes, its cursor (T6).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StreamTarget {
     pub url: String,
     /// The handshake's headers (`Debug` shows names only).
@@ -99,23 +103,41 @@ pub struct StreamTarget {
     pub subscribe: Option<String>,
     /// `unsubscribeMessage` as JSON text: sent before the entry leaves the socket.
     pub unsubscribe: Option<String>,
+    /// T6: the cursor this connect resumes after, as text (already in `url` or `subscribe` where
+    /// the config puts it). SSE sends it as `Last-Event-ID` when no `resume.param` carries it.
+    pub cursor: Option<String>,
 }
 
 impl StreamTarget {
     /// Renders `config`'s url, headers and messages for `arg`; an error names what failed.
     pub fn render(config: &StreamConfig, arg: Option<&Value>) -> Result<StreamTarget, String> {
-        let url = match &config.url {
+        Self::render_at(config, arg, None)
+    }
+
+    /// `render`, resuming after `cursor` (T6): in the URL's `resume.param`, as `{cursor}` in
+    /// `subscribeMessage`, and as `cursor` for SSE's `Last-Event-ID`.
+    pub fn render_at(config: &StreamConfig, arg: Option<&Value>, cursor: Option<&Value>) -> Result<StreamTarget, String> {
+        let mut url = match &config.url {
             Some(t) => t.render_url(arg)?,
             None => String::new(),
         };
+        let param = config.resume.as_ref().and_then(|r| r.param.as_deref());
+        let cursor_text = cursor.map(crate::template::value_text);
+        if let (Some(param), Some(text)) = (param, &cursor_text) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&crate::template::encode_component(param));
+            url.push('=');
+            url.push_str(&crate::template::encode_component(text));
+        }
         let message = |m: &Option<ValueTemplate>| -> Result<Option<String>, String> {
-            m.as_ref().map(|t| t.render(arg).map(|v| v.to_string())).transpose()
+            m.as_ref().map(|t| t.render_with_cursor(arg, cursor).map(|v| v.to_string())).transpose()
         };
         Ok(StreamTarget {
             url,
             headers: config.headers.render(arg)?,
             subscribe: message(&config.subscribe_message)?,
             unsubscribe: message(&config.unsubscribe_message)?,
+            cursor: cursor_text,
         })
     }
 }

@@ -36,6 +36,12 @@ pub struct Stats {
     pub stale_responses: u64,
     /// Streams that came back after a drop (L8).
     pub reconnects: u64,
+    /// T6: reconnects that resumed from a cursor (no refetch), and refetches made to resync
+    /// (after a reconnect, a sequence gap, a `mustRefetch` message or a refused resume).
+    pub resumes: u64,
+    pub resyncs: u64,
+    /// T6: messages at or below the last `sequence`, dropped.
+    pub messages_duplicate: u64,
     /// Subscription queues collapsed into a snapshot (E5).
     pub queue_overflows: u64,
     /// Events delivered to callbacks.

@@ -21,20 +21,40 @@ impl<S: Clone> Engine<S> {
             return;
         }
         let reconnected = std::mem::replace(&mut entry.stream_opened, true);
+        // T6: a connection that was asked to resume after a cursor gets what was missed from the
+        // server itself; nothing is refetched.
+        let resumed = match entry.position.as_mut() {
+            Some(p) => {
+                p.reconnect_asked = false;
+                p.connected_with_cursor
+            }
+            None => false,
+        };
         if reconnected {
             self.stats.reconnects += 1;
+            if resumed {
+                self.stats.resumes += 1;
+            }
         }
         // L8: after a reconnect, refetch what was missed. On the first open, a fetch that
         // finished before the socket opened may have missed messages in between: same cure.
-        let gap = entry.stream_config.resync_on_reconnect && (reconnected || entry.data.is_some());
+        let gap = entry.stream_config.resync_on_reconnect && (reconnected || entry.data.is_some()) && !resumed;
         let overflow = std::mem::take(&mut entry.refetch_when_open);
         if entry.has_query() && (gap || overflow) {
+            if gap {
+                self.stats.resyncs += 1;
+            }
             let _ = self.start_fetch(key);
         }
     }
 
     /// A problem the stream driver handled itself (a frame over the limit, invalid UTF-8).
     pub fn stream_error(&mut self, key: &str, id: EntryId, reason: ErrorReason, message: String) {
+        // T6: the driver dropped a message it could not read, and a resume from the cursor before
+        // it would be sent it again: the next connection starts over and resyncs.
+        if let Some(position) = self.entry_mut(key, id).and_then(|e| e.position.as_mut()) {
+            position.forget();
+        }
         self.refuse(key, id, reason, message);
     }
 

@@ -121,6 +121,11 @@ impl Template {
     }
 }
 
+/// `encodeURIComponent`: what a URL part is made of when it comes from data (§9).
+pub fn encode_component(text: &str) -> String {
+    utf8_percent_encode(text, COMPONENT).to_string()
+}
+
 /// A value as it reads inside a string: strings bare, numbers as JavaScript writes them.
 pub fn value_text(v: &Value) -> String {
     match v {
@@ -132,15 +137,20 @@ pub fn value_text(v: &Value) -> String {
 
 /// A JSON value whose strings are templates (T2 `subscribeMessage`): a string that is one
 /// placeholder becomes the value it names (a number stays a number); others render as text.
-/// Object keys are never templated.
+/// Object keys are never templated. A string that is exactly `"{cursor}"` becomes the T6 resume
+/// cursor (`null` when there is none yet).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValueTemplate(Value);
+
+/// The T6 cursor's placeholder in a `subscribeMessage`.
+const CURSOR: &str = "{cursor}";
 
 impl ValueTemplate {
     /// Checks every string of `v` parses as a template.
     pub fn parse(v: &Value) -> Result<ValueTemplate, String> {
         fn check(v: &Value) -> Result<(), String> {
             match v {
+                Value::String(s) if s == CURSOR => Ok(()),
                 Value::String(s) => Template::parse(s).map(drop),
                 Value::Array(a) => a.iter().try_for_each(check),
                 Value::Object(o) => o.values().try_for_each(check),
@@ -151,9 +161,27 @@ impl ValueTemplate {
         Ok(ValueTemplate(v.clone()))
     }
 
+    /// Whether some string is `"{cursor}"`.
+    pub fn has_cursor(&self) -> bool {
+        fn any(v: &Value) -> bool {
+            match v {
+                Value::String(s) => s == CURSOR,
+                Value::Array(a) => a.iter().any(any),
+                Value::Object(o) => o.values().any(any),
+                _ => false,
+            }
+        }
+        any(&self.0)
+    }
+
     pub fn render(&self, arg: Option<&Value>) -> Result<Value, String> {
-        fn walk(v: &Value, arg: Option<&Value>) -> Result<Value, String> {
+        self.render_with_cursor(arg, None)
+    }
+
+    pub fn render_with_cursor(&self, arg: Option<&Value>, cursor: Option<&Value>) -> Result<Value, String> {
+        fn walk(v: &Value, arg: Option<&Value>, cursor: Option<&Value>) -> Result<Value, String> {
             Ok(match v {
+                Value::String(s) if s == CURSOR => cursor.cloned().unwrap_or(Value::Null),
                 Value::String(s) => {
                     let t = Template::parse(s)?;
                     if t.has_placeholders() {
@@ -162,14 +190,14 @@ impl ValueTemplate {
                         v.clone()
                     }
                 }
-                Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, arg)).collect::<Result<_, _>>()?),
-                Value::Object(o) => {
-                    Value::Object(o.iter().map(|(k, x)| Ok((k.clone(), walk(x, arg)?))).collect::<Result<_, String>>()?)
-                }
+                Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, arg, cursor)).collect::<Result<_, _>>()?),
+                Value::Object(o) => Value::Object(
+                    o.iter().map(|(k, x)| Ok((k.clone(), walk(x, arg, cursor)?))).collect::<Result<_, String>>()?,
+                ),
                 other => other.clone(),
             })
         }
-        walk(&self.0, arg)
+        walk(&self.0, arg, cursor)
     }
 }
 

@@ -6,6 +6,7 @@ scenarios!(
     apply_replace_is_snapshot,
     apply_upsert_array_by_select_id,
     apply_upsert_entity_adapter_sort_by,
+    config_bad_resume_cursor,
     config_bad_schema,
     config_bad_template,
     config_endpoint_without_data_source,
@@ -43,4 +44,8 @@ scenarios!(
     l9_upsert_replaces_loaded_data,
     s2_entity_adapter_normalises,
     s2_filter_drops_and_counts,
+    t6_message_without_sequence_is_an_error,
+    t6_must_refetch_message_refetches,
+    t6_sequence_drops_duplicates,
+    t6_sequence_gap_refetches,
 );
