@@ -22,6 +22,12 @@ Chat port (one port, the `websockets` library):
     `H: V` are answered 401 (`value` empty: no requirement).
   - `GET /seen`: what clients sent: `handshakes` and `requests` (the headers of the last 20
     upgrades / message fetches, names lower-case) and `frames` (the last 50 text frames).
+  - `POST /post?...&silent=1`: stores the message without broadcasting it (one the stream loses).
+  - `POST /refuseResume?on=1`: from now on upgrades that ask to resume (`?after=`) get 409
+    (`on=` empty: resumes are served again).
+
+Resume (SPEC T6): an upgrade on `/?after=N` first gets every stored message with an id above N,
+in order, then the live ones.
 
 Clients may send `{"type": "subscribe", "channel": C}` / `{"type": "unsubscribe", "channel": C}`
 frames (SPEC T2): a socket that has subscribed gets only its channels' messages; one that never
@@ -33,8 +39,9 @@ Admin port: the same routes, and `POST /post` / `POST /raw` also take a JSON bod
 `/stats`: `connectionsOpened`, `connectionsOpen`, `closeFramesReceived` (sockets whose client
 sent a close frame), `clientInitiatedCloses` (the client sent its close frame first: a
 close handshake started by the client, SPEC L7), `abortedConnections` (ended with no close
-frame from the client), `messagesPosted`, `httpRequests` (message fetches), `paths` (upgrade
-paths seen).
+frame from the client), `messagesPosted`, `httpRequests` (message fetches), `httpBytes` (their
+response bodies), `framesSent` / `frameBytes` (text frames written to sockets, replays included),
+`resumes` (upgrades with `after`), `paths` (upgrade paths seen).
 """
 
 from __future__ import annotations
@@ -73,7 +80,12 @@ class Chat:
             "abortedConnections": 0,
             "messagesPosted": 0,
             "httpRequests": 0,
+            "httpBytes": 0,
+            "framesSent": 0,
+            "frameBytes": 0,
+            "resumes": 0,
         }
+        self.refuse_resume = False
         self.paths: list[str] = []
         self.handshakes: list[dict[str, str]] = []
         self.requests: list[dict[str, str]] = []
@@ -84,13 +96,25 @@ class Chat:
     def snapshot_stats(self) -> dict:
         return {**self.stats, "connectionsOpen": len(self.sockets), "paths": self.paths[-20:]}
 
-    def post(self, channel: str, user_name: str, text: str) -> dict:
+    def post(self, channel: str, user_name: str, text: str, silent: bool = False) -> dict:
         message = {"id": self.next_id, "channel": channel, "userName": user_name, "text": text}
         self.next_id += 1
         self.messages.append(message)
         self.stats["messagesPosted"] += 1
-        self.broadcast(json.dumps(message), channel)
+        if not silent:
+            self.broadcast(json.dumps(message), channel)
         return message
+
+    async def replay(self, ws: ServerConnection, after: int) -> None:
+        """T6: what a resuming socket missed, in order. The list is read to its end at the time
+        of the last send, and the socket joins the broadcast with no await in between, so
+        nothing is sent twice or skipped."""
+        i = 0
+        while i < len(self.messages):
+            m = self.messages[i]
+            i += 1
+            if m["id"] > after:
+                await self._send(ws, json.dumps(m))
 
     def broadcast(self, frame: str, channel: str | None = None) -> None:
         for ws in list(self.sockets):
@@ -116,10 +140,11 @@ class Chat:
             elif message.get("type") == "unsubscribe":
                 self.channels.setdefault(ws, set()).discard(message["channel"])
 
-    @staticmethod
-    async def _send(ws: ServerConnection, frame: str) -> None:
+    async def _send(self, ws: ServerConnection, frame: str) -> None:
         try:
             await ws.send(frame)
+            self.stats["framesSent"] += 1
+            self.stats["frameBytes"] += len(frame.encode())
         except ConnectionClosed:
             pass
 
@@ -141,7 +166,9 @@ class Chat:
         if method == "GET" and path.startswith("/messages/"):
             channel = unquote(path[len("/messages/"):])
             self.stats["httpRequests"] += 1
-            return 200, [m for m in self.messages if m["channel"] == channel]
+            found = [m for m in self.messages if m["channel"] == channel]
+            self.stats["httpBytes"] += len(json.dumps(found).encode())
+            return 200, found
         if method == "GET" and path == "/stats":
             return 200, self.snapshot_stats()
         if method == "GET" and path == "/seen":
@@ -153,12 +180,15 @@ class Chat:
             missing = [k for k in ("channel", "userName", "text") if k not in params]
             if missing:
                 return 400, {"error": f"missing {', '.join(missing)}"}
-            return 200, self.post(params["channel"], params["userName"], params["text"])
+            return 200, self.post(params["channel"], params["userName"], params["text"], params.get("silent") == "1")
         if method == "POST" and path == "/raw":
             if "text" not in params:
                 return 400, {"error": "missing text"}
             self.broadcast(params["text"])
             return 200, {"sent": len(self.sockets)}
+        if method == "POST" and path == "/refuseResume":
+            self.refuse_resume = bool(params.get("on"))
+            return 200, {"refuseResume": self.refuse_resume}
         if method == "POST" and path == "/drop":
             return 200, {"dropped": await self.drop(params.get("mode", "abort"))}
         if method == "POST" and path == "/reset":
@@ -193,6 +223,8 @@ async def main() -> None:
             chat.handshakes = (chat.handshakes + [seen])[-20:]
             if not chat.authorized(request.headers):
                 return json_response(401, {"error": "unauthorized"})
+            if "after" in query and chat.refuse_resume:
+                return json_response(409, {"error": "cannot resume"})
             return None
         if path.startswith("/messages/"):
             chat.requests = (chat.requests + [seen])[-20:]
@@ -204,8 +236,12 @@ async def main() -> None:
         return json_response(*routed)
 
     async def handler(ws: ServerConnection) -> None:
-        chat.sockets.add(ws)
         chat.stats["connectionsOpened"] += 1
+        after = split_target(ws.request.path)[1].get("after") if ws.request else None
+        if after is not None and after.lstrip("-").isdigit():
+            chat.stats["resumes"] += 1
+            await chat.replay(ws, int(after))
+        chat.sockets.add(ws)
         try:
             async for frame in ws:
                 if isinstance(frame, str):

@@ -21,7 +21,7 @@ prints `PORT <n>` as its first line of stdout, then serves until killed.
     (`204`: the server's "do not reconnect"); `status=` empty: back to streaming.
   - `POST /require?header=H&value=V`: requests without `H: V` get 401 (`value` empty: none).
   - `GET /seen`: `requests`, the headers (names lower-case) of the last 20 event-stream
-    requests, and `open`, the number of streams open now.
+    requests, `open`, the number of streams open now, and `fetches`, of `/messages`.
   - `POST /reset`: back to the seed messages, nothing held or required.
 """
 
@@ -52,6 +52,7 @@ class Chat:
         self.status: int | None = None
         self.required: tuple[str, str] | None = None
         self.seen: list[dict[str, str]] = []
+        self.fetches = 0
         for stream in list(self.streams):
             stream.stop_streaming()
 
@@ -73,6 +74,7 @@ def arg(request: web.Request, name: str, default: str = "") -> str:
 
 async def messages(request: web.Request) -> web.Response:
     channel = request.match_info["channel"]
+    chat.fetches += 1
     return web.json_response([m for m in chat.messages if m["channel"] == channel])
 
 
@@ -146,7 +148,7 @@ async def require(request: web.Request) -> web.Response:
 
 
 async def seen(request: web.Request) -> web.Response:
-    return web.json_response({"requests": chat.seen, "open": len(chat.streams)})
+    return web.json_response({"requests": chat.seen, "open": len(chat.streams), "fetches": chat.fetches})
 
 
 async def reset(request: web.Request) -> web.Response:
