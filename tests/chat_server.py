@@ -23,6 +23,8 @@ Chat port (one port, the `websockets` library):
   - `GET /seen`: what clients sent: `handshakes` and `requests` (the headers of the last 20
     upgrades / message fetches, names lower-case) and `frames` (the last 50 text frames).
   - `POST /post?...&silent=1`: stores the message without broadcasting it (one the stream loses).
+  - `POST /seed?channel=C&count=N`: stores N messages at once, silently (a long history, for
+    benchmarks).
   - `POST /refuseResume?on=1`: from now on upgrades that ask to resume (`?after=`) get 409
     (`on=` empty: resumes are served again).
 
@@ -186,6 +188,10 @@ class Chat:
                 return 400, {"error": "missing text"}
             self.broadcast(params["text"])
             return 200, {"sent": len(self.sockets)}
+        if method == "POST" and path == "/seed":
+            for i in range(int(params.get("count", "0"))):
+                self.post(params.get("channel", "bench"), "seed", f"history {i}", silent=True)
+            return 200, {"messages": len(self.messages)}
         if method == "POST" and path == "/refuseResume":
             self.refuse_resume = bool(params.get("on"))
             return 200, {"refuseResume": self.refuse_resume}
