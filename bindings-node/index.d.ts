@@ -89,6 +89,10 @@ export interface Stats {
   fetchErrors: number
   staleResponses: number
   reconnects: number
+  /** T6: reconnects resumed from a cursor, refetches made to resync, messages dropped by `sequence`. */
+  resumes: number
+  resyncs: number
+  messagesDuplicate: number
   queueOverflows: number
   eventsDelivered: number
   hostUpdates: number
@@ -133,6 +137,10 @@ export interface EndpointConfig {
     maxMessageBytes?: number
     resyncOnReconnect?: boolean
     bufferBeforeLoaded?: number
+    /** T6: reconnects send the last cursor (URL `param`, `"{cursor}"` in subscribeMessage, or SSE Last-Event-ID). */
+    resume?: { cursor: string; param?: string; initial?: string; mustRefetch?: Record<string, JsonValue> }
+    /** T6: a JSON Pointer to each message's sequence number: duplicates dropped, gaps resumed or resynced. */
+    sequence?: string
   }
   [key: string]: unknown
 }
