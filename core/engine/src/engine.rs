@@ -298,7 +298,7 @@ impl<S: Clone> Engine<S> {
             buffer: Default::default(),
             buffer_overflowed: false,
             hook: Default::default(),
-            position: crate::resume::Position::new(&stream_config, arg.as_ref()),
+            position: crate::position::Position::new(&stream_config, arg.as_ref()),
         };
         if let Some(data) = initial {
             entry.data = Some(Arc::new(data));

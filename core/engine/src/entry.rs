@@ -108,7 +108,7 @@ pub(crate) struct Entry<S> {
     pub buffer_overflowed: bool,
     pub hook: HookState,
     /// T6: where the stream is in the server's history (`resume`, `sequence`).
-    pub position: Option<crate::resume::Position>,
+    pub position: Option<crate::position::Position>,
 }
 
 impl<S: Clone> Entry<S> {

@@ -19,6 +19,7 @@ pub mod message;
 mod messages;
 pub mod on_message;
 pub mod patch;
+mod position;
 pub mod protocol;
 mod removal;
 pub mod request;

@@ -16,7 +16,8 @@ use crate::json::MAX_DEPTH;
 use crate::message::Prepared;
 use crate::on_message::{HookResult, HookStep};
 use crate::protocol::MessageBase;
-use crate::resume::{Admit, Behind};
+use crate::position::Admit;
+use crate::resume::Behind;
 use crate::patch::PatchOp;
 use crate::stats::Stats;
 
