@@ -23,6 +23,7 @@ export type ErrorReason =
   | 'apply'
   | 'hook'
   | 'protocol'
+  | 'graphql'
 
 export interface SnapshotEvent<D = JsonValue> {
   type: 'snapshot'

@@ -368,7 +368,7 @@ test('stats: every documented counter', () =>
     for (const k of ['entries', 'subscriptions', 'entriesCreated', 'entriesRemoved', 'messagesReceived', 'messagesApplied', 'messagesFiltered', 'messagesBuffered', 'messagesReapplied', 'bufferOverflows', 'fetches', 'fetchErrors', 'staleResponses', 'reconnects', 'queueOverflows', 'eventsDelivered', 'hostUpdates']) {
       assert.equal(typeof s[k], 'number', k)
     }
-    assert.deepEqual(Object.keys(s.messagesRejected).sort(), ['apply', 'binary_frame', 'hook', 'invalid_json', 'not_finite', 'protocol', 'schema', 'too_deep', 'too_large'])
+    assert.deepEqual(Object.keys(s.messagesRejected).sort(), ['apply', 'binary_frame', 'graphql', 'hook', 'invalid_json', 'not_finite', 'protocol', 'schema', 'too_deep', 'too_large'])
   }))
 
 test('close: idempotent; every later call fails with Closed; live subscriptions end', async () => {

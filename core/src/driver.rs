@@ -557,6 +557,7 @@ impl Driver {
                         method: query.method,
                         body: query.body,
                         policy: endpoint.policy,
+                        graphql: query.graphql,
                     }),
                     (Some(Err(e)), _) => std::future::ready(Err(serde_json::json!({"status": "CUSTOM_ERROR", "error": e}))).boxed(),
                     _ => std::future::ready(Err(serde_json::json!({

@@ -156,6 +156,7 @@ async fn fetch(client: &reqwest::Client, timeout: Duration, request: &FetchReque
         return (Err(json!({"status": status.as_u16(), "data": data})), hint);
     }
     let result = match parsed {
+        Ok(data) if request.graphql => graphql_result(data).map(|data| FetchResponse { data, meta }),
         Ok(data) => Ok(FetchResponse { data, meta }),
         Err(error) => Err(json!({
             "status": "PARSING_ERROR",
@@ -165,6 +166,23 @@ async fn fetch(client: &reqwest::Client, timeout: Duration, request: &FetchReque
         })),
     };
     (result, None)
+}
+
+/// T5: a GraphQL result over HTTP: `errors` reject the fetch (with the errors as the server
+/// gave them); otherwise the data is the single root field of `data`.
+fn graphql_result(result: Value) -> Result<Value, FetchError> {
+    let Value::Object(mut result) = result else {
+        return Err(json!({"status": "GRAPHQL_ERROR", "errors": [{"message": "the response is not a GraphQL result object"}]}));
+    };
+    match result.remove("errors") {
+        Some(Value::Array(errors)) if !errors.is_empty() => return Err(json!({"status": "GRAPHQL_ERROR", "errors": errors})),
+        Some(Value::Null) | Some(Value::Array(_)) | None => {}
+        Some(other) => return Err(json!({"status": "GRAPHQL_ERROR", "errors": [other]})),
+    }
+    match result.remove("data") {
+        Some(data @ Value::Object(_)) => Ok(livecache_engine::graphql::root_field(data)),
+        _ => Err(json!({"status": "GRAPHQL_ERROR", "errors": [{"message": "the response has no data"}]})),
+    }
 }
 
 /// JSON of a response body: an empty body is `null` (as `fetchBaseQuery`'s JSON handler reads

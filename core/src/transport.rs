@@ -34,6 +34,9 @@ pub struct FetchRequest {
     pub body: Option<Value>,
     /// T7: `timeoutMs` per attempt and `retry`.
     pub policy: RequestPolicy,
+    /// T5: the body is a GraphQL operation and the response a GraphQL result: the data is its
+    /// single root field, a result with `errors` is `{"status": "GRAPHQL_ERROR", "errors": …}`.
+    pub graphql: bool,
 }
 
 /// A successful fetch: the decoded body and transport metadata (`meta` of `cacheDataLoaded`).

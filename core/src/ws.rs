@@ -9,15 +9,11 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -28,7 +24,7 @@ use crate::http::error_text;
 use crate::error::Error;
 use crate::transport::{RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls};
 
 /// How long a connect (TCP, TLS and upgrade together) may take before it counts as failed.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,7 +39,9 @@ pub struct WsStreamSource {
     connect_timeout: Duration,
     close_timeout: Duration,
     /// Built once; an error (a crypto provider without TLS 1.2/1.3) fails only `wss://` connects.
-    tls: Result<Arc<rustls::ClientConfig>, String>,
+    tls: Tls,
+    /// T3, T5: the connections entries share.
+    hub: Arc<crate::shared::Hub>,
 }
 
 impl Default for WsStreamSource {
@@ -58,6 +56,7 @@ impl WsStreamSource {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             tls: tls_config(),
+            hub: Arc::default(),
         }
     }
 
@@ -80,7 +79,7 @@ impl WsStreamSource {
 
 /// An explicit provider, so the driver never depends on which rustls crypto features other
 /// crates of the build happen to enable (two enabled providers make `ClientConfig::builder()` panic).
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+fn tls_config() -> Tls {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -101,13 +100,23 @@ impl StreamSource for WsStreamSource {
         sink: Arc<dyn StreamSink>,
         control: StreamControl,
     ) -> BoxFuture<'static, ()> {
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(request.config.max_message_bytes))
+            .max_frame_size(Some(request.config.max_message_bytes));
+        if request.config.share || request.config.graphql.is_some() {
+            let settings = crate::shared::SettingsFor {
+                ws_config,
+                tls: self.tls.clone(),
+                connect_timeout: self.connect_timeout,
+                close_timeout: self.close_timeout,
+            };
+            return self.hub.join(request, sink, control, settings);
+        }
         let driver = Driver {
             key: request.key,
             target: request.target,
             protocols: request.config.protocols.join(", "),
-            ws_config: WebSocketConfig::default()
-                .max_message_size(Some(request.config.max_message_bytes))
-                .max_frame_size(Some(request.config.max_message_bytes)),
+            ws_config,
             reconnect: request.config.reconnect.clone(),
             heartbeat: request.config.heartbeat.clone(),
             connect_timeout: self.connect_timeout,
@@ -129,7 +138,7 @@ struct Driver {
     heartbeat: Option<HeartbeatConfig>,
     connect_timeout: Duration,
     close_timeout: Duration,
-    tls: Result<Arc<rustls::ClientConfig>, String>,
+    tls: Tls,
     sink: Arc<dyn StreamSink>,
 }
 
@@ -275,37 +284,7 @@ impl Driver {
     }
 
     async fn try_connect(&self, target: &StreamTarget) -> Result<Socket, (Option<u16>, String)> {
-        let fail = |e: String| (None, e);
-        let mut request = target.url.as_str().into_client_request().map_err(|e| fail(error_text(&e)))?;
-        // T1: header values were checked (no CR/LF/NUL) when rendered; an error here names the
-        // header, never its value.
-        let headers = request.headers_mut();
-        for (name, value) in target.headers.iter() {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| fail(format!("header {name}: not a valid name")))?;
-            let value = HeaderValue::from_str(value).map_err(|_| fail(format!("header {name}: not a valid value")))?;
-            headers.insert(name, value);
-        }
-        if !self.protocols.is_empty() {
-            let value = HeaderValue::from_str(&self.protocols).map_err(|_| fail("stream.protocols: not a valid header value".to_owned()))?;
-            headers.insert("sec-websocket-protocol", value);
-        }
-        let connector = match (request.uri().scheme_str(), &self.tls) {
-            (Some("wss"), Ok(tls)) => Connector::Rustls(tls.clone()),
-            (Some("wss"), Err(e)) => return Err(fail(e.clone())),
-            _ => Connector::Plain,
-        };
-        let connect = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(self.ws_config),
-            true,
-            Some(connector),
-        );
-        match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok((socket, _response))) => Ok(socket),
-            Ok(Err(WsError::Http(response))) => Err((Some(response.status().as_u16()), error_text(&WsError::Http(response)))),
-            Ok(Err(e)) => Err(fail(error_text(&e))),
-            Err(_) => Err(fail(format!("connect timed out after {} ms", self.connect_timeout.as_millis()))),
-        }
+        open_socket(target, &self.protocols, self.ws_config, &self.tls, self.connect_timeout).await
     }
 
     /// The hot path: the frame's text is handed over borrowed, and nothing else per message — no lock, no
@@ -409,7 +388,7 @@ impl Driver {
         hb: &mut Heartbeat,
         seen: &mut bool,
     ) -> Option<Ended> {
-        let timeout_ms = hb.timeout.as_millis();
+        let timeout_ms = hb.timeout().as_millis();
         match hb.on_timer(Instant::now(), seen) {
             Beat::Wait => None,
             Beat::TimedOut => Some(Ended::Dropped(format!(
@@ -418,7 +397,7 @@ impl Driver {
             // A peer that stopped reading can fill the socket buffer; a ping that cannot be
             // written in time is a dead peer too.
             Beat::SendPing => {
-                match tokio::time::timeout(hb.timeout, socket.send(Message::Ping(Bytes::new())))
+                match tokio::time::timeout(hb.timeout(), socket.send(Message::Ping(Bytes::new())))
                     .await
                 {
                     Ok(Ok(())) => None,
@@ -433,17 +412,7 @@ impl Driver {
 
     /// L7: the server must see a Close frame; its reply ends the handshake (bounded).
     async fn close_handshake(&self, socket: &mut Socket) {
-        let handshake = async {
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            };
-            if socket.close(Some(frame)).await.is_err() {
-                return;
-            }
-            while let Some(Ok(_)) = socket.next().await {}
-        };
-        let _ = tokio::time::timeout(self.close_timeout, handshake).await;
+        close_socket(socket, self.close_timeout).await;
     }
 
     /// E3: the protocol requires failing the connection. The stream cannot be read any further,
@@ -478,92 +447,5 @@ fn ended_by(error: WsError) -> Ended {
             message: format!("text frame is not valid UTF-8: {detail}"),
         },
         other => Ended::Dropped(error_text(&other)),
-    }
-}
-
-enum Beat {
-    SendPing,
-    TimedOut,
-    Wait,
-}
-
-/// L8 heartbeat: a ping every `interval`; when nothing at all arrived within `timeout` after a
-/// ping, the connection is dead. Frames only set the read loop's `seen` flag; the verdict is
-/// taken when the timer fires.
-struct Heartbeat {
-    interval: Duration,
-    timeout: Duration,
-    next_ping: Instant,
-    /// The deadline of the oldest unanswered ping.
-    deadline: Option<Instant>,
-}
-
-impl Heartbeat {
-    fn new(config: &HeartbeatConfig) -> Self {
-        let interval = Duration::from_millis(config.interval_ms.max(1));
-        Heartbeat {
-            interval,
-            timeout: Duration::from_millis(config.timeout_ms.max(1)),
-            next_ping: Instant::now() + interval,
-            deadline: None,
-        }
-    }
-
-    fn next_wake(&self) -> Instant {
-        match self.deadline {
-            Some(deadline) => deadline.min(self.next_ping),
-            None => self.next_ping,
-        }
-    }
-
-    fn on_timer(&mut self, now: Instant, seen: &mut bool) -> Beat {
-        if let Some(deadline) = self.deadline {
-            if *seen {
-                self.deadline = None;
-            } else if now >= deadline {
-                return Beat::TimedOut;
-            }
-        }
-        if now < self.next_ping {
-            return Beat::Wait;
-        }
-        self.next_ping = now + self.interval;
-        if self.deadline.is_none() {
-            *seen = false;
-            self.deadline = Some(now + self.timeout);
-        }
-        Beat::SendPing
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn l8_heartbeat_times_out_only_without_frames() {
-        let cfg = HeartbeatConfig {
-            interval_ms: 100,
-            timeout_ms: 50,
-        };
-        let mut hb = Heartbeat::new(&cfg);
-        let t0 = hb.next_ping;
-        let mut seen = true;
-        assert!(matches!(hb.on_timer(t0, &mut seen), Beat::SendPing));
-        assert!(!seen);
-        assert_eq!(hb.next_wake(), t0 + Duration::from_millis(50));
-        seen = true; // a pong arrived
-        assert!(matches!(
-            hb.on_timer(t0 + Duration::from_millis(50), &mut seen),
-            Beat::Wait
-        ));
-        assert!(matches!(
-            hb.on_timer(t0 + Duration::from_millis(100), &mut seen),
-            Beat::SendPing
-        ));
-        assert!(matches!(
-            hb.on_timer(t0 + Duration::from_millis(150), &mut seen),
-            Beat::TimedOut
-        ));
     }
 }

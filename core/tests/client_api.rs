@@ -6,7 +6,7 @@ mod util;
 
 use std::time::Duration;
 
-use livecache_core::{Client, ClientOptions, Config, Delivery, EndpointHooks, Error, Hooks, RawMessage};
+use livecache_core::{Client, ClientOptions, Config, Delivery, EndpointHooks, Error, ErrorReason, Hooks, RawMessage};
 use serde_json::{json, Value};
 use util::{block_on, client, wait_until, ManualQuery, Recorder};
 
@@ -130,7 +130,7 @@ fn e5_stats_counters() {
         Hooks::new().endpoint("getLog", q.hooks()),
     );
     let s = c.stats().unwrap();
-    assert_eq!(s.messages_rejected.len(), 9, "every reason is present, zero or not: {:?}", s.messages_rejected);
+    assert_eq!(s.messages_rejected.len(), ErrorReason::ALL.len(), "every reason is present, zero or not: {:?}", s.messages_rejected);
     assert!(s.messages_rejected.values().all(|n| *n == 0));
     let rec = Recorder::default();
     let sub = c.subscribe("getLog", Some(json!("r")), rec.callback()).unwrap();

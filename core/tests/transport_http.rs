@@ -24,6 +24,7 @@ async fn fetch(source: &HttpQuerySource, url: String) -> Result<FetchResponse, V
         method: "GET".into(),
         body: None,
         policy: Default::default(),
+        graphql: false,
     };
     tokio::time::timeout(WAIT, source.fetch(request))
         .await
@@ -251,6 +252,7 @@ async fn t1_headers_are_sent_with_the_request_and_never_follow_a_redirect() {
         method: "GET".into(),
         body: None,
         policy: Default::default(),
+        graphql: false,
     };
     let ok = tokio::time::timeout(WAIT, source.fetch(request(url.clone()))).await.unwrap().unwrap();
     assert_eq!(ok.data, json!([]));
@@ -328,6 +330,7 @@ fn request(url: String, method: &str, body: Option<Value>, policy: Value) -> Fet
         method: method.into(),
         body,
         policy: config.endpoints["e"].policy,
+        graphql: false,
     }
 }
 

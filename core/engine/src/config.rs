@@ -144,6 +144,10 @@ pub struct StreamConfig {
     pub resume: Option<ResumeConfig>,
     /// T6: a JSON Pointer to each message's sequence number, for gap and duplicate detection.
     pub sequence: Option<String>,
+    /// T3: entries with the same URL and headers share one connection.
+    pub share: bool,
+    /// T5: a GraphQL subscription over graphql-transport-ws (always on a shared connection).
+    pub graphql: Option<crate::graphql::GraphqlStream>,
 }
 
 /// `stream.resume` (T6).
@@ -181,6 +185,8 @@ impl Default for StreamConfig {
             events: vec!["message".to_owned()],
             resume: None,
             sequence: None,
+            share: false,
+            graphql: None,
         }
     }
 }
@@ -205,6 +211,8 @@ impl std::fmt::Debug for StreamConfig {
             .field("events", &self.events)
             .field("resume", &self.resume)
             .field("sequence", &self.sequence)
+            .field("share", &self.share)
+            .field("graphql", &self.graphql.is_some())
             .finish()
     }
 }
@@ -527,8 +535,26 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
             "events",
             "resume",
             "sequence",
+            "share",
+            "graphql",
         ],
     )?;
+    let graphql = match obj.get("graphql") {
+        None | Some(Value::Null) => None,
+        Some(g) => {
+            // The protocol decides the URL, the subprotocol and the frames a stream sends.
+            for key in ["url", "protocols", "subscribeMessage", "unsubscribeMessage", "transport"] {
+                if obj.get(key).is_some_and(|v| !v.is_null()) {
+                    return Err(err(&join(path, key), "cannot be used with stream.graphql (graphql-transport-ws decides it)"));
+                }
+            }
+            Some(crate::graphql::GraphqlStream::parse(g, &join(path, "graphql")).map_err(|(p, m)| err(&p, m))?)
+        }
+    };
+    let share = match obj.get("share") {
+        None | Some(Value::Null) => false,
+        Some(b) => bool_at(b, &join(path, "share"))?,
+    };
     let resume = match obj.get("resume") {
         None | Some(Value::Null) => None,
         Some(r) => Some(resume_at(r, &join(path, "resume"))?),
@@ -558,8 +584,11 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
             }
         }
     }
+    if share && transport == Transport::Sse {
+        return Err(err(&join(path, "share"), "applies to WebSocket streams (transport \"websocket\")"));
+    }
     let url = match obj.get("url") {
-        None | Some(Value::Null) => None,
+        None | Some(Value::Null) => graphql.as_ref().map(|g| g.url.clone()),
         Some(u) => {
             let upath = join(path, "url");
             let t = template_at(u, &upath)?;
@@ -663,6 +692,8 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
         events,
         resume,
         sequence,
+        share,
+        graphql,
     })
 }
 

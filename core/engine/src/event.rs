@@ -51,10 +51,12 @@ pub enum ErrorReason {
     Hook,
     /// The WebSocket protocol itself failed (the driver reconnects and the engine resyncs).
     Protocol,
+    /// T5: a GraphQL result with `errors`, or an `error` message for the operation.
+    Graphql,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 9] = [
+    pub const ALL: [ErrorReason; 10] = [
         ErrorReason::InvalidJson,
         ErrorReason::BinaryFrame,
         ErrorReason::TooLarge,
@@ -64,6 +66,7 @@ impl ErrorReason {
         ErrorReason::Apply,
         ErrorReason::Hook,
         ErrorReason::Protocol,
+        ErrorReason::Graphql,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +80,7 @@ impl ErrorReason {
             ErrorReason::Apply => "apply",
             ErrorReason::Hook => "hook",
             ErrorReason::Protocol => "protocol",
+            ErrorReason::Graphql => "graphql",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod entry;
 pub mod error;
 pub mod event;
 mod fetch;
+pub mod graphql;
 pub mod headers;
 pub mod host_update;
 pub mod json;

@@ -106,6 +106,9 @@ pub struct StreamTarget {
     /// T6: the cursor this connect resumes after, as text (already in `url` or `subscribe` where
     /// the config puts it). SSE sends it as `Last-Event-ID` when no `resume.param` carries it.
     pub cursor: Option<String>,
+    /// T5: the `connection_init` payload (`connectionParams`) as JSON text. With GraphQL,
+    /// `subscribe` is the operation (`{query, variables, operationName}`) the transport wraps.
+    pub init: Option<String>,
 }
 
 impl StreamTarget {
@@ -132,12 +135,20 @@ impl StreamTarget {
         let message = |m: &Option<ValueTemplate>| -> Result<Option<String>, String> {
             m.as_ref().map(|t| t.render_with_cursor(arg, cursor).map(|v| v.to_string())).transpose()
         };
+        let (subscribe, init) = match &config.graphql {
+            Some(g) => (
+                Some(g.operation.payload(arg)?.to_string()),
+                g.connection_params.as_ref().map(|p| p.render(arg).map(|v| v.to_string())).transpose()?,
+            ),
+            None => (message(&config.subscribe_message)?, None),
+        };
         Ok(StreamTarget {
             url,
             headers: config.headers.render(arg)?,
-            subscribe: message(&config.subscribe_message)?,
+            subscribe,
             unsubscribe: message(&config.unsubscribe_message)?,
             cursor: cursor_text,
+            init,
         })
     }
 }

@@ -5,6 +5,7 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
+use crate::graphql::GraphqlOperation;
 use crate::template::{value_text, Template, ValueTemplate};
 
 /// What `URLSearchParams` leaves alone (application/x-www-form-urlencoded); a space is `+`.
@@ -26,6 +27,9 @@ pub struct QueryConfig {
     pub body: Option<ValueTemplate>,
     /// Appended to the URL as a query string, in this order; a `null` value is left out.
     pub params: Vec<(String, ValueTemplate)>,
+    /// T5: `{"graphql": {url, query, variables}}`: a POST of the operation; the data is the
+    /// result's single root field, a result with `errors` is rejected.
+    pub graphql: Option<GraphqlOperation>,
 }
 
 /// `retry`: how often a fetch that failed on the network, timed out, or got 5xx or 429 is
@@ -71,6 +75,8 @@ pub struct RenderedQuery {
     pub url: String,
     pub method: String,
     pub body: Option<Value>,
+    /// T5: the response is a GraphQL result.
+    pub graphql: bool,
 }
 
 impl QueryConfig {
@@ -80,11 +86,18 @@ impl QueryConfig {
         let obj = match v {
             Value::String(s) => {
                 let url = Template::parse(s).map_err(|m| (path.to_owned(), m))?;
-                return Ok(QueryConfig { url, method: "GET".into(), body: None, params: Vec::new() });
+                return Ok(QueryConfig { url, method: "GET".into(), body: None, params: Vec::new(), graphql: None });
             }
             Value::Object(o) => o,
             _ => return Err((path.to_owned(), "expected a URL template or {url, method, body, params}".into())),
         };
+        if let Some(g) = obj.get("graphql") {
+            if obj.len() > 1 {
+                let other = obj.keys().find(|k| *k != "graphql").cloned().unwrap_or_default();
+                return Err((at(&other), "cannot be used with graphql".into()));
+            }
+            return Self::parse_graphql(g, &at("graphql"));
+        }
         for key in obj.keys() {
             if !["url", "method", "body", "params"].contains(&key.as_str()) {
                 return Err((at(key), "unknown key (expected one of: url, method, body, params)".into()));
@@ -120,7 +133,25 @@ impl QueryConfig {
         if body.is_some() && matches!(method.as_str(), "GET" | "HEAD") {
             return Err((at("body"), format!("a {method} request cannot have a body")));
         }
-        Ok(QueryConfig { url, method, body, params })
+        Ok(QueryConfig { url, method, body, params, graphql: None })
+    }
+
+    /// T5 `{"graphql": {url, query, variables?, operationName?}}`.
+    fn parse_graphql(v: &Value, path: &str) -> Result<QueryConfig, (String, String)> {
+        let at = |key: &str| format!("{path}.{key}");
+        let Value::Object(obj) = v else { return Err((path.to_owned(), "expected {url, query, variables?, operationName?}".into())) };
+        for key in obj.keys() {
+            if !["url", "query", "variables", "operationName"].contains(&key.as_str()) {
+                return Err((at(key), "unknown key (expected one of: url, query, variables, operationName)".into()));
+            }
+        }
+        let url = match obj.get("url") {
+            Some(Value::String(s)) => Template::parse(s).map_err(|m| (at("url"), m))?,
+            Some(_) => return Err((at("url"), "expected a string".into())),
+            None => return Err((at("url"), "missing".into())),
+        };
+        let operation = GraphqlOperation::parse(obj, path)?;
+        Ok(QueryConfig { url, method: "POST".into(), body: None, params: Vec::new(), graphql: Some(operation) })
     }
 
     /// The request for `arg`: the URL (values percent-encoded) with its query string, the method
@@ -139,8 +170,11 @@ impl QueryConfig {
             url.push('=');
             url.push_str(&form(&value_text(&value)));
         }
-        let body = self.body.as_ref().map(|b| b.render(arg)).transpose()?;
-        Ok(RenderedQuery { url, method: self.method.clone(), body })
+        let body = match &self.graphql {
+            Some(op) => Some(op.payload(arg)?),
+            None => self.body.as_ref().map(|b| b.render(arg)).transpose()?,
+        };
+        Ok(RenderedQuery { url, method: self.method.clone(), body, graphql: self.graphql.is_some() })
     }
 }
 
@@ -192,7 +226,7 @@ mod tests {
     fn t7_a_string_query_is_a_get() {
         let q = QueryConfig::parse(&json!("messages/{arg}"), "q").unwrap();
         let r = q.render(Some(&json!("a b"))).unwrap();
-        assert_eq!(r, RenderedQuery { url: "messages/a%20b".into(), method: "GET".into(), body: None });
+        assert_eq!(r, RenderedQuery { url: "messages/a%20b".into(), method: "GET".into(), body: None, graphql: false });
     }
 
     #[test]

@@ -1,0 +1,544 @@
+//! Shared WebSocket connections (T3 `share: true`, T5 GraphQL): entries whose stream has the
+//! same URL, headers and protocol use one connection. Each entry is a member: it sends its own
+//! subscribe frame after every open, runs its own pipeline on what reaches it, sends its own
+//! unsubscribe frame when it goes; the last one to go closes the connection with a close
+//! handshake (L7). A drop reconnects once, for all of them (L8).
+//!
+//! Plain shared sockets hand every frame to every member (each member's `filter` picks its own).
+//! GraphQL (graphql-transport-ws) routes `next` by the member's operation id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+use crate::backoff::Backoff;
+use crate::config::StreamConfig;
+use crate::control::{refuse_send, Commands, Stop};
+use crate::error::Error;
+use crate::event::{ErrorReason, StreamState};
+use crate::graphql_ws::{self as graphql, Incoming};
+use crate::http::error_text;
+use crate::transport::{RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamTarget};
+use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls};
+
+/// What a connection is shared by: equal keys, one connection.
+fn share_key(request: &StreamRequest) -> String {
+    let config = &request.config;
+    let mut headers: Vec<(String, String)> =
+        request.target.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned())).collect();
+    headers.sort();
+    let kind = if config.graphql.is_some() { "graphql" } else { "ws" };
+    json!([kind, request.target.url, headers, config.protocols, request.target.init]).to_string()
+}
+
+/// The connections a stream source shares, by key.
+#[derive(Default)]
+pub(crate) struct Hub {
+    connections: Mutex<HashMap<String, mpsc::UnboundedSender<ToConnection>>>,
+}
+
+/// How a member and its connection talk.
+enum ToConnection {
+    Join(Member),
+    Leave { id: u64, done: oneshot::Sender<()> },
+    Command { id: u64, command: StreamCommand },
+}
+
+struct Member {
+    id: u64,
+    key: String,
+    sink: Arc<dyn StreamSink>,
+    /// As rendered when the entry was created; a resuming member asks its sink before each open.
+    target: StreamTarget,
+    /// The server completed (or failed) this member's operation (T5): nothing more comes for
+    /// it on this connection, and no `complete` is sent when it goes.
+    done: bool,
+}
+
+/// Everything one connection is made with (the first member's, equal for all by the key).
+struct Settings {
+    target: StreamTarget,
+    config: Arc<StreamConfig>,
+    protocols: String,
+    ws_config: WebSocketConfig,
+    tls: Tls,
+    connect_timeout: Duration,
+    close_timeout: Duration,
+}
+
+impl Hub {
+    /// The member's side of a shared stream: joins (starting the connection when it is the
+    /// first), forwards its commands, and leaves on shutdown, after its unsubscribe frame.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        request: StreamRequest,
+        sink: Arc<dyn StreamSink>,
+        control: StreamControl,
+        settings: SettingsFor,
+    ) -> BoxFuture<'static, ()> {
+        let hub = self.clone();
+        Box::pin(async move {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = share_key(&request);
+            let member = Member { id, key: request.key.clone(), sink: sink.clone(), target: request.target.clone(), done: false };
+            let connection = hub.send_join(&key, member, || settings.settings(&request));
+            let mut stop = Stop::new(control.shutdown);
+            let mut commands = Commands::new(control.commands);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait() => break,
+                    command = commands.next() => {
+                        if let Err(mpsc::error::SendError(ToConnection::Command { command, .. })) =
+                            connection.send(ToConnection::Command { id, command })
+                        {
+                            refuse_send(&request.key, command);
+                        }
+                    }
+                }
+            }
+            let (done, left) = oneshot::channel();
+            if connection.send(ToConnection::Leave { id, done }).is_ok() {
+                let _ = left.await;
+            }
+            sink.state(StreamState::Closed, None);
+        })
+    }
+
+    /// Hands `member` to the connection of `key`, starting one when there is none. Sends happen
+    /// under the map's lock, and a connection leaves the map under it, so no join is lost.
+    fn send_join(self: &Arc<Self>, key: &str, member: Member, settings: impl FnOnce() -> Settings) -> mpsc::UnboundedSender<ToConnection> {
+        let mut map = self.connections.lock();
+        let member = match map.get(key) {
+            Some(tx) => match tx.send(ToConnection::Join(member)) {
+                Ok(()) => return tx.clone(),
+                Err(mpsc::error::SendError(ToConnection::Join(m))) => m,
+                Err(_) => unreachable!("a join comes back as a join"),
+            },
+            None => member,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(ToConnection::Join(member));
+        map.insert(key.to_owned(), tx.clone());
+        let connection = Connection {
+            hub: self.clone(),
+            key: key.to_owned(),
+            rx,
+            members: Vec::new(),
+            settings: settings(),
+            next_op: 1,
+        };
+        tokio::spawn(connection.run());
+        tx
+    }
+}
+
+/// What `Hub::join` needs to make a connection's settings, when it is the first member.
+pub(crate) struct SettingsFor {
+    pub ws_config: WebSocketConfig,
+    pub tls: Tls,
+    pub connect_timeout: Duration,
+    pub close_timeout: Duration,
+}
+
+impl SettingsFor {
+    fn settings(&self, request: &StreamRequest) -> Settings {
+        let protocols = if request.config.graphql.is_some() {
+            graphql::SUBPROTOCOL.to_owned()
+        } else {
+            request.config.protocols.join(", ")
+        };
+        Settings {
+            target: request.target.clone(),
+            config: request.config.clone(),
+            protocols,
+            ws_config: self.ws_config,
+            tls: self.tls.clone(),
+            connect_timeout: self.connect_timeout,
+            close_timeout: self.close_timeout,
+        }
+    }
+}
+
+struct Connection {
+    hub: Arc<Hub>,
+    key: String,
+    rx: mpsc::UnboundedReceiver<ToConnection>,
+    /// With their GraphQL operation ids (`op`), unique on the connection.
+    members: Vec<(Member, String)>,
+    settings: Settings,
+    next_op: u64,
+}
+
+/// Why a connection's read loop ended.
+enum Ended {
+    /// The last member left: close and finish.
+    Empty,
+    Reconnect,
+    Dropped(String),
+}
+
+impl Connection {
+    fn graphql(&self) -> bool {
+        self.settings.config.graphql.is_some()
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(&self.settings.config.reconnect);
+        loop {
+            if !self.take_pending(None).await || self.leave_if_empty() {
+                return;
+            }
+            let connected = {
+                let (target, protocols, tls) =
+                    (self.settings.target.clone(), self.settings.protocols.clone(), self.settings.tls.clone());
+                let connect = open_socket(&target, &protocols, self.settings.ws_config, &tls, self.settings.connect_timeout);
+                tokio::pin!(connect);
+                loop {
+                    tokio::select! {
+                        biased;
+                        connected = &mut connect => break Some(connected),
+                        message = self.rx.recv() => match message {
+                            Some(message) => {
+                                self.handle_closed(message);
+                                if self.members.is_empty() { break None; }
+                            }
+                            None => return,
+                        },
+                    }
+                }
+            };
+            let Some(connected) = connected else {
+                if self.leave_if_empty() {
+                    return;
+                }
+                continue;
+            };
+            let mut now_again = false;
+            match connected {
+                Ok(mut socket) => {
+                    let opened = Instant::now();
+                    let ended = match self.start(&mut socket).await {
+                        Ok(()) => self.read(&mut socket).await,
+                        Err(error) => Ended::Dropped(error),
+                    };
+                    if opened.elapsed() >= backoff.stable_after() {
+                        backoff.reset();
+                    }
+                    match ended {
+                        Ended::Empty => {
+                            close_socket(&mut socket, self.settings.close_timeout).await;
+                            if self.leave_if_empty() {
+                                return;
+                            }
+                            now_again = true;
+                        }
+                        Ended::Reconnect => {
+                            close_socket(&mut socket, self.settings.close_timeout).await;
+                            self.all_state(StreamState::Reconnecting, Some("reconnect requested".to_owned()));
+                            now_again = true;
+                        }
+                        Ended::Dropped(error) => self.all_state(StreamState::Reconnecting, Some(error)),
+                    }
+                }
+                Err((_status, error)) => self.all_state(StreamState::Reconnecting, Some(error)),
+            }
+            if !now_again && !self.take_pending(Some(backoff.next_delay())).await {
+                return;
+            }
+        }
+    }
+
+    /// Handles joins, leaves and commands while no connection is open, for `wait` (or until a
+    /// reconnect command, or the last member leaves). `false`: the hub is gone.
+    async fn take_pending(&mut self, wait: Option<Duration>) -> bool {
+        let Some(wait) = wait else {
+            while let Ok(message) = self.rx.try_recv() {
+                self.handle_closed(message);
+            }
+            return true;
+        };
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut sleep => return true,
+                message = self.rx.recv() => match message {
+                    Some(ToConnection::Command { command: StreamCommand::Reconnect, .. }) => return true,
+                    Some(message) => {
+                        self.handle_closed(message);
+                        if self.members.is_empty() { return true; }
+                    }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// A message while no connection is open.
+    fn handle_closed(&mut self, message: ToConnection) {
+        match message {
+            ToConnection::Join(member) => {
+                member.sink.state(StreamState::Connecting, None);
+                self.add(member);
+            }
+            ToConnection::Leave { id, done } => {
+                self.members.retain(|(m, _)| m.id != id);
+                let _ = done.send(());
+            }
+            ToConnection::Command { id, command } => {
+                let key = self.members.iter().find(|(m, _)| m.id == id).map_or(String::new(), |(m, _)| m.key.clone());
+                refuse_send(&key, command);
+            }
+        }
+    }
+
+    fn add(&mut self, member: Member) {
+        let op = self.next_op.to_string();
+        self.next_op += 1;
+        self.members.push((member, op));
+    }
+
+    /// When no member is left, the connection leaves the hub, unless a join came in meanwhile
+    /// (joins are sent under the hub's lock, so checking under it sees every one).
+    fn leave_if_empty(&mut self) -> bool {
+        if !self.members.is_empty() {
+            return false;
+        }
+        let hub = self.hub.clone();
+        let mut map = hub.connections.lock();
+        let mut joined = false;
+        while let Ok(message) = self.rx.try_recv() {
+            joined |= matches!(message, ToConnection::Join(_));
+            self.handle_closed(message);
+        }
+        if joined && !self.members.is_empty() {
+            return false;
+        }
+        map.remove(&self.key);
+        true
+    }
+
+    fn all_state(&self, state: StreamState, error: Option<String>) {
+        for (m, _) in &self.members {
+            m.sink.state(state, error.clone());
+        }
+    }
+
+    /// After the upgrade: GraphQL's `connection_init` and its ack, then every member's subscribe.
+    async fn start(&mut self, socket: &mut Socket) -> Result<(), String> {
+        if let Some(gql) = &self.settings.config.graphql {
+            let init = graphql::connection_init(self.settings.target.init.as_deref());
+            socket.send(Message::text(init)).await.map_err(|e| error_text(&e))?;
+            let timeout = Duration::from_millis(gql.connection_ack_timeout_ms);
+            let ack = async {
+                while let Some(frame) = socket.next().await {
+                    match frame.map_err(|e| error_text(&e))? {
+                        Message::Text(text) => match graphql::incoming(&text) {
+                            Ok(Incoming::Ack) => return Ok(()),
+                            Ok(Incoming::Ping) => socket.send(Message::text(graphql::PONG)).await.map_err(|e| error_text(&e))?,
+                            Ok(_) => {}
+                            Err(e) => return Err(format!("graphql-transport-ws: {e}")),
+                        },
+                        Message::Close(frame) => return Err(match frame {
+                            Some(f) => format!("closed by server before connection_ack (code {}: {})", u16::from(f.code), f.reason),
+                            None => "closed by server before connection_ack".to_owned(),
+                        }),
+                        _ => {}
+                    }
+                }
+                Err("connection closed before connection_ack".to_owned())
+            };
+            match tokio::time::timeout(timeout, ack).await {
+                Ok(result) => result?,
+                Err(_) => return Err(format!("no connection_ack within connectionAckTimeoutMs ({} ms)", timeout.as_millis())),
+            }
+        }
+        for i in 0..self.members.len() {
+            self.subscribe(socket, i).await?;
+        }
+        Ok(())
+    }
+
+    /// Member `i`'s subscribe frame, then its `open` (T2: before any frame for it is read).
+    async fn subscribe(&mut self, socket: &mut Socket, i: usize) -> Result<(), String> {
+        let target = self.members[i].0.sink.target().await;
+        let (member, op) = &mut self.members[i];
+        let target = target.as_ref().unwrap_or(&member.target);
+        member.done = false;
+        let frame = match (&self.settings.config.graphql, &target.subscribe) {
+            (Some(_), Some(payload)) => Some(graphql::subscribe(op, payload)),
+            (None, Some(text)) => Some(text.clone()),
+            (_, None) => None,
+        };
+        if let Some(frame) = frame {
+            socket.send(Message::text(frame)).await.map_err(|e| format!("subscribe not sent: {}", error_text(&e)))?;
+        }
+        member.sink.state(StreamState::Open, None);
+        Ok(())
+    }
+
+    /// Member `i` leaves an open connection: its unsubscribe (or GraphQL `complete`) first.
+    async fn unsubscribe(&mut self, socket: &mut Socket, id: u64) {
+        let Some(i) = self.members.iter().position(|(m, _)| m.id == id) else { return };
+        let (member, op) = self.members.remove(i);
+        let frame = match &self.settings.config.graphql {
+            Some(_) if !member.done => Some(graphql::complete(&op)),
+            Some(_) => None,
+            None => member.target.unsubscribe.clone(),
+        };
+        if let Some(frame) = frame {
+            let _ = tokio::time::timeout(self.settings.close_timeout, socket.send(Message::text(frame))).await;
+        }
+    }
+
+    async fn read(&mut self, socket: &mut Socket) -> Ended {
+        let mut heartbeat = self.settings.config.heartbeat.as_ref().map(Heartbeat::new);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let timer = tokio::time::sleep_until(heartbeat.as_ref().map_or(far, |h| h.next_wake()));
+        tokio::pin!(timer);
+        let mut seen = false;
+        loop {
+            tokio::select! {
+                biased;
+                frame = socket.next() => {
+                    seen = true;
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(ended) = self.frame(socket, text.as_str()).await {
+                                return ended;
+                            }
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            for (m, _) in &self.members {
+                                m.sink.message(RawMessage::Binary(Vec::from(bytes.clone())));
+                            }
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let error = match frame {
+                                Some(f) => format!("closed by server (code {}: {})", u16::from(f.code), f.reason),
+                                None => "closed by server".to_owned(),
+                            };
+                            let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+                            let _ = tokio::time::timeout(self.settings.close_timeout, drain).await;
+                            return Ended::Dropped(error);
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => return Ended::Dropped(error_text(&error)),
+                        None => return Ended::Dropped("connection closed".to_owned()),
+                    }
+                }
+                _ = &mut timer, if heartbeat.is_some() => {
+                    let Some(hb) = heartbeat.as_mut() else { unreachable!() };
+                    match hb.on_timer(Instant::now(), &mut seen) {
+                        Beat::Wait => {}
+                        Beat::TimedOut => return Ended::Dropped(format!("heartbeat timeout: nothing received within {} ms of a ping", hb.timeout().as_millis())),
+                        Beat::SendPing => {
+                            if let Err(error) = socket.send(Message::Ping(Bytes::new())).await {
+                                return Ended::Dropped(error_text(&error));
+                            }
+                        }
+                    }
+                    timer.as_mut().reset(hb.next_wake());
+                }
+                message = self.rx.recv() => match message {
+                    None => return Ended::Empty,
+                    Some(ToConnection::Join(member)) => {
+                        member.sink.state(StreamState::Connecting, None);
+                        self.add(member);
+                        let last = self.members.len() - 1;
+                        if let Err(error) = self.subscribe(socket, last).await {
+                            return Ended::Dropped(error);
+                        }
+                    }
+                    Some(ToConnection::Leave { id, done }) => {
+                        self.unsubscribe(socket, id).await;
+                        let _ = done.send(());
+                        if self.members.is_empty() {
+                            return Ended::Empty;
+                        }
+                    }
+                    Some(ToConnection::Command { command: StreamCommand::Reconnect, .. }) => return Ended::Reconnect,
+                    Some(ToConnection::Command { command: StreamCommand::Send { text, done }, .. }) => {
+                        match socket.send(Message::text(text)).await {
+                            Ok(()) => { let _ = done.send(Ok(())); }
+                            Err(error) => {
+                                let _ = done.send(Err(Error::NotConnected(self.key.clone())));
+                                return Ended::Dropped(error_text(&error));
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// One text frame: to every member (plain), or by operation id (GraphQL).
+    async fn frame(&mut self, socket: &mut Socket, text: &str) -> Option<Ended> {
+        if !self.graphql() {
+            for (m, _) in &self.members {
+                m.sink.text(text);
+                m.sink.flush();
+            }
+            return None;
+        }
+        let incoming = match graphql::incoming(text) {
+            Ok(incoming) => incoming,
+            Err(error) => {
+                let message = format!("graphql-transport-ws: {error}");
+                for (m, _) in &self.members {
+                    m.sink.error(ErrorReason::Protocol, message.clone());
+                }
+                return Some(Ended::Dropped(message));
+            }
+        };
+        let member = |op: &str, members: &[(Member, String)]| members.iter().position(|(_, o)| o == op);
+        match incoming {
+            Incoming::Next { id, payload } => {
+                // A `next` for an operation no member has (one that just left): nothing to apply.
+                let i = member(&id, &self.members)?;
+                let m = &self.members[i].0;
+                match graphql::next_value(payload) {
+                    Ok(value) => {
+                        m.sink.message(RawMessage::Value(value));
+                    }
+                    Err(errors) => m.sink.error(ErrorReason::Graphql, errors),
+                }
+            }
+            Incoming::Error { id, errors } => {
+                if let Some(i) = member(&id, &self.members) {
+                    let m = &mut self.members[i].0;
+                    m.done = true;
+                    m.sink.error(ErrorReason::Graphql, errors.clone());
+                    m.sink.state(StreamState::Closed, Some(errors));
+                }
+            }
+            Incoming::Complete { id } => {
+                if let Some(i) = member(&id, &self.members) {
+                    let m = &mut self.members[i].0;
+                    m.done = true;
+                    m.sink.state(StreamState::Closed, Some("subscription completed by the server".to_owned()));
+                }
+            }
+            Incoming::Ping => {
+                if let Err(error) = socket.send(Message::text(graphql::PONG)).await {
+                    return Some(Ended::Dropped(error_text(&error)));
+                }
+            }
+            Incoming::Pong | Incoming::Ack => {}
+        }
+        None
+    }
+}
+
