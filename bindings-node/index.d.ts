@@ -94,6 +94,9 @@ export interface Stats {
   resumes: number
   resyncs: number
   messagesDuplicate: number
+  /** T3: transport connections open now, and ever opened (a shared one counts once). */
+  connections: number
+  connectionsOpened: number
   queueOverflows: number
   eventsDelivered: number
   hostUpdates: number

@@ -191,6 +191,7 @@ test('T5: a query over HTTP POST and subscriptions of two entries over one conne
     assert.deepEqual(await b.loaded(), [])
     await waitFor('both subscribed', () => srv.has('messageAdded', 'lobby') && srv.has('messageAdded', 'other'))
     assert.equal(srv.seen.connections, 1, 'GraphQL streams always share one connection')
+    assert.deepEqual([client.stats().connections, client.stats().connectionsOpened], [1, 1])
     assert.deepEqual(srv.seen.inits, [{ token: TOKEN }], 'connectionParams in connection_init')
     srv.post('lobby', 'hi lobby')
     srv.post('other', 'hi other')

@@ -150,3 +150,64 @@ def test_t1_reconnect_closes_with_a_handshake_and_connects_again_at_once(server:
         assert len(seen(server)["handshakes"]) == 2 and seen(server)["handshakes"][-1]["authorization"] == TOKEN
         with pytest.raises(livecache.NotFound):
             client.reconnect("getMessages", "nobody")
+
+
+def shared_config(server: ChatServer) -> Dict[str, Any]:
+    config = subscribed_config(server, share=True)
+    config["endpoints"]["getMessages"]["stream"].pop("headers")  # stream headers with {arg} would split the share
+    config["endpoints"]["getMessages"].pop("headers")
+    config["keepUnusedDataFor"] = 0  # an unsubscribed entry goes at once (L7)
+    return config
+
+
+def test_t3_entries_with_the_same_url_and_headers_share_one_connection(server: ChatServer) -> None:
+    config = shared_config(server)
+    with livecache.Client(config) as client:
+        redux = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        general = client.subscribe("getMessages", "general", on_event=lambda e: None)
+        redux.loaded().result(10)
+        general.loaded().result(10)
+        subscribe = [{"type": "subscribe", "channel": c} for c in ("redux", "general")]
+        wait_until(lambda: all(s in [json.loads(f) for f in seen(server)["frames"]] for s in subscribe), "both subscribed")
+        assert server.stats()["connectionsOpened"] == 1, "one socket for both entries"
+        assert (client.stats()["connections"], client.stats()["connectionsOpened"]) == (1, 1)
+        server.post("redux", "to redux")
+        server.post("general", "to general")
+        wait_until(lambda: redux.snapshot()["data"][-1]["text"] == "to redux", "redux message")
+        wait_until(lambda: general.snapshot()["data"][-1]["text"] == "to general", "general message")
+        # Each entry's own filter picks its channel from the frames both receive.
+        assert all(m["channel"] == "redux" for m in redux.snapshot()["data"])
+        assert all(m["channel"] == "general" for m in general.snapshot()["data"])
+        # A drop reconnects once, for both; each subscribes again and resyncs.
+        server.call("POST", "/drop")
+        wait_until(lambda: server.stats()["connectionsOpened"] == 2 and redux.snapshot()["stream"]["state"] == "open"
+                   and general.snapshot()["stream"]["state"] == "open", "reconnected")
+        wait_until(lambda: [json.loads(f) for f in seen(server)["frames"]].count(subscribe[0]) == 2
+                   and [json.loads(f) for f in seen(server)["frames"]].count(subscribe[1]) == 2, "subscribed again")
+        server.post("general", "after the drop")
+        wait_until(lambda: general.snapshot()["data"][-1]["text"] == "after the drop", "live again")
+        assert server.stats()["connectionsOpened"] == 2
+        # The first to go sends its unsubscribe; the socket stays for the other.
+        redux.unsubscribe()
+        wait_until(lambda: json.loads(seen(server)["frames"][-1]) == {"type": "unsubscribe", "channel": "redux"}, "unsubscribe frame")
+        assert server.stats()["connectionsOpen"] == 1
+        server.post("general", "still shared")
+        wait_until(lambda: general.snapshot()["data"][-1]["text"] == "still shared", "the other entry goes on")
+    # The last one out closes the socket with a close handshake.
+    wait_until(lambda: server.stats()["connectionsOpen"] == 0, "closed")
+    assert server.stats()["clientInitiatedCloses"] == 1
+    assert json.loads(seen(server)["frames"][-1]) == {"type": "unsubscribe", "channel": "general"}
+
+
+def test_t3_different_headers_do_not_share(server: ChatServer) -> None:
+    config = subscribed_config(server, share=True)  # stream headers carry {arg}: one socket each
+    with livecache.Client(config) as client:
+        a = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        b = client.subscribe("getMessages", "general", on_event=lambda e: None)
+        wait_until(lambda: a.snapshot()["stream"]["state"] == "open" and b.snapshot()["stream"]["state"] == "open", "open")
+        assert server.stats()["connectionsOpened"] == 2
+        assert client.stats()["connections"] == 2
+    with pytest.raises(livecache.ConfigError, match=r"stream\.share"):
+        bad = server.config()
+        bad["endpoints"]["getMessages"]["stream"]["share"] = "yes"
+        livecache.Client(bad)

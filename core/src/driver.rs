@@ -104,6 +104,9 @@ pub(crate) struct Driver {
     next_queue: AtomicU64,
     received: AtomicU64,
     filtered: AtomicU64,
+    /// T3: transport connections open now, and ever opened.
+    connections: AtomicU64,
+    connections_opened: AtomicU64,
     /// The engine's clock: time since the client started, or the manual clock's reading (ns).
     start: tokio::time::Instant,
     clock: crate::clock::Clock,
@@ -194,6 +197,8 @@ impl Driver {
             next_queue: AtomicU64::new(1),
             received: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            connections_opened: AtomicU64::new(0),
             start,
             clock: parts.clock,
             manual_now: AtomicU64::new(0),
@@ -390,12 +395,23 @@ impl Driver {
         self.received.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn count_connection(&self, open: bool) {
+        if open {
+            self.connections.fetch_add(1, Ordering::Relaxed);
+            self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn stats(&self) -> Result<Stats> {
         let st = self.lock_open()?;
         let mut s = st.engine.stats();
         s.messages_received = self.received.load(Ordering::Relaxed);
         s.messages_filtered += self.filtered.load(Ordering::Relaxed);
         s.events_delivered = self.dispatcher.delivered.load(Ordering::Relaxed);
+        s.connections = self.connections.load(Ordering::Relaxed);
+        s.connections_opened = self.connections_opened.load(Ordering::Relaxed);
         Ok(s)
     }
 
@@ -795,6 +811,12 @@ impl StreamSink for EntrySink {
 
     fn filtered(&self) {
         self.prepared(Prepared::Filtered);
+    }
+
+    fn connection(&self, open: bool) {
+        if let Some(driver) = self.driver.upgrade() {
+            driver.count_connection(open);
+        }
     }
 
     fn state(&self, state: StreamState, error: Option<String>) {

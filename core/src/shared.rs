@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::event::{ErrorReason, StreamState};
 use crate::graphql_ws::{self as graphql, Incoming};
 use crate::http::error_text;
-use crate::transport::{RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamTarget};
+use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamTarget};
 use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls};
 
 /// What a connection is shared by: equal keys, one connection.
@@ -227,6 +227,7 @@ impl Connection {
             let mut now_again = false;
             match connected {
                 Ok(mut socket) => {
+                    let _open = self.members.first().map(|(m, _)| OpenConnection::new(m.sink.clone()));
                     let opened = Instant::now();
                     let ended = match self.start(&mut socket).await {
                         Ok(()) => self.read(&mut socket).await,

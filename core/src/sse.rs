@@ -22,7 +22,7 @@ use crate::control::{refuse_send, Commands, Stop};
 use crate::error::Error;
 use crate::event::{ErrorReason, StreamState};
 use crate::http::error_text;
-use crate::transport::{StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
+use crate::transport::{OpenConnection, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
 
 /// How long a connect (TCP, TLS and the response head) may take before it counts as failed.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -204,6 +204,7 @@ impl Driver {
             Err((Some(409 | 410), error)) if target.cursor.is_some() => return Ended::ResumeRefused(error),
             Err((_, error)) => return Ended::Dropped(error),
         };
+        let _open = OpenConnection::new(self.sink.clone());
         // A new body: what a dropped one left half-parsed is gone, the last event id stays.
         self.decoder.reconnect();
         self.sink.state(StreamState::Open, None);

@@ -81,9 +81,28 @@ pub trait StreamSink: Send + Sync {
     fn target(&self) -> BoxFuture<'static, Option<StreamTarget>> {
         Box::pin(async { None })
     }
+    /// T3: a transport connection opened (`true`) or closed (`false`), for `stats()`'s
+    /// `connections` and `connectionsOpened`. A shared connection reports through one member.
+    fn connection(&self, _open: bool) {}
     /// T6: the server answered the handshake 409 or 410 (it cannot resume from the cursor sent):
     /// the next connect starts without one, and the engine resyncs when it opens.
     fn resume_refused(&self) {}
+}
+
+/// Reports a connection open for as long as it lives (`StreamSink::connection`).
+pub(crate) struct OpenConnection(Arc<dyn StreamSink>);
+
+impl OpenConnection {
+    pub(crate) fn new(sink: Arc<dyn StreamSink>) -> Self {
+        sink.connection(true);
+        OpenConnection(sink)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connection(false);
+    }
 }
 
 /// Everything a stream driver needs for one entry.

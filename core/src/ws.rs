@@ -22,7 +22,7 @@ use crate::control::{Commands, Stop};
 use crate::event::{ErrorReason, StreamState};
 use crate::http::error_text;
 use crate::error::Error;
-use crate::transport::{RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
+use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
 
 use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls};
 
@@ -191,6 +191,7 @@ impl Driver {
             let mut now_again = false;
             match connected {
                 Ok(mut socket) => {
+                    let _open = OpenConnection::new(self.sink.clone());
                     // T2: the subscribe frame goes out before any frame of this connection is read.
                     let subscribed = match &target.subscribe {
                         Some(text) => self.write(&mut socket, text).await,

@@ -42,6 +42,9 @@ pub struct Stats {
     pub resyncs: u64,
     /// T6: messages at or below the last `sequence`, dropped.
     pub messages_duplicate: u64,
+    /// T3: transport connections open now, and ever opened (shared ones count once).
+    pub connections: u64,
+    pub connections_opened: u64,
     /// Subscription queues collapsed into a snapshot (E5).
     pub queue_overflows: u64,
     /// Events delivered to callbacks.
