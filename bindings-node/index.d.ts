@@ -196,6 +196,11 @@ export interface EndpointHooks<D = any, A = any> {
   /** Mutate the draft or return the new data. Synchronous. */
   onMessage?: (draft: D, message: any, arg: A) => D | void
   onCacheEntryAdded?: (arg: A, lifecycle: CacheLifecycle<D>) => void | Promise<void>
+  /** T1: the headers to send, before every request and every stream (re)connect; throwing fails that attempt. */
+  prepareHeaders?: (
+    headers: Record<string, string>,
+    context: { endpoint: string; arg: A; url: string; kind: 'query' | 'mutation' | 'stream' },
+  ) => Record<string, string | null> | Promise<Record<string, string | null>>
 }
 export type Hooks = Record<string, EndpointHooks>
 

@@ -32,8 +32,9 @@ const ON_CACHE_ENTRY_ADDED = 4
 const SETTLE = 5
 const LIFECYCLE_LOADED = 6
 const LIFECYCLE_REMOVED = 7
+const PREPARE_HEADERS = 8
 
-const HOOK_NAMES = ['queryFn', 'transformResponse', 'onMessage', 'onCacheEntryAdded']
+const HOOK_NAMES = ['queryFn', 'transformResponse', 'onMessage', 'onCacheEntryAdded', 'prepareHeaders']
 
 /** Reports a callback's exception as an uncaught exception, after the others ran (SPEC §5). */
 function reportUncaught(e) {
@@ -436,6 +437,12 @@ class Client {
         const call = JSON.parse(payload)
         const fn = this.#hooks[call.e].transformResponse
         this.#answer(id, () => fn(call.d, argOf(call)), (v) => toJSONText(v === undefined ? null : v), messageOf)
+        return
+      }
+      case PREPARE_HEADERS: {
+        const call = JSON.parse(payload)
+        const fn = this.#hooks[call.e].prepareHeaders
+        this.#answer(id, () => fn(call.h, call.c), (v) => toJSONText(v), messageOf)
         return
       }
       case ON_MESSAGE:

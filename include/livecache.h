@@ -200,6 +200,19 @@ typedef void (*livecache_update_fn)(void *user_data, const char *data_json, live
 typedef void (*livecache_query_fn)(void *user_data, const char *arg_json, livecache_request *request);
 
 /**
+ * T1 `prepareHeaders`: `headers_json` is the object of headers about to be sent (name to
+ * string), `context_json` is `{"endpoint", "arg", "url", "kind"}` (`kind` `"query"` or
+ * `"stream"`); both live only during the call. Answer `request` (from any thread, now or later)
+ * with `livecache_request_fulfill` and the headers to send as a JSON object, or with
+ * `livecache_request_reject` to fail that fetch (status `rejected`) or that connect attempt
+ * (retried with backoff). Runs before every request and every stream (re)connect.
+ */
+typedef void (*livecache_prepare_headers_fn)(void *user_data,
+                                             const char *headers_json,
+                                             const char *context_json,
+                                             livecache_request *request);
+
+/**
  * `onMessage`: makes the change one stream message brings. `data_json` is the current data
  * (`null` before the first data), `message_json` the message, `arg_json` the arg (NULL for "no
  * arg"); all live only during the call. Describe the change on `update`: usually RFC 6902
@@ -658,6 +671,20 @@ livecache_result livecache_hooks_set_query_fn(livecache_hooks *hooks,
                                               const char *endpoint,
                                               livecache_query_fn query_fn,
                                               void *user_data);
+
+/**
+ * Sets the `prepareHeaders` hook of `endpoint` (T1), replacing a previous one. `user_data`
+ * must stay valid until the client is freed.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+ *
+ * # Safety
+ * As `livecache_hooks_set_query_fn`.
+ */
+livecache_result livecache_hooks_set_prepare_headers(livecache_hooks *hooks,
+                                                     const char *endpoint,
+                                                     livecache_prepare_headers_fn prepare_headers,
+                                                     void *user_data);
 
 /**
  * Sets the per-message updater of `endpoint` (its `onMessage`; the endpoint's `stream` then

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{MessageUpdate, OnCacheEntryAddedFn, OnMessagesFn, QueryFn, TransformFn};
+use livecache_core::hooks::{MessageUpdate, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, QueryFn, TransformFn};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Error, Hooks, Lifecycle, PatchOp};
 use napi::bindgen_prelude::{FnArgs, Unknown};
@@ -32,6 +32,8 @@ pub mod kind {
     pub const LIFECYCLE_LOADED: u32 = 6;
     /// A lifecycle's `cacheEntryRemoved` resolves.
     pub const LIFECYCLE_REMOVED: u32 = 7;
+    /// T1 `prepareHeaders(headers, context)`.
+    pub const PREPARE_HEADERS: u32 = 8;
 }
 
 pub type HostCalls =
@@ -125,6 +127,7 @@ impl Bridge {
                     "transformResponse" => eh.transform_response = Some(self.transform_response(endpoint)),
                     "onMessage" => eh.on_messages = Some(self.on_messages(endpoint)),
                     "onCacheEntryAdded" => eh.on_cache_entry_added = Some(self.on_cache_entry_added(endpoint)),
+                    "prepareHeaders" => eh.prepare_headers = Some(self.prepare_headers(endpoint)),
                     other => {
                         return Err(crate::convert::kind_error(
                             "ConfigError",
@@ -151,6 +154,23 @@ impl Bridge {
                     (false, Ok(error)) => Err(error),
                     (_, Err(e)) => Err(json!({"status": "CUSTOM_ERROR", "error": format!("queryFn: {e}")})),
                 }
+            }
+            .boxed()
+        })
+    }
+
+    /// T1: the headers cross as an object, the answer comes back as one (a promise may make it).
+    fn prepare_headers(self: &Arc<Self>, endpoint: &str) -> PrepareHeadersFn {
+        let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
+        Arc::new(move |headers: Value, context: Value| {
+            let payload = serde_json::json!({"e": endpoint, "h": headers, "c": context}).to_string();
+            let bridge = Arc::clone(&bridge);
+            async move {
+                let (ok, text) = bridge.call_async(kind::PREPARE_HEADERS, payload).await;
+                if !ok {
+                    return Err(text);
+                }
+                livecache_core::json::parse_host(&text).map_err(|e| format!("returned an invalid value: {e}"))
             }
             .boxed()
         })

@@ -217,3 +217,59 @@ test('T7: a query object (method, JSON body, params), retried past a 503, gzip d
     await new Promise((resolve) => srv.close(resolve))
   }
 })
+
+test('T1: prepareHeaders (async) runs before every fetch and connect; a refreshed token reaches the reconnect', async () => {
+  const srv = await server()
+  const cfg = config(srv.port)
+  cfg.headers.Authorization = 'Bearer stale'
+  cfg.endpoints.room.stream.reconnect = { initialDelayMs: 10, maxDelayMs: 20 }
+  const calls = []
+  // The server accepts TOKEN only: the hook must replace the stale configured one.
+  const client = new Client(cfg, {
+    room: {
+      prepareHeaders: async (headers, context) => {
+        calls.push(context)
+        assert.equal(headers.Authorization, 'Bearer stale')
+        return { ...headers, Authorization: TOKEN, 'X-Attempt': String(calls.length) }
+      },
+    },
+  })
+  try {
+    const sub = client.subscribe('room', 'lobby', () => {})
+    await sub.loaded()
+    await waitFor('stream open', () => sub.snapshot().stream.state === 'open')
+    assert.equal(srv.requests.at(-1).authorization, TOKEN)
+    assert.equal(srv.handshakes.at(-1).authorization, TOKEN)
+    assert.deepEqual(new Set(calls.map((c) => c.kind)), new Set(['query', 'stream']))
+    assert.ok(calls.every((c) => c.endpoint === 'room' && c.arg === 'lobby' && typeof c.url === 'string'))
+    const attempt = srv.handshakes.at(-1)['x-attempt']
+    client.reconnect('room', 'lobby')
+    await waitFor('reconnected', () => srv.handshakes.length === 2 && sub.snapshot().stream.state === 'open')
+    assert.notEqual(srv.handshakes.at(-1)['x-attempt'], attempt, 'the hook ran again for the reconnect')
+  } finally {
+    await client.close()
+    await srv.close()
+  }
+})
+
+test('T1: a throwing prepareHeaders rejects the fetch and fails the connect attempt', async () => {
+  const srv = await server()
+  const client = new Client(config(srv.port), {
+    room: {
+      prepareHeaders: (_headers, context) => {
+        throw new Error(`no token for ${context.kind}`)
+      },
+    },
+  })
+  try {
+    const sub = client.subscribe('room', 'lobby', () => {})
+    await waitFor('rejected', () => sub.snapshot().status === 'rejected')
+    assert.match(sub.snapshot().error.error, /no token for query/)
+    await waitFor('connect failed', () => /no token for stream/.test(sub.snapshot().stream.error || ''))
+    assert.equal(srv.requests.length + srv.handshakes.length, 0, 'nothing was sent')
+  } finally {
+    await client.close()
+    await srv.close()
+  }
+  assert.throws(() => new Client(config(srv.port), { room: { prepareHeaders: 'token' } }), ConfigError)
+})

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{message_base, MessageBase, OnCacheEntryAddedFn, OnMessagesFn, QueryFn, TransformFn};
+use livecache_core::hooks::{message_base, MessageBase, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, QueryFn, TransformFn};
 use livecache_core::json::{within_depth, MAX_DEPTH};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Hooks, Lifecycle, MessageUpdate, PatchOp};
@@ -32,7 +32,7 @@ use crate::convert::{from_py, to_py};
 use crate::errors::ConfigError;
 use crate::lifecycle::NativeLifecycle;
 
-const HOOK_NAMES: [&str; 4] = ["query_fn", "transform_response", "on_message", "on_cache_entry_added"];
+const HOOK_NAMES: [&str; 5] = ["query_fn", "transform_response", "on_message", "on_cache_entry_added", "prepare_headers"];
 
 /// The answer of a Python hook, sent back to the engine once (from any thread).
 #[pyclass(frozen, module = "livecache._livecache")]
@@ -122,6 +122,26 @@ fn query_fn(runner: Py<PyAny>, f: Py<PyAny>) -> QueryFn {
         });
         async move { rx.await.unwrap_or_else(|_| Err(custom_error("queryFn was abandoned (interpreter shutting down or its loop closed)"))) }
             .boxed()
+    })
+}
+
+/// T1 `prepare_headers(headers, context)`: a dict of the headers to send (a coroutine may produce
+/// it); an exception fails that fetch or connect attempt.
+fn prepare_headers(runner: Py<PyAny>, f: Py<PyAny>) -> PrepareHeadersFn {
+    Arc::new(move |headers: Value, context: Value| {
+        let rx = start_hook(&runner, "call", |py, completion| {
+            let args = PyTuple::new(py, [to_py(py, &headers)?, to_py(py, &context)?])?;
+            PyTuple::new(py, [f.clone_ref(py).into_any(), args.into_any().unbind(), completion.into_any()])
+        });
+        async move {
+            match rx.await {
+                Ok(Ok(headers)) => Ok(headers),
+                // The runner reports an exception as `{"status": "CUSTOM_ERROR", "error": "Type: text"}`.
+                Ok(Err(error)) => Err(error.get("error").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned)),
+                Err(_) => Err("prepare_headers was abandoned (interpreter shutting down or its loop closed)".to_owned()),
+            }
+        }
+        .boxed()
     })
 }
 
@@ -282,7 +302,8 @@ fn on_cache_entry_added(runner: Py<PyAny>, f: Option<Py<PyAny>>, replicas: Optio
     })
 }
 
-/// `hooks`: `{endpoint: {"query_fn": f, "transform_response": f, "on_message": f, "on_cache_entry_added": f}}`.
+/// `hooks`: `{endpoint: {"query_fn": f, "transform_response": f, "on_message": f, "on_cache_entry_added": f,
+/// "prepare_headers": f}}`.
 pub fn build_hooks(py: Python<'_>, hooks: Option<&Bound<'_, PyAny>>, runner: &Py<PyAny>) -> PyResult<Hooks> {
     let mut out = Hooks::new();
     let Some(hooks) = hooks.filter(|h| !h.is_none()) else { return Ok(out) };
@@ -317,6 +338,7 @@ pub fn build_hooks(py: Python<'_>, hooks: Option<&Bound<'_, PyAny>>, runner: &Py
             match name.as_str() {
                 "query_fn" => eh.query_fn = Some(query_fn(runner.clone_ref(py), f)),
                 "transform_response" => eh.transform_response = Some(transform_response(f)),
+                "prepare_headers" => eh.prepare_headers = Some(prepare_headers(runner.clone_ref(py), f)),
                 "on_message" => {
                     let replicas: Replicas = Default::default();
                     eh.on_messages = Some(on_messages(runner.clone_ref(py), f, ep.clone(), replicas.clone()));

@@ -6,7 +6,7 @@ credentials kept out of everything observable, subscribe/unsubscribe frames, `se
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 from conftest import Events, wait_until
@@ -211,3 +211,45 @@ def test_t3_different_headers_do_not_share(server: ChatServer) -> None:
         bad = server.config()
         bad["endpoints"]["getMessages"]["stream"]["share"] = "yes"
         livecache.Client(bad)
+
+
+def test_t1_prepare_headers_runs_before_every_request_and_connect(server: ChatServer) -> None:
+    calls: List[Dict[str, Any]] = []
+
+    async def prepare_headers(headers: Dict[str, str], context: Dict[str, Any]) -> Dict[str, str]:
+        calls.append(context)
+        return {**headers, "Authorization": f"Bearer refreshed-{len(calls)}"}
+
+    config = server.config(headers={"Authorization": "Bearer stale"})
+    with livecache.Client(config, {"getMessages": {"prepare_headers": prepare_headers}}) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        sub.loaded().result(10)
+        wait_until(lambda: sub.snapshot()["stream"]["state"] == "open", "open")
+        s = seen(server)
+        assert s["requests"][-1]["authorization"].startswith("Bearer refreshed-")
+        first = s["handshakes"][-1]["authorization"]
+        assert first.startswith("Bearer refreshed-")
+        assert {c["kind"] for c in calls} >= {"query", "stream"}
+        assert all(c["endpoint"] == "getMessages" and c["arg"] == "redux" for c in calls)
+        # A reconnect asks again: a refreshed token is used.
+        server.call("POST", "/drop")
+        wait_until(lambda: len(seen(server)["handshakes"]) >= 2 and sub.snapshot()["stream"]["state"] == "open", "reconnected")
+        assert seen(server)["handshakes"][-1]["authorization"] not in (first, "Bearer stale")
+        observable = json.dumps([sub.snapshot(), client.stats()])
+    assert "refreshed-" not in observable
+
+
+def test_t1_a_raising_prepare_headers_fails_the_fetch_and_the_connect(server: ChatServer) -> None:
+    def prepare_headers(headers: Dict[str, str], context: Dict[str, Any]) -> Dict[str, str]:
+        raise PermissionError(f"no token for {context['kind']}")
+
+    before = len(seen(server)["requests"])
+    with livecache.Client(server.config(), {"getMessages": {"prepare_headers": prepare_headers}}) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        wait_until(lambda: sub.snapshot()["status"] == "rejected", "rejected")
+        assert "no token for query" in sub.snapshot()["error"]["error"]
+        wait_until(lambda: "no token for stream" in (sub.snapshot()["stream"].get("error") or ""), "connect failed")
+        assert sub.snapshot()["stream"]["state"] == "reconnecting"
+    assert len(seen(server)["requests"]) == before, "nothing was sent"
+    with pytest.raises(livecache.ConfigError, match="prepare_headers"):
+        livecache.Client(server.config(), {"getMessages": {"prepare_headers": "not callable"}})

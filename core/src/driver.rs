@@ -37,11 +37,13 @@ use crate::json::{self, MAX_DEPTH};
 use crate::lifecycle::{shared_loaded, Lifecycle};
 use crate::message::{self, MessageFilter, Prepared};
 use crate::patch::PatchOp;
+use crate::hooks::PrepareHeadersFn;
 use crate::pipeline::{Inbound, MessageSink};
+use crate::prepare_headers::{prepare as prepare_headers, HeaderContext};
 use crate::stats::Stats;
 use crate::template::join_url;
 use crate::transport::{
-    FetchRequest, FetchResponse, QuerySource, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource,
+    FetchError, FetchRequest, FetchResponse, QuerySource, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource,
     StreamTarget,
 };
 
@@ -294,10 +296,12 @@ impl Driver {
                         let _ = commands.send(StreamCommand::Reconnect);
                     }
                 }
-                Output::OpenStream { key, entry, target, config, arg } => {
+                Output::OpenStream { key, entry, endpoint, target, config, arg } => {
                     // Spawned here: its handle must be in place before a removal can look for it.
                     let io = st.io.entry(entry).or_insert_with(EntryIo::new);
-                    self.open_stream(io, key, entry, target, config, arg);
+                    let prepare = self.endpoint_hooks(&endpoint.name).and_then(|h| h.prepare_headers.clone());
+                    let prepare = prepare.map(|hook| Prepare { hook, endpoint: endpoint.name.clone(), arg: arg.clone(), target: target.clone() });
+                    self.open_stream(io, key, entry, target, config, arg, prepare);
                 }
                 Output::StartLifecycle { key, entry, endpoint, arg, waiter } => {
                     let (tx, rx) = oneshot::channel();
@@ -331,7 +335,17 @@ impl Driver {
         self.hooks.get(endpoint)
     }
 
-    fn open_stream(self: &Arc<Self>, io: &mut EntryIo, key: Arc<str>, entry: u64, target: StreamTarget, config: Arc<StreamConfig>, arg: Option<Value>) {
+    #[allow(clippy::too_many_arguments)]
+    fn open_stream(
+        self: &Arc<Self>,
+        io: &mut EntryIo,
+        key: Arc<str>,
+        entry: u64,
+        target: StreamTarget,
+        config: Arc<StreamConfig>,
+        arg: Option<Value>,
+        prepare: Option<Prepare>,
+    ) {
         let Some(source) = &self.stream_source else { return };
         // Rendered once already when the entry was created, so this cannot fail.
         let filter = MessageFilter::new(&config, arg.as_ref()).unwrap_or_else(|_| MessageFilter::none());
@@ -345,6 +359,7 @@ impl Driver {
             filter,
             batch: Mutex::new(Vec::new()),
             spare: Arc::default(),
+            prepare,
         });
         let request = StreamRequest { key: key.to_string(), target, config };
         let (commands, rx) = mpsc::unbounded_channel();
@@ -551,6 +566,7 @@ impl Driver {
         let hooks = self.endpoint_hooks(&endpoint.name);
         let transform = hooks.and_then(|h| h.transform_response.clone());
         let query_fn = hooks.and_then(|h| h.query_fn.clone());
+        let prepare = hooks.and_then(|h| h.prepare_headers.clone());
         let adapter_cfg = endpoint.entity_adapter.clone();
         let fetch = match query_fn {
             Some(query_fn) => {
@@ -564,17 +580,23 @@ impl Driver {
                     Ok::<_, String>((query, endpoint.headers.render(arg.as_ref())?))
                 });
                 match (url, &self.query_source) {
-                    (Some(Ok((query, headers))), Some(source)) => source.fetch(FetchRequest {
-                        key: key.to_string(),
-                        endpoint: endpoint.name.clone(),
-                        arg: arg.clone(),
-                        url: join_url(self.config.base_url.as_deref(), &query.url),
-                        headers,
-                        method: query.method,
-                        body: query.body,
-                        policy: endpoint.policy,
-                        graphql: query.graphql,
-                    }),
+                    (Some(Ok((query, headers))), Some(source)) => {
+                        let request = FetchRequest {
+                            key: key.to_string(),
+                            endpoint: endpoint.name.clone(),
+                            arg: arg.clone(),
+                            url: join_url(self.config.base_url.as_deref(), &query.url),
+                            headers,
+                            method: query.method,
+                            body: query.body,
+                            policy: endpoint.policy,
+                            graphql: query.graphql,
+                        };
+                        match prepare {
+                            None => source.fetch(request),
+                            Some(hook) => prepared_fetch(hook, source.clone(), request),
+                        }
+                    }
                     (Some(Err(e)), _) => std::future::ready(Err(serde_json::json!({"status": "CUSTOM_ERROR", "error": e}))).boxed(),
                     _ => std::future::ready(Err(serde_json::json!({
                         "status": "FETCH_ERROR",
@@ -768,6 +790,33 @@ struct EntrySink {
     batch: Mutex<Vec<Prepared>>,
     /// An emptied batch vector the pipeline gave back, reused for the next batch.
     spare: Arc<Mutex<Vec<Prepared>>>,
+    /// T1: the endpoint's `prepareHeaders`, run before every connect.
+    prepare: Option<Prepare>,
+}
+
+/// T1: a fetch whose headers the host's `prepareHeaders` has the last word on; its failure is
+/// the fetch's (`CUSTOM_ERROR`, rejected).
+fn prepared_fetch(hook: PrepareHeadersFn, source: Arc<dyn QuerySource>, mut request: FetchRequest) -> futures_util::future::BoxFuture<'static, Result<FetchResponse, FetchError>> {
+    async move {
+        let context = HeaderContext { endpoint: &request.endpoint, arg: request.arg.as_ref(), url: &request.url, kind: "query" };
+        match prepare_headers(&hook, &request.headers, context).await {
+            Ok(headers) => {
+                request.headers = headers;
+                source.fetch(request).await
+            }
+            Err(error) => Err(serde_json::json!({"status": "CUSTOM_ERROR", "error": error})),
+        }
+    }
+    .boxed()
+}
+
+/// What `prepareHeaders` needs for one entry's stream.
+struct Prepare {
+    hook: PrepareHeadersFn,
+    endpoint: String,
+    arg: Option<Value>,
+    /// As rendered when the entry was created (the target when the stream does not resume).
+    target: StreamTarget,
 }
 
 impl EntrySink {
@@ -834,18 +883,36 @@ impl StreamSink for EntrySink {
         }
     }
 
-    fn target(&self) -> futures_util::future::BoxFuture<'static, Option<StreamTarget>> {
-        if self.config.resume.is_none() {
-            return Box::pin(async { None });
+    fn target(&self) -> futures_util::future::BoxFuture<'static, Result<Option<StreamTarget>, String>> {
+        let resumes = self.config.resume.is_some();
+        let prepare = self.prepare.as_ref().map(|p| (p.hook.clone(), p.endpoint.clone(), p.arg.clone(), p.target.clone()));
+        if !resumes && prepare.is_none() {
+            return Box::pin(async { Ok(None) });
         }
         // What was read before this connect is in the engine before it picks the cursor.
-        self.flush();
-        let (done, applied) = oneshot::channel();
-        let _ = self.inbox.send(Inbound::Barrier(done));
+        let applied = resumes.then(|| {
+            self.flush();
+            let (done, applied) = oneshot::channel();
+            let _ = self.inbox.send(Inbound::Barrier(done));
+            applied
+        });
         let (driver, key, entry) = (self.driver.clone(), self.key.clone(), self.entry_id);
         Box::pin(async move {
-            let _ = applied.await;
-            driver.upgrade()?.stream_target(&key, entry)
+            let mut target = match applied {
+                Some(applied) => {
+                    let _ = applied.await;
+                    driver.upgrade().and_then(|d| d.stream_target(&key, entry))
+                }
+                None => None,
+            };
+            // T1: the host's headers, fresh for every connect (a refreshed token).
+            if let Some((hook, endpoint, arg, original)) = prepare {
+                let mut t = target.take().unwrap_or(original);
+                let context = HeaderContext { endpoint: &endpoint, arg: arg.as_ref(), url: &t.url, kind: "stream" };
+                t.headers = prepare_headers(&hook, &t.headers, context).await?;
+                target = Some(t);
+            }
+            Ok(target)
         })
     }
 

@@ -37,6 +37,12 @@ pub type OnMessagesFn = Arc<
         + Sync,
 >;
 
+/// T1 `prepareHeaders(headers, {endpoint, arg, url, kind})`: runs before every request (`kind`
+/// `"query"`, `"mutation"`) and every stream (re)connect (`"stream"`), and answers the headers to
+/// send, as an object of name to string. `Err` fails that fetch (rejected) or that connect attempt
+/// (L8 backoff), so a refreshed token is used from the next reconnect on.
+pub type PrepareHeadersFn = Arc<dyn Fn(Value, Value) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
+
 /// `onCacheEntryAdded(arg, lifecycle)`: runs once per entry lifetime (L1) on the engine's runtime.
 pub type OnCacheEntryAddedFn =
     Arc<dyn Fn(Option<Value>, Lifecycle) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -50,6 +56,7 @@ pub struct EndpointHooks {
     /// The batched form of `on_message`; when both are set, this one is used.
     pub on_messages: Option<OnMessagesFn>,
     pub on_cache_entry_added: Option<OnCacheEntryAddedFn>,
+    pub prepare_headers: Option<PrepareHeadersFn>,
 }
 
 impl EndpointHooks {
@@ -104,6 +111,15 @@ impl EndpointHooks {
     /// Whether messages go to a host hook (either form) rather than an apply rule.
     pub fn has_on_message(&self) -> bool {
         self.on_message.is_some() || self.on_messages.is_some()
+    }
+
+    /// An async `prepareHeaders`.
+    pub fn prepare_headers<F>(mut self, f: impl Fn(Value, Value) -> F + Send + Sync + 'static) -> Self
+    where
+        F: std::future::Future<Output = Result<Value, String>> + Send + 'static,
+    {
+        self.prepare_headers = Some(Arc::new(move |headers, context| f(headers, context).boxed()));
+        self
     }
 
     pub fn on_cache_entry_added<F>(mut self, f: impl Fn(Option<Value>, Lifecycle) -> F + Send + Sync + 'static) -> Self

@@ -31,6 +31,7 @@ pub mod http;
 pub mod lifecycle;
 mod graphql_ws;
 mod pipeline;
+mod prepare_headers;
 mod shared;
 mod socket;
 pub mod sse;

@@ -199,9 +199,25 @@ impl Connection {
             if !self.take_pending(None).await || self.leave_if_empty() {
                 return;
             }
+            // T1: the first member's prepareHeaders, if any, has the last word on the handshake.
+            let prepared = match self.members.first() {
+                Some((m, _)) => m.sink.target().await,
+                None => Ok(None),
+            };
+            let mut target = self.settings.target.clone();
+            match prepared {
+                Ok(Some(t)) => target.headers = t.headers,
+                Ok(None) => {}
+                Err(error) => {
+                    self.all_state(StreamState::Reconnecting, Some(error));
+                    if !self.take_pending(Some(backoff.next_delay())).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
             let connected = {
-                let (target, protocols, tls) =
-                    (self.settings.target.clone(), self.settings.protocols.clone(), self.settings.tls.clone());
+                let (protocols, tls) = (self.settings.protocols.clone(), self.settings.tls.clone());
                 let connect = open_socket(&target, &protocols, self.settings.ws_config, &tls, self.settings.connect_timeout);
                 tokio::pin!(connect);
                 loop {
@@ -374,7 +390,14 @@ impl Connection {
 
     /// Member `i`'s subscribe frame, then its `open` (T2: before any frame for it is read).
     async fn subscribe(&mut self, socket: &mut Socket, i: usize) -> Result<(), String> {
-        let target = self.members[i].0.sink.target().await;
+        let target = match self.members[i].0.sink.target().await {
+            Ok(target) => target,
+            Err(error) => {
+                // This member's prepareHeaders failed; its subscribe goes without a fresh target.
+                self.members[i].0.sink.error(ErrorReason::Hook, error);
+                None
+            }
+        };
         let (member, op) = &mut self.members[i];
         let target = target.as_ref().unwrap_or(&member.target);
         member.done = false;

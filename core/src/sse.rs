@@ -181,7 +181,11 @@ impl Driver {
     /// One connection: connect, then read until it ends.
     async fn connection(&mut self, stop: &mut Stop, commands: &mut Commands) -> Ended {
         // T6: a resuming stream's target carries its cursor, fresh for every connect.
-        let target = self.sink.target().await.unwrap_or_else(|| self.request.target.clone());
+        let target = match self.sink.target().await {
+            Ok(target) => target.unwrap_or_else(|| self.request.target.clone()),
+            // T1: the host's prepareHeaders failed: this attempt fails, with backoff (L8).
+            Err(error) => return Ended::Dropped(error),
+        };
         let response = {
             let connect = self.connect(&target);
             tokio::pin!(connect);

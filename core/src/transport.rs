@@ -78,8 +78,9 @@ pub trait StreamSink: Send + Sync {
     fn error(&self, reason: ErrorReason, message: String);
     /// T6: the target for the next connect, with the entry's resume cursor in it; `None`: the
     /// one the driver was started with. Asked before every connect.
-    fn target(&self) -> BoxFuture<'static, Option<StreamTarget>> {
-        Box::pin(async { None })
+    /// `Err`: the host's `prepareHeaders` failed; the connect attempt fails with it (L8).
+    fn target(&self) -> BoxFuture<'static, Result<Option<StreamTarget>, String>> {
+        Box::pin(async { Ok(None) })
     }
     /// T3: a transport connection opened (`true`) or closed (`false`), for `stats()`'s
     /// `connections` and `connectionsOpened`. A shared connection reports through one member.

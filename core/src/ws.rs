@@ -167,7 +167,18 @@ impl Driver {
         self.sink.state(StreamState::Connecting, None);
         loop {
             // T6: a resuming stream's target carries its cursor, fresh for every connect.
-            let target = self.sink.target().await;
+            let target = match self.sink.target().await {
+                Ok(target) => target,
+                Err(error) => {
+                    // T1: the host's prepareHeaders failed: this attempt fails, with backoff (L8).
+                    self.sink.state(StreamState::Reconnecting, Some(error));
+                    if !self.backoff_wait(&mut backoff, &mut stop, &mut commands).await {
+                        self.sink.state(StreamState::Closed, None);
+                        return;
+                    }
+                    continue;
+                }
+            };
             let target = target.as_ref().unwrap_or(&self.target);
             let connect = self.connect(target);
             tokio::pin!(connect);
@@ -249,25 +260,30 @@ impl Driver {
             if now_again {
                 continue;
             }
-            let delay = tokio::time::sleep(backoff.next_delay());
-            tokio::pin!(delay);
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = stop.wait() => {
-                        self.sink.state(StreamState::Closed, None);
-                        return;
-                    }
-                    _ = &mut delay => break,
-                    command = commands.next() => match command {
-                        // T1: a reconnect skips the backoff.
-                        StreamCommand::Reconnect => break,
-                        other => self.not_connected(other),
-                    },
-                }
+            if !self.backoff_wait(&mut backoff, &mut stop, &mut commands).await {
+                self.sink.state(StreamState::Closed, None);
+                return;
             }
         }
         self.sink.state(StreamState::Closed, None);
+    }
+
+    /// L8: the wait before the next attempt; `false` when the stream was stopped meanwhile.
+    async fn backoff_wait(&self, backoff: &mut Backoff, stop: &mut Stop, commands: &mut Commands) -> bool {
+        let delay = tokio::time::sleep(backoff.next_delay());
+        tokio::pin!(delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.wait() => return false,
+                _ = &mut delay => return true,
+                command = commands.next() => match command {
+                    // T1: a reconnect skips the backoff.
+                    StreamCommand::Reconnect => return true,
+                    other => self.not_connected(other),
+                },
+            }
+        }
     }
 
     /// A command while no connection is open: a send fails at once (T2), nothing is queued.

@@ -44,6 +44,16 @@ pub struct livecache_request {
 pub type livecache_query_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, arg_json: *const c_char, request: *mut livecache_request)>;
 
+/// T1 `prepareHeaders`: `headers_json` is the object of headers about to be sent (name to
+/// string), `context_json` is `{"endpoint", "arg", "url", "kind"}` (`kind` `"query"` or
+/// `"stream"`); both live only during the call. Answer `request` (from any thread, now or later)
+/// with `livecache_request_fulfill` and the headers to send as a JSON object, or with
+/// `livecache_request_reject` to fail that fetch (status `rejected`) or that connect attempt
+/// (retried with backoff). Runs before every request and every stream (re)connect.
+pub type livecache_prepare_headers_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, headers_json: *const c_char, context_json: *const c_char, request: *mut livecache_request),
+>;
+
 /// `onMessage`: makes the change one stream message brings. `data_json` is the current data
 /// (`null` before the first data), `message_json` the message, `arg_json` the arg (NULL for "no
 /// arg"); all live only during the call. Describe the change on `update`: usually RFC 6902
@@ -138,6 +148,43 @@ pub unsafe extern "C" fn livecache_hooks_set_query_fn(
             unsafe { f(user_data.get(), ptr_of(&arg), request) };
             Box::pin(async move {
                 rx.await.unwrap_or_else(|_| Err(json!({"status": "CUSTOM_ERROR", "error": "the query request was released unanswered"})))
+            })
+        }));
+        Ok(())
+    })
+}
+
+/// Sets the `prepareHeaders` hook of `endpoint` (T1), replacing a previous one. `user_data`
+/// must stay valid until the client is freed.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+///
+/// # Safety
+/// As `livecache_hooks_set_query_fn`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_hooks_set_prepare_headers(
+    hooks: *mut livecache_hooks,
+    endpoint: *const c_char,
+    prepare_headers: livecache_prepare_headers_fn,
+    user_data: *mut c_void,
+) -> livecache_result {
+    boundary(|| {
+        let f = prepare_headers.ok_or_else(|| null("prepare_headers"))?;
+        let (h, name) = endpoint_hooks(hooks, endpoint)?;
+        let user_data = UserData(user_data);
+        h.prepare_headers = Some(Arc::new(move |headers: Value, context: Value| {
+            let (answer, rx) = oneshot::channel();
+            let key = c_string(cache_key(&name, context.get("arg")));
+            let request = Box::into_raw(Box::new(livecache_request { answer, key }));
+            let (headers, context) = (c_string(headers.to_string()), c_string(context.to_string()));
+            // SAFETY: the texts outlive the call; `request` is handed over to the host.
+            unsafe { f(user_data.get(), headers.as_ptr(), context.as_ptr(), request) };
+            Box::pin(async move {
+                match rx.await {
+                    Ok(Ok(headers)) => Ok(headers),
+                    Ok(Err(error)) => Err(error.get("error").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned)),
+                    Err(_) => Err("the prepareHeaders request was released unanswered".to_owned()),
+                }
             })
         }));
         Ok(())

@@ -339,6 +339,76 @@ static void send_and_reconnect(void) {
     recorder_destroy(&rec);
 }
 
+/* T1: prepareHeaders answers the headers of every fetch and every connect; a rejection fails
+ * that fetch (status rejected) and that connect attempt. */
+static int prepare_calls = 0;
+
+static void prepare_token(void *user_data, const char *headers_json, const char *context_json,
+                          livecache_request *request) {
+    (void)headers_json;
+    int *fail = user_data;
+    prepare_calls++;
+    if (*fail) {
+        livecache_request_reject(request, strstr(context_json, "\"stream\"") ? "{\"error\":\"no token for the stream\"}"
+                                                                               : "{\"error\":\"no token for the query\"}");
+        return;
+    }
+    char answer[128];
+    snprintf(answer, sizeof answer, "{\"Authorization\": \"Bearer c-token-%d\"}", prepare_calls);
+    livecache_request_fulfill(request, answer);
+}
+
+static void prepare_headers_hook(void) {
+    reset();
+    int fail = 0;
+    livecache_hooks *hooks = NULL;
+    CHECK_OK(livecache_hooks_new(&hooks));
+    CHECK_OK(livecache_hooks_set_prepare_headers(hooks, "getMessages", prepare_token, &fail));
+    CHECK_RC(livecache_hooks_set_prepare_headers(hooks, "getMessages", NULL, NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    char *text = config(60);
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new_with_options(text, NULL, hooks, &client));
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    CHECK(wait_stream_state(&rec, "open", 1, WAIT), "the stream never opened");
+    CHECK(wait_frame("Bearer c-token-"), "the hook's header reached neither fetch nor handshake");
+    jvalue *seen = admin("GET", "/seen", NULL);
+    jvalue *handshakes = json_get(seen, "handshakes");
+    jvalue *requests = json_get(seen, "requests");
+    CHECK(handshakes && handshakes->n >= 1 && strstr(json_string(json_get(handshakes->items[handshakes->n - 1], "authorization")), "c-token"),
+          "handshake without the hook's token");
+    CHECK(requests && requests->n >= 1 && strstr(json_string(json_get(requests->items[requests->n - 1], "authorization")), "c-token"),
+          "fetch without the hook's token");
+    json_free(seen);
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+
+    fail = 1;
+    CHECK_OK(livecache_client_new_with_options(text, NULL, hooks, &client));
+    recorder_init(&rec);
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"general\"", recorder_cb, &rec, &sub));
+    double deadline = now_seconds() + WAIT;
+    int rejected = 0, stream_failed = 0;
+    while (!(rejected && stream_failed) && now_seconds() < deadline) {
+        char *snap = NULL;
+        CHECK_OK(livecache_snapshot(client, "getMessages", "\"general\"", &snap));
+        rejected = strstr(snap, "no token for the query") != NULL && strstr(snap, "\"rejected\"") != NULL;
+        stream_failed = strstr(snap, "no token for the stream") != NULL;
+        livecache_string_free(snap);
+        if (!(rejected && stream_failed)) sleep_ms(10);
+    }
+    CHECK(rejected, "a rejecting prepareHeaders did not reject the fetch");
+    CHECK(stream_failed, "a rejecting prepareHeaders did not fail the connect");
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+    livecache_hooks_free(hooks);
+    free(text);
+}
+
 static void pull_mode_against_the_server(void) {
     reset();
     livecache_client *client = chat_client(60, "{\"delivery\": \"poll\"}");
@@ -384,6 +454,7 @@ int main(int argc, char **argv) {
     run_case("unused_entry_removal_closes_its_socket", unused_entry_removal_closes_its_socket);
     run_case("pull_mode_against_the_server", pull_mode_against_the_server);
     run_case("send_and_reconnect", send_and_reconnect);
+    run_case("prepare_headers_hook", prepare_headers_hook);
     chat_server_stop(&server);
     return finish();
 }

@@ -423,8 +423,11 @@ class Client:
 
     ``config`` is the SPEC §2 shape as a dict or JSON text. ``hooks`` maps an endpoint name to its
     hook functions: ``query_fn(arg)``, ``transform_response(data, arg)``,
-    ``on_message(draft, message, arg)``, ``on_cache_entry_added(arg, lifecycle)``. Hooks receive
-    ``None`` for "no arg". Also a context manager that closes on exit. ``clock="manual"`` gives
+    ``on_message(draft, message, arg)``, ``on_cache_entry_added(arg, lifecycle)``,
+    ``prepare_headers(headers, context)`` (T1: returns the headers dict to send before every
+    request and every stream connect; ``context`` is ``{endpoint, arg, url, kind}``, ``kind`` being
+    ``"query"`` or ``"stream"``; may be a coroutine; raising fails that fetch or connect attempt).
+    Hooks receive ``None`` for "no arg". Also a context manager that closes on exit. ``clock="manual"`` gives
     virtual time that moves only with ``advance(ms)``, for tests of ``keepUnusedDataFor`` (L7).
     """
 

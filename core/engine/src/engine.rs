@@ -306,7 +306,7 @@ impl<S: Clone> Engine<S> {
             entry.version = 1;
         }
         if let Some(target) = stream_target {
-            self.out.push(Output::OpenStream { key: key.clone(), entry: id, target, config: stream_config, arg: arg.clone() });
+            self.out.push(Output::OpenStream { key: key.clone(), entry: id, endpoint: ep.clone(), target, config: stream_config, arg: arg.clone() });
         }
         if hooks.on_cache_entry_added {
             let waiter = self.next_id();

@@ -53,7 +53,7 @@ pub enum Output<S> {
     /// Start request `request` of the entry (the driver runs `queryFn` or HTTP, then `fetch_done`).
     Fetch { key: Arc<str>, entry: EntryId, request: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value> },
     /// Open the entry's stream (L1) at the rendered target; it runs until `Removed`.
-    OpenStream { key: Arc<str>, entry: EntryId, target: StreamTarget, config: Arc<StreamConfig>, arg: Option<Value> },
+    OpenStream { key: Arc<str>, entry: EntryId, endpoint: Arc<EndpointConfig>, target: StreamTarget, config: Arc<StreamConfig>, arg: Option<Value> },
     /// Run `onCacheEntryAdded` (L1); its `cacheDataLoaded` is `waiter`.
     StartLifecycle { key: Arc<str>, entry: EntryId, endpoint: Arc<EndpointConfig>, arg: Option<Value>, waiter: WaiterId },
     /// Call the host's `onMessage`, then `hook_done` with the call's base.
