@@ -830,7 +830,7 @@ impl EntrySink {
                 if batch.capacity() == 0 {
                     // The vector the pipeline gave back, or one allocation for the batch.
                     *batch = std::mem::take(&mut *self.spare.lock());
-                    batch.reserve(crate::ws::READ_BATCH);
+                    batch.reserve(crate::socket::READ_BATCH);
                 }
                 batch.push(prepared);
             }
@@ -849,6 +849,14 @@ impl StreamSink for EntrySink {
     /// Held with the frames read before it until `flush`: the pipeline is woken once per batch.
     fn text(&self, text: &str) {
         self.prepared(message::prepare_text(text, &self.config, &self.filter));
+    }
+
+    fn value(&self, value: Value) {
+        self.prepared(message::prepare(RawMessage::Value(value), &self.config, &self.filter));
+    }
+
+    fn parsed(&self, parsed: &livecache_engine::message::Parsed) {
+        self.prepared(message::prepare_parsed(parsed, &self.config, &self.filter));
     }
 
     fn flush(&self) {

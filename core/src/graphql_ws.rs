@@ -1,7 +1,7 @@
 //! The graphql-transport-ws protocol (T5), as the `graphql-ws` library defines it: the frames a
 //! client writes, and what a server's frames mean. Pure functions; `shared.rs` does the IO.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The WebSocket subprotocol offered in the handshake.
 pub const SUBPROTOCOL: &str = "graphql-transport-ws";
@@ -39,23 +39,29 @@ pub enum Incoming {
 
 /// Reads a server frame; an error is a protocol violation (the connection is failed).
 pub fn incoming(text: &str) -> Result<Incoming, String> {
+    // serde's recursion limit bounds the nesting (SPEC §9); the frame size is bounded by the
+    // socket's maxMessageBytes.
     let value: Value = serde_json::from_str(text).map_err(|e| format!("a frame is not JSON: {e}"))?;
     let Value::Object(mut obj) = value else { return Err("a frame is not a JSON object".to_owned()) };
-    let kind = match obj.get("type") {
-        Some(Value::String(t)) => t.clone(),
-        _ => return Err("a frame has no \"type\"".to_owned()),
-    };
-    let id = |obj: &Map<String, Value>| match obj.get("id") {
-        Some(Value::String(id)) => Ok(id.clone()),
+    let Some(Value::String(kind)) = obj.remove("type") else { return Err("a frame has no \"type\"".to_owned()) };
+    // The values are moved out of the frame, not copied: `next` is the hot path.
+    let mut id = || match obj.remove("id") {
+        Some(Value::String(id)) => Ok(id),
         _ => Err(format!("a {kind:?} frame has no string \"id\"")),
     };
     Ok(match kind.as_str() {
         "connection_ack" => Incoming::Ack,
         "ping" => Incoming::Ping,
         "pong" => Incoming::Pong,
-        "next" => Incoming::Next { id: id(&obj)?, payload: obj.remove("payload").unwrap_or(Value::Null) },
-        "error" => Incoming::Error { id: id(&obj)?, errors: error_text(obj.get("payload").unwrap_or(&Value::Null)) },
-        "complete" => Incoming::Complete { id: id(&obj)? },
+        "next" => {
+            let id = id()?;
+            Incoming::Next { id, payload: obj.remove("payload").unwrap_or(Value::Null) }
+        }
+        "error" => {
+            let id = id()?;
+            Incoming::Error { id, errors: error_text(obj.get("payload").unwrap_or(&Value::Null)) }
+        }
+        "complete" => Incoming::Complete { id: id()? },
         other => return Err(format!("unknown message type {other:?}")),
     })
 }

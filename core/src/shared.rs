@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -22,13 +22,14 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::backoff::Backoff;
 use crate::config::StreamConfig;
-use crate::control::{refuse_send, Commands, Stop};
+use crate::control::{refuse_send, Commands};
 use crate::error::Error;
 use crate::event::{ErrorReason, StreamState};
 use crate::graphql_ws::{self as graphql, Incoming};
 use crate::http::error_text;
+use crate::message::parse_frame;
 use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamTarget};
-use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls};
+use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls, READ_BATCH};
 
 /// What a connection is shared by: equal keys, one connection.
 fn share_key(request: &StreamRequest) -> String {
@@ -85,24 +86,32 @@ impl Hub {
         control: StreamControl,
         settings: SettingsFor,
     ) -> BoxFuture<'static, ()> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Everything is made here, so the member's future (alive as long as the entry) holds
+        // only what it uses: a thousand entries on one socket cost a thousand of these.
         let hub = self.clone();
+        let share = share_key(&request).into_boxed_str();
+        let settings = Box::new(settings.settings(&request));
+        let key: Arc<str> = request.key.as_str().into();
+        let member = Member { id, key: request.key, sink: sink.clone(), target: request.target, done: false };
+        let StreamControl { shutdown, commands } = control;
         Box::pin(async move {
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let key = share_key(&request);
-            let member = Member { id, key: request.key.clone(), sink: sink.clone(), target: request.target.clone(), done: false };
-            let connection = hub.send_join(&key, member, || settings.settings(&request));
-            let mut stop = Stop::new(control.shutdown);
-            let mut commands = Commands::new(control.commands);
+            let connection = hub.send_join(&share, member, settings);
+            drop(share);
+            let mut commands = Commands::new(commands);
+            // An idle member polls this rarely: no watcher task (`Stop`) is worth its memory here.
+            let cancelled = shutdown.cancelled();
+            tokio::pin!(cancelled);
             loop {
                 tokio::select! {
                     biased;
-                    _ = stop.wait() => break,
+                    _ = &mut cancelled => break,
                     command = commands.next() => {
                         if let Err(mpsc::error::SendError(ToConnection::Command { command, .. })) =
                             connection.send(ToConnection::Command { id, command })
                         {
-                            refuse_send(&request.key, command);
+                            refuse_send(&key, command);
                         }
                     }
                 }
@@ -117,7 +126,7 @@ impl Hub {
 
     /// Hands `member` to the connection of `key`, starting one when there is none. Sends happen
     /// under the map's lock, and a connection leaves the map under it, so no join is lost.
-    fn send_join(self: &Arc<Self>, key: &str, member: Member, settings: impl FnOnce() -> Settings) -> mpsc::UnboundedSender<ToConnection> {
+    fn send_join(self: &Arc<Self>, key: &str, member: Member, settings: Box<Settings>) -> mpsc::UnboundedSender<ToConnection> {
         let mut map = self.connections.lock();
         let member = match map.get(key) {
             Some(tx) => match tx.send(ToConnection::Join(member)) {
@@ -135,7 +144,7 @@ impl Hub {
             key: key.to_owned(),
             rx,
             members: Vec::new(),
-            settings: settings(),
+            settings: *settings,
             next_op: 1,
         };
         tokio::spawn(connection.run());
@@ -438,29 +447,49 @@ impl Connection {
                 biased;
                 frame = socket.next() => {
                     seen = true;
-                    match frame {
-                        Some(Ok(Message::Text(text))) => {
-                            if let Some(ended) = self.frame(socket, text.as_str()).await {
-                                return ended;
+                    // The frames ready without waiting go to the members before they are
+                    // flushed: a flood reaches each entry's pipeline in batches.
+                    let mut frame = frame;
+                    let mut count = 0;
+                    let ended = loop {
+                        match frame {
+                            Some(Ok(Message::Text(text))) => {
+                                if let Some(ended) = self.frame(socket, text.as_str()).await {
+                                    break Some(ended);
+                                }
                             }
-                        }
-                        Some(Ok(Message::Binary(bytes))) => {
-                            for (m, _) in &self.members {
-                                m.sink.message(RawMessage::Binary(Vec::from(bytes.clone())));
+                            Some(Ok(Message::Binary(bytes))) => {
+                                for (m, _) in &self.members {
+                                    m.sink.message(RawMessage::Binary(Vec::from(bytes.clone())));
+                                }
                             }
+                            Some(Ok(Message::Close(frame))) => {
+                                let error = match frame {
+                                    Some(f) => format!("closed by server (code {}: {})", u16::from(f.code), f.reason),
+                                    None => "closed by server".to_owned(),
+                                };
+                                let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+                                let _ = tokio::time::timeout(self.settings.close_timeout, drain).await;
+                                break Some(Ended::Dropped(error));
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(error)) => break Some(Ended::Dropped(error_text(&error))),
+                            None => break Some(Ended::Dropped("connection closed".to_owned())),
                         }
-                        Some(Ok(Message::Close(frame))) => {
-                            let error = match frame {
-                                Some(f) => format!("closed by server (code {}: {})", u16::from(f.code), f.reason),
-                                None => "closed by server".to_owned(),
-                            };
-                            let drain = async { while let Some(Ok(_)) = socket.next().await {} };
-                            let _ = tokio::time::timeout(self.settings.close_timeout, drain).await;
-                            return Ended::Dropped(error);
+                        count += 1;
+                        if count == READ_BATCH {
+                            break None;
                         }
-                        Some(Ok(_)) => {}
-                        Some(Err(error)) => return Ended::Dropped(error_text(&error)),
-                        None => return Ended::Dropped("connection closed".to_owned()),
+                        match socket.next().now_or_never() {
+                            Some(next) => frame = next,
+                            None => break None,
+                        }
+                    };
+                    for (m, _) in &self.members {
+                        m.sink.flush();
+                    }
+                    if let Some(ended) = ended {
+                        return ended;
                     }
                 }
                 _ = &mut timer, if heartbeat.is_some() => {
@@ -511,9 +540,10 @@ impl Connection {
     /// One text frame: to every member (plain), or by operation id (GraphQL).
     async fn frame(&mut self, socket: &mut Socket, text: &str) -> Option<Ended> {
         if !self.graphql() {
+            // Parsed once; each member's schema and filter run on the value (T3).
+            let parsed = parse_frame(text, &self.settings.config);
             for (m, _) in &self.members {
-                m.sink.text(text);
-                m.sink.flush();
+                m.sink.parsed(&parsed);
             }
             return None;
         }
@@ -534,9 +564,7 @@ impl Connection {
                 let i = member(&id, &self.members)?;
                 let m = &self.members[i].0;
                 match graphql::next_value(payload) {
-                    Ok(value) => {
-                        m.sink.message(RawMessage::Value(value));
-                    }
+                    Ok(value) => m.sink.value(value),
                     Err(errors) => m.sink.error(ErrorReason::Graphql, errors),
                 }
             }

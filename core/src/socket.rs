@@ -20,6 +20,8 @@ use crate::http::error_text;
 use crate::transport::StreamTarget;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// At most this many ready frames between two flushes of the sink.
+pub(crate) const READ_BATCH: usize = 64;
 /// The `wss://` configuration, or why there is none (only `wss://` connects fail then).
 pub(crate) type Tls = Result<Arc<rustls::ClientConfig>, String>;
 

@@ -65,6 +65,19 @@ pub trait StreamSink: Send + Sync {
     fn text(&self, text: &str) {
         self.message(RawMessage::Text(text.to_owned()));
     }
+    /// A decoded message (GraphQL's `next` value), held like `text` until `flush`.
+    fn value(&self, value: serde_json::Value) {
+        self.message(RawMessage::Value(value));
+    }
+    /// A frame of a shared connection (T3), parsed once for every entry on it: this entry's
+    /// schema and filter run on it, and it is copied only when the entry takes it. Held like
+    /// `text` until `flush`.
+    fn parsed(&self, parsed: &livecache_engine::message::Parsed) {
+        match parsed {
+            Ok(v) => self.message(RawMessage::Value(v.clone())),
+            Err((reason, message)) => self.error(*reason, message.clone()),
+        }
+    }
     /// The driver has handed over every frame that was ready (it calls this before it waits for
     /// more): the messages `text` held go on now, in order.
     fn flush(&self) {}

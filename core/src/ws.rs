@@ -24,14 +24,12 @@ use crate::http::error_text;
 use crate::error::Error;
 use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
 
-use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls};
+use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls, READ_BATCH};
 
 /// How long a connect (TCP, TLS and upgrade together) may take before it counts as failed.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a close handshake may take: our Close frame out, the peer's reply in (L7).
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// At most this many ready frames between two flushes of the sink.
-pub(crate) const READ_BATCH: usize = 64;
 
 /// `ws://` and `wss://` (rustls, webpki roots) stream driver. Cheap to share: one instance can
 /// run the streams of every entry of a client.

@@ -78,18 +78,56 @@ pub enum Prepared {
 
 /// `prepare` for text the caller still owns.
 pub fn prepare_text(text: &str, config: &StreamConfig, filter: &MessageFilter) -> Prepared {
-    match json::parse_bounded(text, config.max_message_bytes) {
+    match prepare_text_parse(text, config.max_message_bytes) {
         Ok(v) => check(v, config, filter),
-        Err(e) => {
-            let reason = match e.kind {
-                InputErrorKind::InvalidJson => ErrorReason::InvalidJson,
-                InputErrorKind::TooLarge => ErrorReason::TooLarge,
-                InputErrorKind::TooDeep => ErrorReason::TooDeep,
-                InputErrorKind::NotFinite => ErrorReason::NotFinite,
-            };
-            Prepared::Rejected(reason, e.message)
+        Err((reason, message)) => Prepared::Rejected(reason, message),
+    }
+}
+
+/// A frame parsed once for every entry of a shared connection (T3): the value, or why it is no
+/// message (reason and text).
+pub type Parsed = Result<Value, (ErrorReason, String)>;
+
+/// Parses a frame once, bounded as `prepare_text` bounds it.
+pub fn parse_frame(text: &str, config: &StreamConfig) -> Parsed {
+    prepare_text_parse(text, config.max_message_bytes)
+}
+
+fn prepare_text_parse(text: &str, max_bytes: usize) -> Parsed {
+    json::parse_bounded(text, max_bytes).map_err(|e| {
+        let reason = match e.kind {
+            InputErrorKind::InvalidJson => ErrorReason::InvalidJson,
+            InputErrorKind::TooLarge => ErrorReason::TooLarge,
+            InputErrorKind::TooDeep => ErrorReason::TooDeep,
+            InputErrorKind::NotFinite => ErrorReason::NotFinite,
+        };
+        (reason, e.message)
+    })
+}
+
+/// One entry's schema and filter on a frame other entries share: the value is copied only for an
+/// entry that takes it.
+pub fn prepare_parsed(parsed: &Parsed, config: &StreamConfig, filter: &MessageFilter) -> Prepared {
+    match parsed {
+        Err((reason, message)) => Prepared::Rejected(*reason, message.clone()),
+        Ok(v) => {
+            if let Some(rejected) = schema_error(v, config) {
+                return rejected;
+            }
+            if !filter.matches(v) {
+                return Prepared::Filtered;
+            }
+            Prepared::Message(v.clone())
         }
     }
+}
+
+fn schema_error(message: &Value, config: &StreamConfig) -> Option<Prepared> {
+    let schema = config.schema.as_ref()?;
+    let e = schema.validate(message).err()?;
+    let at = e.instance_path().to_string();
+    let place = if at.is_empty() { String::new() } else { format!(" at {at}") };
+    Some(Prepared::Rejected(ErrorReason::Schema, format!("schema: {e}{place}")))
 }
 
 /// Parse, schema and filter: everything before the data is touched (no lock needed).
@@ -114,12 +152,8 @@ pub fn prepare(raw: RawMessage, config: &StreamConfig, filter: &MessageFilter) -
 
 /// Schema and filter.
 fn check(message: Value, config: &StreamConfig, filter: &MessageFilter) -> Prepared {
-    if let Some(schema) = &config.schema {
-        if let Err(e) = schema.validate(&message) {
-            let at = e.instance_path().to_string();
-            let place = if at.is_empty() { String::new() } else { format!(" at {at}") };
-            return Prepared::Rejected(ErrorReason::Schema, format!("schema: {e}{place}"));
-        }
+    if let Some(rejected) = schema_error(&message, config) {
+        return rejected;
     }
     if !filter.matches(&message) {
         return Prepared::Filtered;
