@@ -1,20 +1,20 @@
 //! How the engine side steers a running stream driver, in the shapes every built-in transport
 //! loops over: a stop (L7) and the host's commands (T1 `reconnect`, T2 `send`).
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::transport::StreamCommand;
+use crate::transport::{CommandReceiver, StreamCommand};
 
 /// The host's commands; once every sender is gone it waits forever instead of ending the loop.
 pub(crate) struct Commands {
-    rx: mpsc::UnboundedReceiver<StreamCommand>,
+    rx: CommandReceiver,
     open: bool,
 }
 
 impl Commands {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<StreamCommand>) -> Self {
+    pub(crate) fn new(rx: CommandReceiver) -> Self {
         Commands { rx, open: true }
     }
 

@@ -43,7 +43,7 @@ use crate::prepare_headers::{prepare as prepare_headers, HeaderContext};
 use crate::stats::Stats;
 use crate::template::join_url;
 use crate::transport::{
-    FetchError, FetchRequest, FetchResponse, QuerySource, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource,
+    CommandSender, FetchError, FetchRequest, FetchResponse, QuerySource, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource,
     StreamTarget,
 };
 
@@ -63,7 +63,7 @@ struct EntryIo {
     stream_shutdown: CancellationToken,
     stream_task: Option<JoinHandle<()>>,
     /// T1/T2: `send` and `reconnect` for the running stream driver.
-    commands: Option<mpsc::UnboundedSender<StreamCommand>>,
+    commands: Option<CommandSender>,
     /// `pushMessage`'s pipeline steps before the data (parse, schema, filter), built on first use.
     push: Option<Arc<(Arc<StreamConfig>, MessageFilter)>>,
 }
@@ -362,7 +362,7 @@ impl Driver {
             prepare,
         });
         let request = StreamRequest { key: key.to_string(), target, config };
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = crate::transport::command_channel();
         io.commands = Some(commands);
         let control = StreamControl { shutdown: io.stream_shutdown.clone(), commands: rx };
         io.stream_task = Some(self.io_handle.spawn(source.run(request, sink, control)));
@@ -470,7 +470,7 @@ impl Driver {
 
     /// The command channel of `key`'s running stream: `NotFound` without an entry,
     /// `NotConnected` when the entry has no stream to write on.
-    fn stream_commands(&self, key: &str) -> Result<mpsc::UnboundedSender<StreamCommand>> {
+    fn stream_commands(&self, key: &str) -> Result<CommandSender> {
         let st = self.lock_open()?;
         let entry = st.engine.entry_id(key)?;
         st.io.get(&entry).and_then(|io| io.commands.clone()).ok_or_else(|| Error::NotConnected(key.to_owned()))

@@ -29,6 +29,7 @@ pub mod hooks;
 pub mod host_update;
 pub mod http;
 pub mod lifecycle;
+mod mailbox;
 mod graphql_ws;
 mod pipeline;
 mod prepare_headers;

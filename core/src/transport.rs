@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamConfig;
@@ -138,11 +138,13 @@ pub enum StreamCommand {
     Reconnect,
 }
 
+pub use crate::mailbox::{command_channel, CommandReceiver, CommandSender};
+
 /// How the engine side steers a stream driver: a stop, and commands.
 pub struct StreamControl {
     /// Cancelled when the entry goes (L7) or the client closes.
     pub shutdown: CancellationToken,
-    pub commands: mpsc::UnboundedReceiver<StreamCommand>,
+    pub commands: CommandReceiver,
 }
 
 pub trait StreamSource: Send + Sync {

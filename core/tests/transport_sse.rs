@@ -125,7 +125,7 @@ struct Driver {
     events: mpsc::UnboundedReceiver<Seen>,
     history: Vec<String>,
     shutdown: CancellationToken,
-    commands: mpsc::UnboundedSender<StreamCommand>,
+    commands: livecache_core::transport::CommandSender,
     task: JoinHandle<()>,
 }
 
@@ -135,7 +135,7 @@ impl Driver {
         target.headers = livecache_core::transport::Headers::from_pairs(vec![("Authorization".into(), "Bearer sse-secret".into())]).unwrap();
         let (tx, events) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = livecache_core::transport::command_channel();
         let request = StreamRequest { key: "feed(\"a\")".into(), target, config: Arc::new(config) };
         let control = StreamControl { shutdown: shutdown.clone(), commands: rx };
         let task = tokio::spawn(SseStreamSource::new().run(request, Arc::new(RecordingSink(tx)), control));

@@ -58,7 +58,7 @@ struct Driver {
     events: mpsc::UnboundedReceiver<Seen>,
     history: Vec<String>,
     shutdown: CancellationToken,
-    commands: mpsc::UnboundedSender<StreamCommand>,
+    commands: livecache_core::transport::CommandSender,
     task: JoinHandle<()>,
 }
 
@@ -74,7 +74,7 @@ impl Driver {
     fn start_at(target: StreamTarget, config: StreamConfig, source: WsStreamSource) -> Driver {
         let (tx, events) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = livecache_core::transport::command_channel();
         let request = StreamRequest {
             key: "getMessages(\"general\")".into(),
             target,
