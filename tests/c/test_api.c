@@ -1117,7 +1117,10 @@ static void on_added(void *user_data, const char *arg_json, livecache_lifecycle 
     CHECK(arg_json && strcmp(arg_json, "\"room\"") == 0, "arg_json %s", arg_json ? arg_json : "NULL");
     snprintf(c->key, sizeof c->key, "%s", livecache_lifecycle_key(lifecycle));
     c->lc = lifecycle;
-    c->started = pthread_create(&c->thread, NULL, lifecycle_thread, c) == 0;
+    /* The thread may finish its update before pthread_create returns: the test waits for this
+     * store rather than reading it as soon as the update arrived. */
+    int started = pthread_create(&c->thread, NULL, lifecycle_thread, c) == 0;
+    __atomic_store_n(&c->started, started, __ATOMIC_SEQ_CST);
 }
 
 static void on_cache_entry_added_lifecycle(void) {
@@ -1141,6 +1144,8 @@ static void on_cache_entry_added_lifecycle(void) {
     CHECK(text && strcmp(text, "{\"n\":1,\"seenByHook\":true}") == 0, "replica %s", text);
     free(text);
     livecache_unsubscribe(sub);
+    double started_by = now_seconds() + WAIT;
+    while (!__atomic_load_n(&c.started, __ATOMIC_SEQ_CST) && now_seconds() < started_by) sleep_ms(5);
     CHECK(c.started, "the hook was not called");
     if (c.started) pthread_join(c.thread, NULL);
     CHECK(c.loaded_rc == LIVECACHE_RESULT_OK && c.loaded && strcmp(c.loaded, "{\"data\":{\"n\":1},\"meta\":null}") == 0,
