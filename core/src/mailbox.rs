@@ -10,35 +10,33 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::transport::StreamCommand;
-
-struct Mailbox {
-    queue: Mutex<VecDeque<StreamCommand>>,
+struct Mailbox<T> {
+    queue: Mutex<VecDeque<T>>,
     notify: Notify,
     senders: AtomicUsize,
     receiver_gone: AtomicBool,
 }
 
 /// The host's side; cloneable.
-pub struct CommandSender(Arc<Mailbox>);
+pub struct Sender<T>(Arc<Mailbox<T>>);
 
 /// The stream driver's side.
-pub struct CommandReceiver(Arc<Mailbox>);
+pub struct Receiver<T>(Arc<Mailbox<T>>);
 
 /// A new mailbox.
-pub fn command_channel() -> (CommandSender, CommandReceiver) {
+pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let mailbox = Arc::new(Mailbox {
         queue: Mutex::new(VecDeque::new()),
         notify: Notify::new(),
         senders: AtomicUsize::new(1),
         receiver_gone: AtomicBool::new(false),
     });
-    (CommandSender(mailbox.clone()), CommandReceiver(mailbox))
+    (Sender(mailbox.clone()), Receiver(mailbox))
 }
 
-impl CommandSender {
+impl<T> Sender<T> {
     /// Queues `command`; `Err` gives it back when the stream driver is gone.
-    pub fn send(&self, command: StreamCommand) -> Result<(), StreamCommand> {
+    pub fn send(&self, command: T) -> Result<(), T> {
         if self.0.receiver_gone.load(Ordering::Acquire) {
             return Err(command);
         }
@@ -49,14 +47,14 @@ impl CommandSender {
     }
 }
 
-impl Clone for CommandSender {
+impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         self.0.senders.fetch_add(1, Ordering::AcqRel);
-        CommandSender(self.0.clone())
+        Sender(self.0.clone())
     }
 }
 
-impl Drop for CommandSender {
+impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.notify.notify_one();
@@ -64,10 +62,10 @@ impl Drop for CommandSender {
     }
 }
 
-impl CommandReceiver {
+impl<T> Receiver<T> {
     /// The next command, in the order sent; `None` once every sender is gone and the queue is
     /// empty.
-    pub async fn recv(&mut self) -> Option<StreamCommand> {
+    pub async fn recv(&mut self) -> Option<T> {
         loop {
             if let Some(command) = self.0.queue.lock().pop_front() {
                 return Some(command);
@@ -80,7 +78,7 @@ impl CommandReceiver {
     }
 }
 
-impl Drop for CommandReceiver {
+impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.0.receiver_gone.store(true, Ordering::Release);
         // Commands still queued get their answer: a send's `done` sender drops, which its
@@ -95,28 +93,27 @@ mod tests {
 
     #[tokio::test]
     async fn commands_arrive_in_order_and_the_end_is_seen() {
-        let (tx, mut rx) = command_channel();
+        let (tx, mut rx) = channel::<u32>();
         let tx2 = tx.clone();
-        tx.send(StreamCommand::Reconnect).unwrap();
-        let (done, _answer) = tokio::sync::oneshot::channel();
-        tx2.send(StreamCommand::Send { text: "a".into(), done }).unwrap();
-        assert!(matches!(rx.recv().await, Some(StreamCommand::Reconnect)));
-        assert!(matches!(rx.recv().await, Some(StreamCommand::Send { .. })));
+        tx.send(1).unwrap();
+        tx2.send(2).unwrap();
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.recv().await, Some(2));
         // A waiting receiver is woken by a send from another task.
         let sender = tokio::spawn(async move {
             tokio::task::yield_now().await;
-            tx2.send(StreamCommand::Reconnect).unwrap();
+            tx2.send(3).unwrap();
         });
-        assert!(matches!(rx.recv().await, Some(StreamCommand::Reconnect)));
+        assert_eq!(rx.recv().await, Some(3));
         sender.await.unwrap();
         drop(tx);
-        assert!(rx.recv().await.is_none(), "every sender gone");
+        assert_eq!(rx.recv().await, None, "every sender gone");
     }
 
     #[test]
     fn a_send_after_the_receiver_is_gone_comes_back() {
-        let (tx, rx) = command_channel();
+        let (tx, rx) = channel::<u32>();
         drop(rx);
-        assert!(matches!(tx.send(StreamCommand::Reconnect), Err(StreamCommand::Reconnect)));
+        assert_eq!(tx.send(7), Err(7));
     }
 }

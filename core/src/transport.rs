@@ -138,7 +138,15 @@ pub enum StreamCommand {
     Reconnect,
 }
 
-pub use crate::mailbox::{command_channel, CommandReceiver, CommandSender};
+/// The host's side of a stream's command queue (`send`, `reconnect`).
+pub type CommandSender = crate::mailbox::Sender<StreamCommand>;
+/// The stream driver's side.
+pub type CommandReceiver = crate::mailbox::Receiver<StreamCommand>;
+
+/// A stream's command queue: allocates nothing until a command is sent.
+pub fn command_channel() -> (CommandSender, CommandReceiver) {
+    crate::mailbox::channel()
+}
 
 /// How the engine side steers a stream driver: a stop, and commands.
 pub struct StreamControl {
