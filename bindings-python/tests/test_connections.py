@@ -253,3 +253,19 @@ def test_t1_a_raising_prepare_headers_fails_the_fetch_and_the_connect(server: Ch
     assert len(seen(server)["requests"]) == before, "nothing was sent"
     with pytest.raises(livecache.ConfigError, match="prepare_headers"):
         livecache.Client(server.config(), {"getMessages": {"prepare_headers": "not callable"}})
+
+
+def test_t1_t3_on_a_shared_socket_prepare_headers_runs_once_per_entry_and_connect(server: ChatServer) -> None:
+    kinds: List[str] = []
+
+    def prepare_headers(headers: Dict[str, str], context: Dict[str, Any]) -> Dict[str, str]:
+        kinds.append(context["kind"])
+        return {**headers, "Authorization": TOKEN}
+
+    with livecache.Client(shared_config(server), {"getMessages": {"prepare_headers": prepare_headers}}) as client:
+        a = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        b = client.subscribe("getMessages", "general", on_event=lambda e: None)
+        wait_until(lambda: a.snapshot()["stream"]["state"] == "open" and b.snapshot()["stream"]["state"] == "open", "open")
+        assert server.stats()["connectionsOpened"] == 1
+        assert seen(server)["handshakes"][-1]["authorization"] == TOKEN, "the hook's headers on the shared handshake"
+        assert kinds.count("stream") == 2, f"one call per entry for the connect: {kinds}"

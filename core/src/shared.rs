@@ -209,13 +209,18 @@ impl Connection {
                 return;
             }
             // T1: the first member's prepareHeaders, if any, has the last word on the handshake.
-            let prepared = match self.members.first() {
-                Some((m, _)) => m.sink.target().await,
-                None => Ok(None),
+            let (first, prepared) = match self.members.first() {
+                Some((m, _)) => (m.id, m.sink.target().await),
+                None => (0, Ok(None)),
             };
             let mut target = self.settings.target.clone();
+            // Kept for that member's subscribe, so its hook runs once per connect.
+            let mut first_target = None;
             match prepared {
-                Ok(Some(t)) => target.headers = t.headers,
+                Ok(Some(t)) => {
+                    target.headers = t.headers.clone();
+                    first_target = Some((first, t));
+                }
                 Ok(None) => {}
                 Err(error) => {
                     self.all_state(StreamState::Reconnecting, Some(error));
@@ -254,7 +259,7 @@ impl Connection {
                 Ok(mut socket) => {
                     let _open = self.members.first().map(|(m, _)| OpenConnection::new(m.sink.clone()));
                     let opened = Instant::now();
-                    let ended = match self.start(&mut socket).await {
+                    let ended = match self.start(&mut socket, first_target).await {
                         Ok(()) => self.read(&mut socket).await,
                         Err(error) => Ended::Dropped(error),
                     };
@@ -363,7 +368,8 @@ impl Connection {
     }
 
     /// After the upgrade: GraphQL's `connection_init` and its ack, then every member's subscribe.
-    async fn start(&mut self, socket: &mut Socket) -> Result<(), String> {
+    /// `first`: a member's target already asked for this connect, with its id.
+    async fn start(&mut self, socket: &mut Socket, mut first: Option<(u64, StreamTarget)>) -> Result<(), String> {
         if let Some(gql) = &self.settings.config.graphql {
             let init = graphql::connection_init(self.settings.target.init.as_deref());
             socket.send(Message::text(init)).await.map_err(|e| error_text(&e))?;
@@ -392,14 +398,19 @@ impl Connection {
             }
         }
         for i in 0..self.members.len() {
-            self.subscribe(socket, i).await?;
+            let given = first.take_if(|(id, _)| *id == self.members[i].0.id).map(|(_, t)| t);
+            self.subscribe(socket, i, given).await?;
         }
         Ok(())
     }
 
     /// Member `i`'s subscribe frame, then its `open` (T2: before any frame for it is read).
-    async fn subscribe(&mut self, socket: &mut Socket, i: usize) -> Result<(), String> {
-        let target = match self.members[i].0.sink.target().await {
+    async fn subscribe(&mut self, socket: &mut Socket, i: usize, given: Option<StreamTarget>) -> Result<(), String> {
+        let asked = match given {
+            Some(t) => Ok(Some(t)),
+            None => self.members[i].0.sink.target().await,
+        };
+        let target = match asked {
             Ok(target) => target,
             Err(error) => {
                 // This member's prepareHeaders failed; its subscribe goes without a fresh target.
@@ -511,7 +522,7 @@ impl Connection {
                         member.sink.state(StreamState::Connecting, None);
                         self.add(member);
                         let last = self.members.len() - 1;
-                        if let Err(error) = self.subscribe(socket, last).await {
+                        if let Err(error) = self.subscribe(socket, last, None).await {
                             return Ended::Dropped(error);
                         }
                     }

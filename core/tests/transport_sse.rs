@@ -331,14 +331,16 @@ async fn e3_an_event_over_max_message_bytes_is_an_error_and_the_stream_starts_ov
 async fn l8_a_silent_event_stream_times_out_and_comments_keep_it_alive() {
     let (url, mut conns) = server().await;
     let mut cfg = config();
-    cfg.heartbeat = Some(HeartbeatConfig { interval_ms: 100, timeout_ms: 400 });
+    cfg.heartbeat = Some(HeartbeatConfig { interval_ms: 500, timeout_ms: 500 });
     let mut driver = Driver::start(url, cfg);
     driver.expect_state(StreamState::Connecting).await;
     let mut conn = accept(&mut conns).await;
     conn.open().await;
     driver.expect_state(StreamState::Open).await;
-    // Comment lines for longer than the 500 ms window: traffic, so the stream stays open.
-    for _ in 0..40 {
+    // The behaviour under test is traffic spread over time: the server paces comment lines 20 ms
+    // apart for longer than the 1 s window (no assertion waits on this pacing; a gap would have
+    // to exceed the whole window to fail it).
+    for _ in 0..60 {
         conn.send(": keep-alive\n").await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
