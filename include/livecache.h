@@ -138,6 +138,14 @@ typedef enum {
      * The entry's stream has no open connection to send on; nothing was queued.
      */
     LIVECACHE_RESULT_NOT_CONNECTED = 13,
+    /**
+     * `mutate` on a query endpoint, or an entry call on a mutation endpoint.
+     */
+    LIVECACHE_RESULT_WRONG_ENDPOINT_KIND = 14,
+    /**
+     * The mutation failed; its result JSON is the server's answer `{"status", "data"}`.
+     */
+    LIVECACHE_RESULT_MUTATION = 15,
 } livecache_result;
 
 /**
@@ -244,6 +252,19 @@ typedef void (*livecache_transform_fn)(void *user_data,
  * `livecache_lifecycle_cache_entry_removed`.
  */
 typedef void (*livecache_entry_added_fn)(void *user_data, const char *arg_json, livecache_lifecycle *lifecycle);
+
+/**
+ * The completion of `livecache_mutate`: `result` is `LIVECACHE_RESULT_OK` with the response
+ * data as `result_json`; `LIVECACHE_RESULT_MUTATION` with the server's answer
+ * `{"status", "data"}` (or `{"status", "error"}` for a network failure, in fetchBaseQuery's
+ * shapes); or another code (`NOT_FOUND`, `NOT_CONNECTED` for a `send` mutation, `CLOSED`) with
+ * `{"kind", "message"}`. `result_json` (`len` bytes, NUL-terminated) is valid only during the
+ * call.
+ */
+typedef void (*livecache_mutate_cb)(void *user_data,
+                                    livecache_result result,
+                                    const char *result_json,
+                                    size_t len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -829,6 +850,45 @@ const char *livecache_lifecycle_key(const livecache_lifecycle *lifecycle);
  * `lifecycle` NULL or live, released once.
  */
 void livecache_lifecycle_free(livecache_lifecycle *lifecycle);
+
+/**
+ * `mutate` (SPEC W1, W4): runs the mutation endpoint's request with `arg_json` (NULL: no arg).
+ * `options_json` is NULL or `{}` (no option is defined yet; any key is `INVALID_ARGUMENT`).
+ *
+ * On `LIVECACHE_RESULT_OK`, `cb` runs exactly once, on one of the client's threads (in both
+ * delivery modes), after the response arrived and the refetches its `invalidatesTags` started
+ * have landed: a `livecache_snapshot` from the callback shows the server's new state. It must
+ * not block for long and must not call `livecache_client_free`. If the client is freed first,
+ * `cb` runs with `LIVECACHE_RESULT_CLOSED` before `livecache_client_free` returns.
+ * On any other return `cb` never runs and nothing was sent.
+ *
+ * Errors: `NULL_PARAMETER` (`client`, `endpoint`, `cb`), `INVALID_UTF8`, `INVALID_JSON`,
+ * `UNKNOWN_ENDPOINT`, `WRONG_ENDPOINT_KIND` (a query endpoint), `INVALID_ARGUMENT` (the arg
+ * lacks a templated field; an unknown option), `CLOSED`.
+ *
+ * # Safety
+ * `client` NULL or live; strings NULL or NUL-terminated; `user_data` usable from the client's
+ * threads.
+ */
+livecache_result livecache_mutate(livecache_client *client,
+                                  const char *endpoint,
+                                  const char *arg_json,
+                                  const char *options_json,
+                                  livecache_mutate_cb cb,
+                                  void *user_data);
+
+/**
+ * `invalidateTags` (SPEC W2): `tags_json` is an array of `"Type"` or `{"type", "id"}`. The
+ * subscribed entries providing a matching tag refetch (their streams keep running); unused ones
+ * are removed at once. Returns without waiting for the refetches.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON`, `INVALID_ARGUMENT` (not an array,
+ * a malformed tag, a type not in `tagTypes`: nothing is invalidated), `CLOSED`.
+ *
+ * # Safety
+ * `client` NULL or live; `tags_json` NULL or NUL-terminated.
+ */
+livecache_result livecache_invalidate_tags(livecache_client *client, const char *tags_json);
 
 #ifdef __cplusplus
 }  // extern "C"

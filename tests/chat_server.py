@@ -23,6 +23,9 @@ Chat port (one port, the `websockets` library):
   - `GET /seen`: what clients sent: `handshakes` and `requests` (the headers of the last 20
     upgrades / message fetches, names lower-case) and `frames` (the last 50 text frames).
   - `POST /post?...&silent=1`: stores the message without broadcasting it (one the stream loses).
+  - `POST /post?...&delayMs=N`: broadcasts at once but answers after N ms (a slow mutation);
+    `echoDelayMs=N` answers at once and broadcasts after N ms (a late echo); `fail=S` stores
+    nothing and answers status S (a failed mutation). Every `/post` counts in `posts`.
   - `POST /seed?channel=C&count=N`: stores N messages at once, silently (a long history, for
     benchmarks).
   - `POST /refuseResume?on=1`: from now on upgrades that ask to resume (`?after=`) get 409
@@ -81,6 +84,7 @@ class Chat:
             "clientInitiatedCloses": 0,
             "abortedConnections": 0,
             "messagesPosted": 0,
+            "posts": 0,
             "httpRequests": 0,
             "httpBytes": 0,
             "framesSent": 0,
@@ -179,10 +183,20 @@ class Chat:
             self.required = (params["header"], params["value"]) if params.get("value") else None
             return 200, {"required": self.required is not None}
         if method == "POST" and path == "/post":
+            self.stats["posts"] += 1
+            if params.get("fail"):
+                return int(params["fail"]), {"error": "the server refused the post"}
             missing = [k for k in ("channel", "userName", "text") if k not in params]
             if missing:
                 return 400, {"error": f"missing {', '.join(missing)}"}
-            return 200, self.post(params["channel"], params["userName"], params["text"], params.get("silent") == "1")
+            echo_delay = float(params.get("echoDelayMs") or 0) / 1000
+            silent = params.get("silent") == "1" or echo_delay > 0
+            message = self.post(params["channel"], params["userName"], params["text"], silent)
+            if echo_delay > 0:
+                asyncio.get_running_loop().call_later(echo_delay, self.broadcast, json.dumps(message), message["channel"])
+            if params.get("delayMs"):
+                await asyncio.sleep(float(params["delayMs"]) / 1000)
+            return 200, message
         if method == "POST" and path == "/raw":
             if "text" not in params:
                 return 400, {"error": "missing text"}

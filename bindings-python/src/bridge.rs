@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 
 use crate::convert::{from_py, ops_to_py, to_py};
-use crate::errors::{to_pyerr, Closed};
+use crate::errors::{to_pyerr, to_pyerr_in, Closed};
 
 /// A Python callback `callback(ok, value)` called exactly once from an engine thread: with the
 /// result, or — if the engine drops the work (client closed) — with `Closed`, so no Python
@@ -55,7 +55,7 @@ pub fn spawn_notify<T: Send + 'static>(
         let r = fut.await;
         notify.send(move |py| match r {
             Ok(v) => convert(py, v),
-            Err(e) => Err(to_pyerr(e)),
+            Err(e) => Err(to_pyerr_in(py, e)),
         });
     });
 }

@@ -164,6 +164,24 @@ impl NativeClient {
         Ok(())
     }
 
+    /// W1: runs the mutation; `callback(ok, value)` gets the response data once the refetches
+    /// it caused have landed (W4), or the error (`MutationError`, `WrongEndpointKind`, …).
+    fn mutate(&self, endpoint: &str, arg: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        let done = self.client.mutate(endpoint, arg);
+        spawn_notify(&self.handle, done, callback, |py, v| to_py(py, &v));
+        Ok(())
+    }
+
+    /// W2: refetches the subscribed entries providing a matching tag, removes the unused ones.
+    fn invalidate_tags(&self, py: Python<'_>, tags: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tags = match from_py(tags)? {
+            Value::Array(tags) => tags,
+            other => return Err(crate::errors::InvalidArgument::new_err(format!("invalidate_tags takes a list of tags, got {other}"))),
+        };
+        self.with(py, |c| c.invalidate_tags(&tags))
+    }
+
     /// T1: closes the entry's stream and connects again now, with fresh headers.
     fn reconnect(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>) -> PyResult<()> {
         let arg = arg_of(arg)?;

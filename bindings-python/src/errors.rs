@@ -16,6 +16,13 @@ create_exception!(livecache, InvalidArgument, LivecacheError, "An argument the c
 create_exception!(livecache, InvalidInput, LivecacheError, "A value that is not bounded JSON: too deep, NaN, a non-str key, an unsupported type.");
 create_exception!(livecache, CacheEntryRemoved, LivecacheError, "The entry was removed before its data loaded (L2).");
 create_exception!(livecache, NotConnected, LivecacheError, "The entry's stream has no open connection to send on; nothing was queued (T2).");
+create_exception!(livecache, WrongEndpointKind, LivecacheError, "mutate on a query endpoint, or an entry call on a mutation endpoint (W1).");
+create_exception!(
+    livecache,
+    MutationError,
+    LivecacheError,
+    "The mutation failed (W1): `error` is `{status, data}` (or `{status, error}`) in fetchBaseQuery's shapes; `status` and `data` are its fields."
+);
 
 pub fn to_pyerr(e: Error) -> PyErr {
     let message = e.to_string();
@@ -30,6 +37,28 @@ pub fn to_pyerr(e: Error) -> PyErr {
         Error::Input(_) => InvalidInput::new_err(message),
         Error::CacheEntryRemoved(_) => CacheEntryRemoved::new_err(message),
         Error::NotConnected(_) => NotConnected::new_err(message),
+        Error::WrongEndpointKind(_) => WrongEndpointKind::new_err(message),
+        Error::Mutation(_) => MutationError::new_err(message),
+    }
+}
+
+/// `to_pyerr` with the interpreter at hand: a `MutationError` also carries the server's answer
+/// as `error`, `status` and `data` attributes.
+pub fn to_pyerr_in(py: Python<'_>, e: Error) -> PyErr {
+    let Error::Mutation(value) = &e else { return to_pyerr(e) };
+    let err = MutationError::new_err(e.to_string());
+    let attrs = || -> PyResult<()> {
+        let obj = err.value(py);
+        let error = crate::convert::to_py(py, value)?;
+        obj.setattr("error", &error)?;
+        obj.setattr("status", crate::convert::to_py(py, &value["status"])?)?;
+        let data = value.get("data").or_else(|| value.get("error")).cloned().unwrap_or(serde_json::Value::Null);
+        obj.setattr("data", crate::convert::to_py(py, &data)?)?;
+        Ok(())
+    };
+    match attrs() {
+        Ok(()) => err,
+        Err(conversion) => conversion,
     }
 }
 
@@ -46,5 +75,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidInput", py.get_type::<InvalidInput>())?;
     m.add("CacheEntryRemoved", py.get_type::<CacheEntryRemoved>())?;
     m.add("NotConnected", py.get_type::<NotConnected>())?;
+    m.add("WrongEndpointKind", py.get_type::<WrongEndpointKind>())?;
+    m.add("MutationError", py.get_type::<MutationError>())?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! `drop_all_sockets` (TCP gone, no close frame), `close_all_sockets`
 //! (close handshake), `silence_all_sockets` (a hung peer: no reads, no writes, no pongs, TCP left
 //! open), `refuse_upgrades(n)` (503 on the next n upgrades), `set_fetch_delay` (before the
-//! messages are read), `set_response_delay` (after), `set_http_status`; counters say what the
+//! messages are read), `set_response_delay` (after), `set_http_status`, `set_post_status`; counters say what the
 //! server saw.
 
 use std::convert::Infallible;
@@ -56,6 +56,9 @@ struct Shared {
     fetch_delay_ms: AtomicU64,
     response_delay_ms: AtomicU64,
     http_status: AtomicU16,
+    /// Status of `POST /messages/…`: anything but 201 stores nothing.
+    post_status: AtomicU16,
+    posts: AtomicUsize,
     connections_accepted: AtomicUsize,
     upgrades_refused: AtomicUsize,
     close_frames_received: AtomicUsize,
@@ -93,6 +96,8 @@ impl ChatServer {
             fetch_delay_ms: AtomicU64::new(0),
             response_delay_ms: AtomicU64::new(0),
             http_status: AtomicU16::new(200),
+            post_status: AtomicU16::new(201),
+            posts: AtomicUsize::new(0),
             connections_accepted: AtomicUsize::new(0),
             upgrades_refused: AtomicUsize::new(0),
             close_frames_received: AtomicUsize::new(0),
@@ -206,6 +211,17 @@ impl ChatServer {
     /// Status of `GET /messages/…`; anything but 200 answers `{"error": "…"}`.
     pub fn set_http_status(&self, code: u16) {
         self.shared.http_status.store(code, Ordering::SeqCst);
+    }
+
+    /// Status of `POST /messages/…` (a mutation); anything but 201 answers `{"error": "…"}`
+    /// and stores nothing.
+    pub fn set_post_status(&self, code: u16) {
+        self.shared.post_status.store(code, Ordering::SeqCst);
+    }
+
+    /// `POST /messages/…` requests so far, refused ones included.
+    pub fn post_count(&self) -> usize {
+        self.shared.posts.load(Ordering::SeqCst)
     }
 
     /// WebSocket upgrades accepted so far.
@@ -340,6 +356,12 @@ async fn handle(
             Ok(json_response(StatusCode::OK, &body))
         }
         Method::POST => {
+            shared.posts.fetch_add(1, Ordering::SeqCst);
+            let status = shared.post_status.load(Ordering::SeqCst);
+            if status != 201 {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return Ok(json_response(status, &json!({"error": format!("status {}", status.as_u16())})));
+            }
             let Ok(body) = req.into_body().collect().await else {
                 return Ok(respond(
                     StatusCode::BAD_REQUEST,

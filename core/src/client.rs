@@ -175,6 +175,19 @@ impl Client {
         self.driver.upsert(endpoint, arg, data)
     }
 
+    /// W1 `mutate`: runs the mutation endpoint's request with `arg`; resolves with the
+    /// response data once the refetches its invalidation started have ended (W4), or with
+    /// `MutationError` (`{status, data}`). `WrongEndpointKind` for a query endpoint.
+    pub fn mutate(&self, endpoint: &str, arg: Option<Value>) -> impl Future<Output = Result<Value>> + Send + 'static {
+        self.driver.mutate(endpoint, arg)
+    }
+
+    /// W2 `invalidateTags`: refetches the subscribed entries providing a matching tag and
+    /// removes the unused ones. Tags are `"Type"` or `{"type", "id"}`.
+    pub fn invalidate_tags(&self, tags: &[Value]) -> Result<()> {
+        self.driver.invalidate_tags(tags)
+    }
+
     /// Re-runs the query (L5).
     pub fn refetch(&self, endpoint: &str, arg: Option<&Value>) -> Result<()> {
         let key = self.key_of(endpoint, arg)?;

@@ -78,6 +78,8 @@ pub(crate) struct State {
     pub engine: Engine<Queue>,
     io: HashMap<u64, EntryIo>,
     waiters: HashMap<u64, oneshot::Sender<Result<Loaded>>>,
+    /// W1: the callers of the mutations not yet settled.
+    pub mutations: HashMap<u64, oneshot::Sender<Result<Value>>>,
     /// Stream tasks of removed entries are awaited by `close` no longer; these are the live ones.
     outputs: Vec<Output<Queue>>,
 }
@@ -87,13 +89,14 @@ enum Work {
     Fetch { key: Arc<str>, entry: u64, request: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value> },
     Lifecycle { key: Arc<str>, entry: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value>, lifecycle: Lifecycle },
     Hook(HookCall),
+    Mutate { mutation: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value>, request: livecache_engine::MutationRequest },
 }
 
 pub(crate) struct Driver {
     self_ref: Weak<Driver>,
     pub config: Arc<Config>,
     hooks: Hooks,
-    query_source: Option<Arc<dyn QuerySource>>,
+    pub(crate) query_source: Option<Arc<dyn QuerySource>>,
     stream_source: Option<Arc<dyn StreamSource>>,
     state: Mutex<State>,
     pub dispatcher: Arc<Dispatcher>,
@@ -190,7 +193,7 @@ impl Driver {
             hooks: parts.hooks,
             query_source: parts.query_source,
             stream_source: parts.stream_source,
-            state: Mutex::new(State { engine, io: HashMap::new(), waiters: HashMap::new(), outputs: Vec::new() }),
+            state: Mutex::new(State { engine, io: HashMap::new(), waiters: HashMap::new(), mutations: HashMap::new(), outputs: Vec::new() }),
             dispatcher: parts.dispatcher,
             runtime: Mutex::new(Some(parts.runtime)),
             handle,
@@ -259,7 +262,7 @@ impl Driver {
     }
 
     /// Carries out the engine's outputs: in order under the lock, then the IO work after it.
-    fn run(self: &Arc<Self>, mut guard: MutexGuard<'_, State>) {
+    pub(crate) fn run(self: &Arc<Self>, mut guard: MutexGuard<'_, State>) {
         let st = &mut *guard;
         st.engine.take_outputs(&mut st.outputs);
         if st.outputs.is_empty() {
@@ -318,6 +321,12 @@ impl Driver {
                 }
                 Output::Fetch { key, entry, request, endpoint, arg } => work.push(Work::Fetch { key, entry, request, endpoint, arg }),
                 Output::CallHook(call) => work.push(Work::Hook(call)),
+                Output::Mutate { mutation, endpoint, arg, request } => work.push(Work::Mutate { mutation, endpoint, arg, request }),
+                Output::MutationSettled { mutation, result } => {
+                    if let Some(tx) = st.mutations.remove(&mutation) {
+                        let _ = tx.send(result);
+                    }
+                }
             }
         }
         st.outputs = outputs;
@@ -327,11 +336,12 @@ impl Driver {
                 Work::Fetch { key, entry, request, endpoint, arg } => self.start_fetch(key, entry, request, endpoint, arg),
                 Work::Lifecycle { key, entry, endpoint, arg, lifecycle } => self.start_lifecycle(key, entry, &endpoint, arg, lifecycle),
                 Work::Hook(call) => self.call_hook(call),
+                Work::Mutate { mutation, endpoint, arg, request } => self.start_mutation(mutation, endpoint, arg, request),
             }
         }
     }
 
-    fn endpoint_hooks(&self, endpoint: &str) -> Option<&EndpointHooks> {
+    pub(crate) fn endpoint_hooks(&self, endpoint: &str) -> Option<&EndpointHooks> {
         self.hooks.get(endpoint)
     }
 

@@ -30,6 +30,7 @@ pub mod host_update;
 pub mod http;
 pub mod lifecycle;
 mod mailbox;
+mod mutate;
 mod graphql_ws;
 mod pipeline;
 mod prepare_headers;

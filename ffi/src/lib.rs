@@ -18,12 +18,14 @@ mod host;
 mod update;
 mod hooks;
 mod lifecycle;
+mod mutation;
 mod userdata;
 
 pub use client::*;
 pub use hooks::*;
 pub use host::*;
 pub use lifecycle::*;
+pub use mutation::*;
 pub use result::*;
 pub use subscription::*;
 pub use update::*;

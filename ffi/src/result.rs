@@ -43,6 +43,10 @@ pub enum livecache_result {
     LIVECACHE_RESULT_PANIC = 12,
     /// The entry's stream has no open connection to send on; nothing was queued.
     LIVECACHE_RESULT_NOT_CONNECTED = 13,
+    /// `mutate` on a query endpoint, or an entry call on a mutation endpoint.
+    LIVECACHE_RESULT_WRONG_ENDPOINT_KIND = 14,
+    /// The mutation failed; its result JSON is the server's answer `{"status", "data"}`.
+    LIVECACHE_RESULT_MUTATION = 15,
 }
 
 use livecache_result::*;
@@ -72,6 +76,8 @@ impl From<Error> for Failure {
             Error::Input(_) => LIVECACHE_RESULT_INVALID_JSON,
             Error::CacheEntryRemoved(_) => LIVECACHE_RESULT_CACHE_ENTRY_REMOVED,
             Error::NotConnected(_) => LIVECACHE_RESULT_NOT_CONNECTED,
+            Error::WrongEndpointKind(_) => LIVECACHE_RESULT_WRONG_ENDPOINT_KIND,
+            Error::Mutation(_) => LIVECACHE_RESULT_MUTATION,
         };
         Failure { code, message: e.to_string() }
     }
@@ -229,6 +235,8 @@ fn result_kind(result: livecache_result) -> &'static CStr {
         LIVECACHE_RESULT_CACHE_ENTRY_REMOVED => c"CacheEntryRemoved",
         LIVECACHE_RESULT_PANIC => c"Panic",
         LIVECACHE_RESULT_NOT_CONNECTED => c"NotConnected",
+        LIVECACHE_RESULT_WRONG_ENDPOINT_KIND => c"WrongEndpointKind",
+        LIVECACHE_RESULT_MUTATION => c"MutationError",
     }
 }
 

@@ -1345,8 +1345,9 @@ static void manual_clock_removes_at_the_deadline(void) {
 static void version_and_kinds(void) {
     CHECK(strcmp(livecache_version(), "0.1.0") == 0 || strlen(livecache_version()) > 0, "version");
     const char *names[] = {"Ok", "NullParameter", "InvalidInput", "InvalidInput", "ConfigError", "Closed", "UnknownEndpoint",
-                           "NotFound", "NotLoaded", "PatchError", "InvalidArgument", "CacheEntryRemoved", "Panic", "NotConnected"};
-    for (int i = 0; i <= (int)LIVECACHE_RESULT_NOT_CONNECTED; i++)
+                           "NotFound", "NotLoaded", "PatchError", "InvalidArgument", "CacheEntryRemoved", "Panic", "NotConnected",
+                           "WrongEndpointKind", "MutationError"};
+    for (int i = 0; i <= (int)LIVECACHE_RESULT_MUTATION; i++)
         CHECK(strcmp(livecache_result_kind((livecache_result)i), names[i]) == 0, "kind %d: %s", i,
               livecache_result_kind((livecache_result)i));
 }

@@ -440,6 +440,110 @@ static void pull_mode_against_the_server(void) {
     recorder_destroy(&rec);
 }
 
+/* W1/W2/W4: livecache_mutate posts a message (the admin port's POST /post), the callback runs
+ * once with the response after the invalidated channel refetched (the server counts it), a
+ * refused post is LIVECACHE_RESULT_MUTATION with the server's {status, data}, and bad calls
+ * return their code at once without calling back. */
+typedef struct {
+    pthread_mutex_t lock;
+    int calls;
+    livecache_result result;
+    char json[512];
+    int snapshot_has_text; /* what livecache_snapshot showed from inside the callback (W4) */
+    livecache_client *client;
+} mutation_done;
+
+static void on_mutation_done(void *user_data, livecache_result result, const char *result_json, size_t len) {
+    mutation_done *d = user_data;
+    int has = 0;
+    if (result == LIVECACHE_RESULT_OK) {
+        char *snap = NULL;
+        if (livecache_snapshot(d->client, "getMessages", "\"redux\"", &snap) == LIVECACHE_RESULT_OK) {
+            has = strstr(snap, "posted from C") != NULL;
+            livecache_string_free(snap);
+        }
+    }
+    pthread_mutex_lock(&d->lock);
+    d->calls++;
+    d->result = result;
+    d->snapshot_has_text = has;
+    snprintf(d->json, sizeof d->json, "%.*s", (int)len, result_json);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static int wait_mutation(mutation_done *d, int calls) {
+    double deadline = now_seconds() + WAIT;
+    pthread_mutex_lock(&d->lock);
+    while (d->calls < calls && now_seconds() < deadline) {
+        pthread_mutex_unlock(&d->lock);
+        sleep_ms(5);
+        pthread_mutex_lock(&d->lock);
+    }
+    int reached = d->calls >= calls;
+    pthread_mutex_unlock(&d->lock);
+    return reached;
+}
+
+static void mutate_posts_and_invalidates(void) {
+    reset();
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"baseUrl\": \"http://127.0.0.1:%d/\", \"tagTypes\": [\"Messages\"], \"endpoints\": {"
+             "\"getMessages\": {\"query\": \"messages/{arg}\", \"providesTags\": [{\"type\": \"Messages\", \"id\": \"{arg}\"}],"
+             "  \"stream\": {\"url\": \"ws://127.0.0.1:%d/\", \"filter\": {\"channel\": \"{arg}\"}, \"apply\": {\"append\": {\"dedupeBy\": \"id\"}}}},"
+             "\"sendMessage\": {\"mutation\": {\"url\": \"http://127.0.0.1:%d/post\", \"params\": {\"fail\": \"{arg.fail}\"},"
+             "  \"body\": {\"channel\": \"{arg.channel}\", \"userName\": \"c\", \"text\": \"{arg.text}\"}},"
+             "  \"invalidatesTags\": [{\"type\": \"Messages\", \"id\": \"{arg.channel}\"}]}}}",
+             server.port, server.port, server.admin_port);
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new(text, &client));
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &rec, &sub));
+    CHECK(wait_stream_state(&rec, "open", 1, WAIT), "the stream never opened");
+    CHECK(wait_fetches_settled(client, &rec, 0), "the first fetches never settled");
+    double fetched = server_stat("httpRequests");
+
+    mutation_done d = {.lock = PTHREAD_MUTEX_INITIALIZER, .client = client};
+    CHECK_OK(livecache_mutate(client, "sendMessage", "{\"channel\": \"redux\", \"text\": \"posted from C\", \"fail\": null}", NULL, on_mutation_done, &d));
+    CHECK(wait_mutation(&d, 1), "the mutation never completed");
+    CHECK(d.result == LIVECACHE_RESULT_OK, "result %d: %s", (int)d.result, d.json);
+    CHECK(strstr(d.json, "\"posted from C\"") != NULL, "the response data: %s", d.json);
+    CHECK(d.snapshot_has_text, "W4: the snapshot inside the callback lacks the posted message");
+    CHECK(server_stat("httpRequests") == fetched + 1, "the invalidation refetched %g times", server_stat("httpRequests") - fetched);
+
+    CHECK_OK(livecache_mutate(client, "sendMessage", "{\"channel\": \"redux\", \"text\": \"refused\", \"fail\": 500}", "{}", on_mutation_done, &d));
+    CHECK(wait_mutation(&d, 2), "the refused mutation never completed");
+    CHECK(d.result == LIVECACHE_RESULT_MUTATION, "result %d (%s)", (int)d.result, livecache_result_kind(d.result));
+    CHECK(strstr(d.json, "\"status\":500") != NULL && strstr(d.json, "refused the post") != NULL, "the server's answer: %s", d.json);
+    CHECK(strcmp(livecache_result_kind(LIVECACHE_RESULT_MUTATION), "MutationError") == 0, "kind name");
+
+    /* Refused at once: the callback never runs for these. */
+    CHECK_RC(livecache_mutate(client, "getMessages", "\"redux\"", NULL, on_mutation_done, &d), LIVECACHE_RESULT_WRONG_ENDPOINT_KIND);
+    CHECK_RC(livecache_mutate(client, "sendMessage", "{\"text\": \"no channel\", \"fail\": null}", NULL, on_mutation_done, &d), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(strstr(livecache_last_error(), "channel") != NULL, "message: %s", livecache_last_error());
+    CHECK_RC(livecache_mutate(client, "sendMessage", "{}", "{\"optimistic\": []}", on_mutation_done, &d), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(livecache_mutate(client, "sendMessage", "{}", NULL, NULL, &d), LIVECACHE_RESULT_NULL_PARAMETER);
+    CHECK_RC(livecache_mutate(client, "nope", "{}", NULL, on_mutation_done, &d), LIVECACHE_RESULT_UNKNOWN_ENDPOINT);
+    CHECK_RC(livecache_subscribe(client, "sendMessage", NULL, recorder_cb, &rec, &sub), LIVECACHE_RESULT_WRONG_ENDPOINT_KIND);
+
+    /* invalidate_tags from the host: one more refetch; bad tags change nothing. */
+    fetched = server_stat("httpRequests");
+    int snapshots = recorder_count(&rec, "snapshot");
+    CHECK_OK(livecache_invalidate_tags(client, "[\"Messages\"]"));
+    CHECK(recorder_wait_count(&rec, "snapshot", snapshots + 1, WAIT), "no refetch after invalidate_tags");
+    CHECK(server_stat("httpRequests") == fetched + 1, "refetches: %g", server_stat("httpRequests") - fetched);
+    CHECK_RC(livecache_invalidate_tags(client, "[\"Users\"]"), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(livecache_invalidate_tags(client, "{\"type\": \"Messages\"}"), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(livecache_invalidate_tags(client, "[\"Messages\""), LIVECACHE_RESULT_INVALID_JSON);
+    CHECK(wait_mutation(&d, 2) && d.calls == 2, "a refused call called back: %d calls", d.calls);
+
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s PYTHON CHAT_SERVER_SCRIPT\n", argv[0]);
@@ -459,6 +563,7 @@ int main(int argc, char **argv) {
     run_case("pull_mode_against_the_server", pull_mode_against_the_server);
     run_case("send_and_reconnect", send_and_reconnect);
     run_case("prepare_headers_hook", prepare_headers_hook);
+    run_case("mutate_posts_and_invalidates", mutate_posts_and_invalidates);
     chat_server_stop(&server);
     return finish();
 }

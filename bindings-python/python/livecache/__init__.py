@@ -28,11 +28,13 @@ from ._livecache import (
     InvalidArgument,
     InvalidInput,
     LivecacheError,
+    MutationError,
     NotConnected,
     NotFound,
     NotLoaded,
     PatchError,
     UnknownEndpoint,
+    WrongEndpointKind,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "InvalidInput",
     "Lifecycle",
     "LivecacheError",
+    "MutationError",
     "NotConnected",
     "NotFound",
     "NotLoaded",
@@ -56,6 +59,7 @@ __all__ = [
     "QueryError",
     "Subscription",
     "UnknownEndpoint",
+    "WrongEndpointKind",
 ]
 
 Event = Dict[str, Any]
@@ -482,6 +486,23 @@ class Client:
         p = Pending()
         self._native.send(endpoint, arg, message, p._settle)
         return p
+
+    def mutate(self, endpoint: str, arg: Any = NO_ARG) -> Pending:
+        """W1: runs the mutation endpoint's request with ``arg``. The result is the response data,
+        available once the refetches its ``invalidatesTags`` started have landed (W4), so a
+        ``snapshot()`` afterwards shows the server's new state. A failed request raises
+        ``MutationError`` (``.status``, ``.data``, ``.error``); a query endpoint raises
+        ``WrongEndpointKind``; an arg missing a templated field raises ``InvalidArgument`` and
+        sends nothing. Await it, or call ``.result(timeout)`` from a thread."""
+        p = Pending()
+        self._native.mutate(endpoint, arg, p._settle)
+        return p
+
+    def invalidate_tags(self, tags: List[Any]) -> None:
+        """W2: refetches the subscribed entries that provide a matching tag (``"Type"`` matches
+        every id, ``{"type": ..., "id": ...}`` only that one) and removes the unused ones at once.
+        A tag type not in ``tagTypes`` raises ``InvalidArgument`` and nothing is invalidated."""
+        self._native.invalidate_tags(tags)
 
     def reconnect(self, endpoint: str, arg: Any = NO_ARG) -> None:
         """T1: closes the entry's stream (close handshake) and connects again at once, with

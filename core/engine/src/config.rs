@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::headers::HeaderTemplates;
 use crate::request::{parse_policy, QueryConfig, RequestPolicy};
+use crate::tags::TagSpec;
 use crate::template::{Template, ValueTemplate};
 
 /// `keepUnusedDataFor` (L7): seconds, or never.
@@ -235,6 +236,27 @@ pub struct EndpointConfig {
     pub stream: Option<Arc<StreamConfig>>,
     /// T1: the top-level headers with the endpoint's over them, for every request.
     pub headers: HeaderTemplates,
+    /// W1: set on a mutation endpoint (which then has no `query` or `stream`).
+    pub mutation: Option<MutationConfig>,
+    /// W2: the tags a query entry's data provides.
+    pub provides_tags: Vec<TagSpec>,
+    /// W2: the tags a mutation invalidates when it settles.
+    pub invalidates_tags: Vec<TagSpec>,
+}
+
+/// W1: how a mutation endpoint writes.
+#[derive(Clone, Debug)]
+pub enum MutationConfig {
+    /// `{url, method, body, params}` (method default `POST`) or `{"graphql": …}`.
+    Request(QueryConfig),
+    /// `{"send": {endpoint, arg?, message}}`: `message` written on that query entry's stream (T2).
+    Send { endpoint: String, arg: Option<ValueTemplate>, message: ValueTemplate },
+}
+
+impl EndpointConfig {
+    pub fn is_mutation(&self) -> bool {
+        self.mutation.is_some()
+    }
 }
 
 /// The whole parsed configuration.
@@ -245,6 +267,8 @@ pub struct Config {
     /// E4: events queued per subscription before the queue collapses to one snapshot (E5).
     pub queue_limit: usize,
     pub endpoints: BTreeMap<String, Arc<EndpointConfig>>,
+    /// W2 `tagTypes`: the tag types `providesTags` and `invalidatesTags` may name.
+    pub tag_types: Vec<String>,
 }
 
 // ---- parsing -------------------------------------------------------------------------------
@@ -330,7 +354,8 @@ impl Config {
     pub fn from_value(v: &Value) -> Result<Config> {
         let root = as_object(v, "")
             .map_err(|_| err("(root)", format!("the config must be an object, found {}", kind_of(v))))?;
-        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "headers", "timeoutMs", "retry", "endpoints"])?;
+        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "headers", "timeoutMs", "retry", "tagTypes", "endpoints"])?;
+        let tag_types = tag_types_at(root.get("tagTypes"))?;
         let headers = headers_at(root.get("headers"), "headers", &HeaderTemplates::default())?;
         let policy = parse_policy(root.get("timeoutMs"), root.get("retry"), "", RequestPolicy::default()).map_err(|(p, m)| err(&p, m))?;
         let base_url = match root.get("baseUrl") {
@@ -355,9 +380,10 @@ impl Config {
             if name.is_empty() {
                 return Err(err(&path, "an endpoint name cannot be empty"));
             }
-            endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path, &headers, policy)?));
+            endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path, &headers, policy, &tag_types)?));
         }
-        Ok(Config { base_url, keep_unused_data_for, queue_limit, endpoints })
+        check_sends(&endpoints)?;
+        Ok(Config { base_url, keep_unused_data_for, queue_limit, endpoints, tag_types })
     }
 
     /// The removal delay of an endpoint (L7): its own value, else the global one.
@@ -367,9 +393,30 @@ impl Config {
 }
 
 impl EndpointConfig {
-    fn parse(name: &str, v: &Value, path: &str, top_headers: &HeaderTemplates, top_policy: RequestPolicy) -> Result<EndpointConfig> {
+    fn parse(name: &str, v: &Value, path: &str, top_headers: &HeaderTemplates, top_policy: RequestPolicy, tag_types: &[String]) -> Result<EndpointConfig> {
         let obj = as_object(v, path)?;
-        known_keys(obj, path, &["query", "transformResponse", "keepUnusedDataFor", "headers", "timeoutMs", "retry", "stream"])?;
+        known_keys(
+            obj,
+            path,
+            &["query", "mutation", "transformResponse", "keepUnusedDataFor", "headers", "timeoutMs", "retry", "stream", "providesTags", "invalidatesTags"],
+        )?;
+        let mutation = match obj.get("mutation") {
+            None | Some(Value::Null) => None,
+            Some(m) => Some(parse_mutation(m, &join(path, "mutation"))?),
+        };
+        if mutation.is_some() {
+            // W1: a mutation is not cached, so nothing that feeds or keeps an entry applies.
+            for key in ["query", "stream", "transformResponse", "keepUnusedDataFor", "providesTags"] {
+                if obj.get(key).is_some_and(|v| !v.is_null()) {
+                    return Err(err(&join(path, key), "a mutation endpoint cannot have one (it has no cache entry)"));
+                }
+            }
+        } else if obj.get("invalidatesTags").is_some_and(|v| !v.is_null()) {
+            return Err(err(&join(path, "invalidatesTags"), "only a mutation endpoint invalidates tags"));
+        }
+        let tags = |key: &str| TagSpec::parse_list(obj.get(key), &join(path, key), tag_types).map_err(|(p, m)| err(&p, m));
+        let provides_tags = tags("providesTags")?;
+        let invalidates_tags = tags("invalidatesTags")?;
         let headers = headers_at(obj.get("headers"), &join(path, "headers"), top_headers)?;
         let policy = parse_policy(obj.get("timeoutMs"), obj.get("retry"), path, top_policy).map_err(|(p, m)| err(&p, m))?;
         let query = match obj.get("query") {
@@ -396,13 +443,76 @@ impl EndpointConfig {
             None | Some(Value::Null) => None,
             Some(s) => Some(Arc::new(parse_stream(s, &join(path, "stream"), &headers)?)),
         };
-        Ok(EndpointConfig { name: name.to_owned(), query, policy, entity_adapter, keep_unused_data_for, stream, headers })
+        Ok(EndpointConfig {
+            name: name.to_owned(),
+            query,
+            policy,
+            entity_adapter,
+            keep_unused_data_for,
+            stream,
+            headers,
+            mutation,
+            provides_tags,
+            invalidates_tags,
+        })
     }
 
     /// The id field `upsert` / `remove` use when the rule names none.
     pub fn default_select_id(&self) -> &str {
         self.entity_adapter.as_ref().map_or("id", |a| a.select_id.as_str())
     }
+}
+
+/// W2 `tagTypes`: a list of distinct non-empty names.
+fn tag_types_at(v: Option<&Value>) -> Result<Vec<String>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let Value::Array(items) = v else { return Err(err("tagTypes", format!("expected a list of names, found {}", kind_of(v)))) };
+    let mut types: Vec<String> = Vec::with_capacity(items.len());
+    for (i, t) in items.iter().enumerate() {
+        let at = format!("tagTypes[{i}]");
+        let name = non_empty(string_at(t, &at)?, &at)?;
+        if types.contains(&name) {
+            return Err(err(&at, format!("{name:?} is listed twice")));
+        }
+        types.push(name);
+    }
+    Ok(types)
+}
+
+/// W1 `mutation`: a request template, GraphQL, or `{"send": {endpoint, arg?, message}}`.
+fn parse_mutation(v: &Value, path: &str) -> Result<MutationConfig> {
+    let Some(send) = v.as_object().and_then(|o| o.get("send")) else {
+        return QueryConfig::parse_with_method(v, path, "POST").map(MutationConfig::Request).map_err(|(p, m)| err(&p, m));
+    };
+    let spath = join(path, "send");
+    if let Some(other) = v.as_object().and_then(|o| o.keys().find(|k| *k != "send")) {
+        return Err(err(&join(path, other), "cannot be used with send"));
+    }
+    let obj = as_object(send, &spath)?;
+    known_keys(obj, &spath, &["endpoint", "arg", "message"])?;
+    let endpoint = string_at(obj.get("endpoint").ok_or_else(|| err(&join(&spath, "endpoint"), "missing"))?, &join(&spath, "endpoint"))?;
+    let template = |key: &str| -> Result<Option<ValueTemplate>> {
+        obj.get(key).map(|t| ValueTemplate::parse(t).map_err(|m| err(&join(&spath, key), m))).transpose()
+    };
+    let arg = template("arg")?;
+    let message = template("message")?.ok_or_else(|| err(&join(&spath, "message"), "missing"))?;
+    Ok(MutationConfig::Send { endpoint, arg, message })
+}
+
+/// W1: a `send` mutation names a query endpoint that has a stream to write on.
+fn check_sends(endpoints: &BTreeMap<String, Arc<EndpointConfig>>) -> Result<()> {
+    for (name, ep) in endpoints {
+        let Some(MutationConfig::Send { endpoint, .. }) = &ep.mutation else { continue };
+        let path = format!("endpoints.{name}.mutation.send.endpoint");
+        match endpoints.get(endpoint) {
+            None => return Err(err(&path, format!("no endpoint {endpoint:?}"))),
+            Some(target) if target.stream.as_ref().is_none_or(|s| s.url.is_none()) => {
+                return Err(err(&path, format!("endpoint {endpoint:?} has no stream.url to send on")))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_adapter(v: &Value, path: &str) -> Result<EntityAdapterConfig> {

@@ -66,6 +66,8 @@ pub struct Engine<S> {
     pub(crate) armed: Option<Duration>,
     closed: bool,
     pub(crate) out: Vec<Output<S>>,
+    /// W1: mutations not yet settled.
+    pub(crate) mutations: HashMap<crate::protocol::MutationId, crate::pending_mutation::Mutation>,
 }
 
 /// Cross-checks config and hooks: what a config alone cannot tell (SPEC §2, §6).
@@ -77,6 +79,12 @@ fn validate(config: &Config, hooks: &HashMap<String, HostHooks>) -> Result<()> {
     }
     for (name, ep) in &config.endpoints {
         let h = hooks.get(name).copied().unwrap_or_default();
+        if ep.is_mutation() {
+            if h.query_fn || h.on_message.is_some() || h.on_cache_entry_added {
+                return Err(Error::config(format!("hooks.{name}"), "a mutation endpoint has no cache entry for query or stream hooks"));
+            }
+            continue;
+        }
         if ep.query.is_none() && !h.query_fn && ep.stream.is_none() {
             return Err(Error::config(
                 format!("endpoints.{name}"),
@@ -129,6 +137,7 @@ impl<S: Clone> Engine<S> {
             armed: None,
             closed: false,
             out: Vec::new(),
+            mutations: HashMap::new(),
         })
     }
 
@@ -180,10 +189,19 @@ impl<S: Clone> Engine<S> {
         self.config.endpoints.get(name).ok_or_else(|| Error::UnknownEndpoint(name.to_owned()))
     }
 
+    /// A query endpoint: one with cache entries. `WrongEndpointKind` for a mutation (W1).
+    pub fn query_endpoint(&self, name: &str) -> Result<&Arc<EndpointConfig>> {
+        let ep = self.endpoint(name)?;
+        if ep.is_mutation() {
+            return Err(Error::WrongEndpointKind(format!("endpoint {name:?} is a mutation endpoint; call mutate, it has no cache entry")));
+        }
+        Ok(ep)
+    }
+
     /// The cache key of `(endpoint, arg)` (K1); fails for an unknown endpoint or a closed engine.
     pub fn key_of(&self, endpoint: &str, arg: Option<&Value>) -> Result<Arc<str>> {
         self.open()?;
-        self.endpoint(endpoint)?;
+        self.query_endpoint(endpoint)?;
         Ok(cache_key(endpoint, arg).into())
     }
 
@@ -214,7 +232,7 @@ impl<S: Clone> Engine<S> {
         handle: S,
     ) -> Result<(Arc<str>, EntryId)> {
         self.open()?;
-        let ep = self.endpoint(endpoint)?.clone();
+        let ep = self.query_endpoint(endpoint)?.clone();
         if let Some(a) = &arg {
             if !json::within_depth(a, MAX_DEPTH) {
                 return Err(Error::InvalidArgument(format!("the arg is nested deeper than {MAX_DEPTH} levels")));
@@ -299,11 +317,13 @@ impl<S: Clone> Engine<S> {
             buffer_overflowed: false,
             hook: Default::default(),
             position: crate::position::Position::new(&stream_config, arg.as_ref()),
+            tags: Vec::new(),
         };
         if let Some(data) = initial {
             entry.data = Some(Arc::new(data));
             entry.status = Status::Fulfilled;
             entry.version = 1;
+            entry.retag();
         }
         if let Some(target) = stream_target {
             self.out.push(Output::OpenStream { key: key.clone(), entry: id, endpoint: ep.clone(), target, config: stream_config, arg: arg.clone() });
@@ -388,6 +408,7 @@ impl<S: Clone> Engine<S> {
             self.stats.entries_removed += 1;
         }
         self.timers.clear();
+        self.close_mutations();
     }
 
     /// Reports a refused message or input as one `error` event (E3) and its counter.

@@ -109,9 +109,22 @@ pub(crate) struct Entry<S> {
     pub hook: HookState,
     /// T6: where the stream is in the server's history (`resume`, `sequence`).
     pub position: Option<crate::position::Position>,
+    /// W2: what the last fetch result or upsert provides.
+    pub tags: Vec<crate::tags::Tag>,
 }
 
 impl<S: Clone> Entry<S> {
+    /// W2: the tags of `data` (from a fetch or an upsert). An id template the arg cannot fill
+    /// leaves the entry without tags (the arg was checked when the entry was created).
+    pub fn retag(&mut self) {
+        let specs = &self.endpoint.provides_tags;
+        if specs.is_empty() {
+            return;
+        }
+        let data = self.data.as_deref();
+        self.tags = crate::tags::resolve(specs, self.arg.as_ref(), data, self.endpoint.default_select_id()).unwrap_or_default();
+    }
+
     pub fn has_query(&self) -> bool {
         self.hooks.query_fn || self.endpoint.query.is_some()
     }

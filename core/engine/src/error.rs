@@ -36,6 +36,13 @@ pub enum Error {
     /// T2: the entry's stream has no open connection to write on (nothing was queued).
     #[error("the stream of {0} is not connected")]
     NotConnected(String),
+    /// W1: `mutate` on a query endpoint, or `subscribe` (any entry call) on a mutation endpoint.
+    #[error("{0}")]
+    WrongEndpointKind(String),
+    /// W1: the mutation failed; the value is `{status, data}` (or `{status, error}`) in
+    /// `fetchBaseQuery`'s shapes.
+    #[error("mutation failed: {0}")]
+    Mutation(serde_json::Value),
 }
 
 impl Error {
@@ -56,6 +63,8 @@ impl Error {
             Error::Input(_) => "InvalidInput",
             Error::CacheEntryRemoved(_) => "CacheEntryRemoved",
             Error::NotConnected(_) => "NotConnected",
+            Error::WrongEndpointKind(_) => "WrongEndpointKind",
+            Error::Mutation(_) => "MutationError",
         }
     }
 }

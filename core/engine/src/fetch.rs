@@ -52,6 +52,12 @@ impl<S: Clone> Engine<S> {
 
     /// A request's answer: `Err` carries the error value the entry's `error` shows (L6).
     pub fn fetch_done(&mut self, key: &str, id: EntryId, request: u64, result: std::result::Result<Fetched, Value>) {
+        self.apply_response(key, id, request, result);
+        // W4 after the response's events, so a mutation settles behind what it caused.
+        self.fetch_ended(key, id, request);
+    }
+
+    fn apply_response(&mut self, key: &str, id: EntryId, request: u64, result: std::result::Result<Fetched, Value>) {
         let Some(entry) = self.entries.get_mut(key).filter(|e| e.id == id) else { return };
         if request != entry.latest_request {
             self.stats.stale_responses += 1;
@@ -66,6 +72,7 @@ impl<S: Clone> Engine<S> {
                 }
                 if entry.data.is_none() {
                     entry.first_data(data, meta, &mut self.out);
+                    entry.retag();
                     self.flush_buffer(key, id);
                     return;
                 }
@@ -79,6 +86,7 @@ impl<S: Clone> Engine<S> {
                     }
                 }
                 entry.data = Some(Arc::new(data));
+                entry.retag();
                 entry.status = Status::Fulfilled;
                 entry.error = None;
                 entry.commit(Change::Replaced, &mut self.out);

@@ -112,7 +112,7 @@ impl<S: Clone> Engine<S> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let ep = self.endpoint(endpoint)?.clone();
+        let ep = self.query_endpoint(endpoint)?.clone();
         if !json::within_depth(&data, MAX_DEPTH) {
             return Err(Error::Patch(format!("data nested deeper than {MAX_DEPTH} levels")));
         }
@@ -128,9 +128,11 @@ impl<S: Clone> Engine<S> {
         let id = entry.id;
         if entry.data.is_none() {
             entry.first_data(data, Value::Null, &mut self.out);
+            entry.retag();
             self.flush_buffer(&key, id);
         } else {
             entry.data = Some(Arc::new(data));
+            entry.retag();
             entry.status = Status::Fulfilled;
             entry.commit(Change::Replaced, &mut self.out);
         }

@@ -68,6 +68,10 @@ pub enum Output<S> {
     /// T6: close the entry's stream and connect again at once, resuming from its cursor (a
     /// sequence gap showed messages were missed).
     ReconnectStream { key: Arc<str>, entry: EntryId },
+    /// W1: run mutation `mutation` (HTTP, or a `send` on a stream), then `mutation_done`.
+    Mutate { mutation: MutationId, endpoint: Arc<EndpointConfig>, arg: Option<Value>, request: MutationRequest },
+    /// W1/W4: the mutation's result, now that its invalidation's refetches have ended.
+    MutationSettled { mutation: MutationId, result: Result<Value> },
 }
 
 /// The data an `onMessage` call was given: its entry lifetime and version (E1). A host that keeps
@@ -151,4 +155,16 @@ impl StreamTarget {
             init,
         })
     }
+}
+
+/// A mutation in flight, as the engine numbers it.
+pub type MutationId = u64;
+
+/// What the driver runs for one mutation (`Output::Mutate`).
+#[derive(Clone, Debug)]
+pub enum MutationRequest {
+    /// An HTTP request (the URL not yet joined to `baseUrl`) with the endpoint's headers.
+    Http { query: crate::request::RenderedQuery, headers: Headers },
+    /// T2 `send` of `message` on the stream of the entry `key`; the result is `null`.
+    Send { key: Arc<str>, message: Value },
 }

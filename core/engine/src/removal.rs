@@ -58,6 +58,7 @@ impl<S: Clone> Engine<S> {
                     let mut entry = self.entries.remove(&*key).expect("entry");
                     entry.finish(&mut self.out);
                     self.stats.entries_removed += 1;
+                    self.entry_gone(&key, id);
                 }
                 _ => entry.removal_timer = false,
             }

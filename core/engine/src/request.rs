@@ -82,11 +82,16 @@ pub struct RenderedQuery {
 impl QueryConfig {
     /// `query`: a string template, or `{url, method?, body?, params?}`. `Err` is `(path, message)`.
     pub fn parse(v: &Value, path: &str) -> Result<QueryConfig, (String, String)> {
+        Self::parse_with_method(v, path, "GET")
+    }
+
+    /// `parse` with another method when none is given (W1: a mutation's is `POST`).
+    pub fn parse_with_method(v: &Value, path: &str, default_method: &str) -> Result<QueryConfig, (String, String)> {
         let at = |key: &str| format!("{path}.{key}");
         let obj = match v {
             Value::String(s) => {
                 let url = Template::parse(s).map_err(|m| (path.to_owned(), m))?;
-                return Ok(QueryConfig { url, method: "GET".into(), body: None, params: Vec::new(), graphql: None });
+                return Ok(QueryConfig { url, method: default_method.into(), body: None, params: Vec::new(), graphql: None });
             }
             Value::Object(o) => o,
             _ => return Err((path.to_owned(), "expected a URL template or {url, method, body, params}".into())),
@@ -109,7 +114,7 @@ impl QueryConfig {
             None => return Err((at("url"), "missing".into())),
         };
         let method = match obj.get("method") {
-            None | Some(Value::Null) => "GET".to_owned(),
+            None | Some(Value::Null) => default_method.to_owned(),
             Some(Value::String(m)) if METHODS.contains(&m.to_ascii_uppercase().as_str()) => m.to_ascii_uppercase(),
             Some(other) => return Err((at("method"), format!("expected one of {}, found {other}", METHODS.join(", ")))),
         };

@@ -51,6 +51,11 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Host updates applied (L9).
     pub host_updates: u64,
+    /// W1: mutations started, and those that failed.
+    pub mutations: u64,
+    pub mutation_errors: u64,
+    /// W2: entries an invalidation refetched or removed.
+    pub invalidations: u64,
 }
 
 impl Stats {

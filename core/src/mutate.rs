@@ -1,0 +1,97 @@
+//! W1/W2 on the driver side: runs the mutations the engine renders (an HTTP request through the
+//! client's query source, or a T2 `send` on a stream) and reports each outcome back, and
+//! carries `invalidateTags` to the engine. The engine decides what the outcome invalidates and
+//! when the mutation settles (W4).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::future::FutureExt;
+use livecache_engine::{MutationId, MutationRequest};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::config::EndpointConfig;
+use crate::driver::Driver;
+use crate::error::{Error, Result};
+use crate::prepare_headers::{prepare as prepare_headers, HeaderContext};
+use crate::template::join_url;
+use crate::transport::FetchRequest;
+
+impl Driver {
+    /// W1 `mutate`: resolves with the response data once the mutation settled (W4), or with
+    /// its error (`MutationError` carrying `{status, data}`).
+    pub fn mutate(self: &Arc<Self>, endpoint: &str, arg: Option<Value>) -> impl std::future::Future<Output = Result<Value>> + Send + 'static {
+        let started = self.lock_open().and_then(|mut guard| {
+            let id = guard.engine.mutate(endpoint, arg)?;
+            let (tx, rx) = oneshot::channel();
+            guard.mutations.insert(id, tx);
+            self.run(guard);
+            Ok(rx)
+        });
+        async move {
+            // The engine settles every mutation, `close` included; a dropped sender is a close.
+            started?.await.unwrap_or(Err(Error::Closed))
+        }
+    }
+
+    /// W2 `invalidateTags` from the host.
+    pub fn invalidate_tags(self: &Arc<Self>, tags: &[Value]) -> Result<()> {
+        let mut guard = self.lock_open()?;
+        guard.engine.invalidate_tags(tags)?;
+        self.run(guard);
+        Ok(())
+    }
+
+    /// Runs one mutation off the lock and hands its outcome to the engine.
+    pub(crate) fn start_mutation(self: &Arc<Self>, id: MutationId, endpoint: Arc<EndpointConfig>, arg: Option<Value>, request: MutationRequest) {
+        let run = match request {
+            MutationRequest::Send { key, message } => {
+                let sent = self.send(&key, &message);
+                async move { sent.await.map(|()| Value::Null) }.boxed()
+            }
+            MutationRequest::Http { query, headers } => {
+                let request = FetchRequest {
+                    key: endpoint.name.clone(),
+                    endpoint: endpoint.name.clone(),
+                    arg: arg.clone(),
+                    url: join_url(self.config.base_url.as_deref(), &query.url),
+                    headers,
+                    method: query.method,
+                    body: query.body,
+                    policy: endpoint.policy,
+                    graphql: query.graphql,
+                };
+                let source = self.query_source.clone();
+                let prepare = self.endpoint_hooks(&endpoint.name).and_then(|h| h.prepare_headers.clone());
+                async move {
+                    let Some(source) = source else {
+                        return Err(Error::Mutation(json!({"status": "FETCH_ERROR", "error": "no HTTP transport in this build"})));
+                    };
+                    let mut request = request;
+                    if let Some(hook) = prepare {
+                        let context = HeaderContext { endpoint: &request.endpoint, arg: request.arg.as_ref(), url: &request.url, kind: "mutation" };
+                        match prepare_headers(&hook, &request.headers, context).await {
+                            Ok(h) => request.headers = h,
+                            Err(error) => return Err(Error::Mutation(json!({"status": "CUSTOM_ERROR", "error": error}))),
+                        }
+                    }
+                    source.fetch(request).await.map(|r| r.data).map_err(Error::Mutation)
+                }
+                .boxed()
+            }
+        };
+        let weak = Arc::downgrade(self);
+        self.handle.spawn(async move {
+            let result = match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Mutation(json!({"status": "CUSTOM_ERROR", "error": "the mutation panicked"}))),
+            };
+            if let Some(driver) = weak.upgrade() {
+                let mut guard = driver.lock();
+                guard.engine.mutation_done(id, result);
+                driver.run(guard);
+            }
+        });
+    }
+}

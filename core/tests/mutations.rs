@@ -1,0 +1,131 @@
+//! W1, W2, W4 end to end: a real `Client` against the chat server on 127.0.0.1. A mutation is a
+//! `POST /messages/{channel}`; the server broadcasts the message and the stream appends it; the
+//! mutation's `invalidatesTags` refetch the channel (counted by the server); `mutate` resolves
+//! only once that refetch has landed, so `snapshot()` then shows the message (W4).
+
+#[path = "support/util.rs"]
+mod util;
+
+use livecache_chat_server::ChatServer;
+use livecache_core::{Error, Hooks, Status};
+use serde_json::{json, Value};
+use util::{block_on, wait_until, Recorder};
+
+fn server() -> (ChatServer, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let server = runtime.block_on(ChatServer::start());
+    (server, runtime)
+}
+
+fn config(server: &ChatServer) -> Value {
+    json!({
+        "baseUrl": server.http_url(),
+        "tagTypes": ["Messages"],
+        "endpoints": {
+            "getMessages": {
+                "query": "messages/{arg}",
+                "providesTags": [{"type": "Messages", "id": "{arg}"}],
+                "stream": {"url": server.ws_url(), "filter": {"channel": "{arg}"}, "apply": {"append": {"dedupeBy": "id"}}}
+            },
+            "sendMessage": {
+                "mutation": {"url": "messages/{arg.channel}", "body": {"userName": "{arg.userName}", "text": "{arg.text}"}},
+                "invalidatesTags": [{"type": "Messages", "id": "{arg.channel}"}]
+            },
+            "type": {"mutation": {"send": {"endpoint": "getMessages", "arg": "{arg}", "message": {"typing": "{arg}"}}}}
+        }
+    })
+}
+
+/// Loaded, stream open, and no fetch in flight: the open's resync (L8), if any, has landed, so
+/// the server's fetch counter moves only for what the test does next.
+fn settled(sub: &livecache_core::Subscription) -> bool {
+    sub.snapshot().is_ok_and(|s| s.status == Status::Fulfilled && s.stream.state == livecache_core::StreamState::Open)
+}
+
+fn texts(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect()
+}
+
+#[test]
+fn w1_w4_a_post_resolves_after_its_invalidation_refetch_landed() {
+    let (server, _rt) = server();
+    let client = util::client(config(&server), Hooks::new());
+    let rec = Recorder::default();
+    let sub = client.subscribe("getMessages", Some(json!("redux")), rec.callback()).unwrap();
+    wait_until("loaded and open", || settled(&sub));
+    let fetches = server.fetch_count();
+    let arg = json!({"channel": "redux", "userName": "rust", "text": "from a mutation"});
+    let result = block_on(client.mutate("sendMessage", Some(arg))).expect("the post succeeds");
+    assert_eq!(result["text"], "from a mutation", "the response data: {result}");
+    assert_eq!(server.post_count(), 1);
+    assert_eq!(server.fetch_count(), fetches + 1, "the invalidated channel refetched once");
+    // W4: the refetch has landed before mutate resolved.
+    let snap = sub.snapshot().unwrap();
+    assert_eq!(snap.status, Status::Fulfilled);
+    assert!(texts(&snap.data).contains(&"from a mutation".to_owned()), "{:?}", snap.data);
+    assert_eq!(texts(&snap.data).iter().filter(|t| *t == "from a mutation").count(), 1, "the echo and the refetch do not double it");
+    let stats = client.stats().unwrap();
+    assert_eq!((stats.mutations, stats.mutation_errors, stats.invalidations), (1, 0, 1));
+    rec.wait_version(snap.version);
+    rec.assert_replica(&snap.data, snap.version);
+    drop(sub);
+}
+
+#[test]
+fn w1_a_refused_post_is_a_mutation_error_and_still_invalidates() {
+    let (server, _rt) = server();
+    let client = util::client(config(&server), Hooks::new());
+    let sub = client.subscribe("getMessages", Some(json!("redux")), |_| {}).unwrap();
+    wait_until("loaded and open", || settled(&sub));
+    let before = sub.snapshot().unwrap().data;
+    let fetches = server.fetch_count();
+    server.set_post_status(500);
+    let err = block_on(client.mutate("sendMessage", Some(json!({"channel": "redux", "userName": "u", "text": "t"})))).unwrap_err();
+    let Error::Mutation(value) = &err else { panic!("a MutationError, got {err:?}") };
+    assert_eq!(value["status"], 500, "{value}");
+    assert_eq!(value["data"], json!({"error": "status 500"}));
+    assert_eq!(err.kind(), "MutationError");
+    assert_eq!(server.fetch_count(), fetches + 1, "RTK invalidates on failure too");
+    assert_eq!(sub.snapshot().unwrap().data, before, "nothing was stored");
+    assert_eq!(client.stats().unwrap().mutation_errors, 1);
+}
+
+#[test]
+fn w1_wrong_kinds_and_bad_args_are_errors_that_send_nothing() {
+    let (server, _rt) = server();
+    let client = util::client(config(&server), Hooks::new());
+    let e = block_on(client.mutate("getMessages", Some(json!("redux")))).unwrap_err();
+    assert_eq!(e.kind(), "WrongEndpointKind", "{e}");
+    let e = client.subscribe("sendMessage", None, |_| {}).err().expect("subscribe on a mutation fails");
+    assert_eq!(e.kind(), "WrongEndpointKind");
+    assert!(e.to_string().contains("mutation"), "{e}");
+    let e = block_on(client.mutate("sendMessage", Some(json!({"channel": "redux"})))).unwrap_err();
+    assert_eq!(e.kind(), "InvalidArgument", "{e}");
+    assert!(e.to_string().contains("userName"), "the message names the missing field: {e}");
+    // A send mutation needs the entry and its open stream.
+    let e = block_on(client.mutate("type", Some(json!("nobody")))).unwrap_err();
+    assert_eq!(e.kind(), "NotFound", "{e}");
+    assert_eq!(server.post_count(), 0, "nothing reached the server");
+    assert_eq!(client.stats().unwrap().mutations, 1, "only the send was started");
+    // invalidateTags: unknown types are refused, nothing refetched.
+    assert_eq!(client.invalidate_tags(&[json!("Users")]).unwrap_err().kind(), "InvalidArgument");
+}
+
+#[test]
+fn w2_invalidate_tags_refetches_the_subscribed_and_removes_the_unused() {
+    let (server, _rt) = server();
+    let client = util::client(config(&server), Hooks::new());
+    let rec = Recorder::default();
+    let sub = client.subscribe("getMessages", Some(json!("redux")), rec.callback()).unwrap();
+    let other = client.subscribe("getMessages", Some(json!("general")), |_| {}).unwrap();
+    wait_until("both loaded and open", || settled(&sub) && settled(&other));
+    drop(other);
+    let fetches = server.fetch_count();
+    let snapshots = || rec.types().iter().filter(|t| **t == "snapshot").count();
+    let before = snapshots();
+    client.invalidate_tags(&[json!("Messages")]).unwrap();
+    wait_until("the subscribed channel refetched", || snapshots() > before);
+    assert_eq!(server.fetch_count(), fetches + 1, "only the subscribed entry refetches");
+    assert_eq!(client.snapshot("getMessages", Some(&json!("general"))).unwrap_err().kind(), "NotFound", "the unused entry went at once");
+    wait_until("the removed entry's socket closed", || server.open_sockets() == 1);
+}
