@@ -100,6 +100,11 @@ export interface Stats {
   queueOverflows: number
   eventsDelivered: number
   hostUpdates: number
+  /** W1: mutations started, and those that failed. */
+  mutations: number
+  mutationErrors: number
+  /** W2: entries an invalidation refetched or removed. */
+  invalidations: number
   [counter: string]: number | Record<string, number>
 }
 
@@ -236,6 +241,11 @@ export declare class Client {
   refetch(endpoint: string, arg?: unknown): void
   /** T2: one JSON text frame on the entry's open stream; rejects with NotConnected when it is not open. */
   send(endpoint: string, arg: unknown, message: unknown): Promise<void>
+  /** W1: resolves with the response data once the refetches its invalidation started have
+   * landed (W4); rejects with MutationError, WrongEndpointKind or InvalidArgument. */
+  mutate<R = any>(endpoint: string, arg?: unknown): Promise<R>
+  /** W2: refetch the subscribed entries providing a matching tag, remove the unused ones. */
+  invalidateTags(tags: Array<string | { type: string; id?: unknown }>): void
   /** T1: closes the entry's stream and connects again at once, with fresh headers. */
   reconnect(endpoint: string, arg?: unknown): void
   pushMessage(endpoint: string, arg: unknown, message: unknown): void
@@ -256,6 +266,8 @@ export type ErrorCode =
   | 'InvalidInput'
   | 'CacheEntryRemoved'
   | 'NotConnected'
+  | 'WrongEndpointKind'
+  | 'MutationError'
 
 export declare class LivecacheError extends Error {
   readonly code: ErrorCode | 'LivecacheError'
@@ -271,6 +283,14 @@ export declare class InvalidInput extends LivecacheError {}
 export declare class CacheEntryRemoved extends LivecacheError {}
 /** T2: the entry's stream has no open connection to send on; nothing was queued. */
 export declare class NotConnected extends LivecacheError {}
+/** W1: `mutate` on a query endpoint, or an entry call on a mutation endpoint. */
+export declare class WrongEndpointKind extends LivecacheError {}
+/** W1: the mutation failed; `error` is the server's answer in fetchBaseQuery's shape. */
+export declare class MutationError extends LivecacheError {
+  readonly error: { status: number | string; data?: unknown; error?: string }
+  readonly status: number | string
+  readonly data: unknown
+}
 
 declare const livecache: {
   Client: typeof Client
@@ -286,5 +306,7 @@ declare const livecache: {
   InvalidInput: typeof InvalidInput
   CacheEntryRemoved: typeof CacheEntryRemoved
   NotConnected: typeof NotConnected
+  WrongEndpointKind: typeof WrongEndpointKind
+  MutationError: typeof MutationError
 }
 export default livecache

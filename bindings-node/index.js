@@ -78,8 +78,15 @@ function deferred() {
 
 function settle(d, payload) {
   const s = JSON.parse(payload)
-  if (Object.prototype.hasOwnProperty.call(s, 'value')) d.resolve(s.value)
-  else d.reject(makeError(s.kind, s.message))
+  if (Object.prototype.hasOwnProperty.call(s, 'value')) return d.resolve(s.value)
+  const e = makeError(s.kind, s.message)
+  if (s.error !== undefined) {
+    // MutationError (W1): the server's answer in fetchBaseQuery's shape, and its fields.
+    e.error = s.error
+    e.status = s.error && s.error.status
+    e.data = s.error && (s.error.data !== undefined ? s.error.data : s.error.error)
+  }
+  d.reject(e)
 }
 
 function updateResult(client, endpoint, arg, text) {
@@ -674,6 +681,35 @@ class Client {
     return d.promise.then(() => undefined)
   }
 
+  /** W1: runs the mutation endpoint's request with `arg`. Resolves with the response data once
+   * the refetches its `invalidatesTags` started have landed (W4), so `snapshot()` then shows
+   * the server's new state; rejects with MutationError (`status`, `data`, `error`),
+   * WrongEndpointKind (a query endpoint) or InvalidArgument (nothing was sent). */
+  mutate(endpoint, arg) {
+    const d = deferred()
+    const settles = this[SETTLES]
+    const id = settles.add(d)
+    try {
+      this.#native.mutate(String(endpoint), argText(arg), id)
+    } catch (e) {
+      settles.remove(id)
+      d.reject(fromNative(e))
+    }
+    return d.promise
+  }
+
+  /** W2: refetches the subscribed entries providing a matching tag (`'Type'` matches every id,
+   * `{type, id}` only that one) and removes the unused ones at once. */
+  invalidateTags(tags) {
+    let text
+    try {
+      text = toJSONText(tags)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    native(() => this.#native.invalidateTags(text))
+  }
+
   /** T1: closes the entry's stream (close handshake) and connects again now, with fresh headers. */
   reconnect(endpoint, arg) {
     native(() => this.#native.reconnect(String(endpoint), argText(arg)))
@@ -733,6 +769,8 @@ const {
   InvalidInput,
   CacheEntryRemoved,
   NotConnected,
+  WrongEndpointKind,
+  MutationError,
 } = errors
 
 module.exports = {
@@ -749,5 +787,7 @@ module.exports = {
   InvalidInput,
   CacheEntryRemoved,
   NotConnected,
+  WrongEndpointKind,
+  MutationError,
 }
 module.exports.default = module.exports

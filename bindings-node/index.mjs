@@ -15,5 +15,7 @@ export const {
   InvalidInput,
   CacheEntryRemoved,
   NotConnected,
+  WrongEndpointKind,
+  MutationError,
 } = livecache
 export default livecache

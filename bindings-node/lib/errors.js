@@ -21,6 +21,8 @@ const KINDS = [
   'InvalidInput',
   'CacheEntryRemoved',
   'NotConnected',
+  'WrongEndpointKind',
+  'MutationError',
 ]
 
 const classes = { LivecacheError }

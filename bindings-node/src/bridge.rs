@@ -52,6 +52,8 @@ pub struct Bridge {
 pub fn settlement(result: Result<Value, Error>) -> String {
     match result {
         Ok(v) => to_text(&json!({ "value": v })),
+        // A MutationError also carries the server's answer (`{status, data}`).
+        Err(Error::Mutation(answer)) => to_text(&json!({ "kind": "MutationError", "message": format!("mutation failed: {answer}"), "error": answer })),
         Err(e) => to_text(&json!({ "kind": e.kind(), "message": e.to_string() })),
     }
 }

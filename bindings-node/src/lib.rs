@@ -125,6 +125,23 @@ fn run_recipe(
     Ok(update_text(&result))
 }
 
+impl NativeClient {
+    /// Settles `id` with `done`'s result: at once when it is already known (a call the engine
+    /// refused), else from the client's runtime when it completes.
+    fn settle_when_done(&self, id: u32, done: impl std::future::Future<Output = livecache_core::Result<Value>> + Send + 'static) {
+        let mut done = Box::pin(done);
+        if let Some(result) = (&mut done).now_or_never() {
+            self.bridge.notify(kind::SETTLE, id, settlement(result));
+            return;
+        }
+        let bridge = Arc::clone(&self.bridge);
+        self.client.runtime_handle().spawn(async move {
+            let result = done.await;
+            bridge.notify(kind::SETTLE, id, settlement(result));
+        });
+    }
+}
+
 #[napi]
 impl NativeClient {
     /// `config_json`: SPEC §2 config as JSON text; `hook_spec_json`: `{endpoint: [hook names]}`;
@@ -262,18 +279,28 @@ impl NativeClient {
     #[napi]
     pub fn send(&self, endpoint: String, arg_json: String, message_json: String, id: u32) -> napi::Result<()> {
         let message = parse(&message_json)?;
-        let mut sent = Box::pin(self.client.send(&endpoint, arg_of(&arg_json)?.as_ref(), &message));
-        let written = |r: livecache_core::Result<()>| settlement(r.map(|()| Value::Null));
-        if let Some(result) = (&mut sent).now_or_never() {
-            self.bridge.notify(kind::SETTLE, id, written(result));
-            return Ok(());
-        }
-        let bridge = Arc::clone(&self.bridge);
-        self.client.runtime_handle().spawn(async move {
-            let result = sent.await;
-            bridge.notify(kind::SETTLE, id, written(result));
-        });
+        let sent = self.client.send(&endpoint, arg_of(&arg_json)?.as_ref(), &message);
+        self.settle_when_done(id, async move { sent.await.map(|()| Value::Null) });
         Ok(())
+    }
+
+    /// W1 `mutate`: settles `id` with the response data once the refetches it caused have
+    /// landed (W4), or with the error (`MutationError` carrying the server's answer).
+    #[napi]
+    pub fn mutate(&self, endpoint: String, arg_json: String, id: u32) -> napi::Result<()> {
+        let done = self.client.mutate(&endpoint, arg_of(&arg_json)?);
+        self.settle_when_done(id, done);
+        Ok(())
+    }
+
+    /// W2 `invalidateTags` with the tags as a JSON array.
+    #[napi]
+    pub fn invalidate_tags(&self, tags_json: String) -> napi::Result<()> {
+        let tags = match parse(&tags_json)? {
+            Value::Array(tags) => tags,
+            other => return Err(to_napi(Error::InvalidArgument(format!("invalidateTags takes an array of tags, got {other}")))),
+        };
+        self.client.invalidate_tags(&tags).map_err(to_napi)
     }
 
     /// T1 `reconnect`.

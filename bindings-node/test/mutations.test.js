@@ -1,0 +1,179 @@
+'use strict'
+// Writes (SPEC W1, W2, W4) against a Node HTTP server and an npm `ws` WebSocket server on
+// 127.0.0.1, started here: `POST /messages/:channel` stores a message and broadcasts it (at once
+// or after a delay), `GET /messages/:channel` is counted. `mutate` resolves after the refetch its
+// invalidation started has landed; a refused post is a MutationError with the server's answer;
+// bad calls reject and send nothing.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const http = require('node:http')
+const { WebSocketServer } = require('ws')
+const { Client, InvalidArgument, MutationError, NotFound, WrongEndpointKind, LivecacheError } = require('..')
+const { waitFor, Recorder, settle, expectThrows } = require('./helpers')
+
+async function server() {
+  const stored = []
+  const frames = []
+  const sockets = new Set()
+  const counts = { fetches: 0, posts: 0 }
+  const knobs = { postStatus: 201, echoDelayMs: 0 }
+  const broadcast = (m) => {
+    for (const ws of sockets) ws.send(JSON.stringify(m))
+  }
+  const http_ = http.createServer((req, res) => {
+    const channel = decodeURIComponent(req.url.split('/').pop())
+    if (req.method === 'GET') {
+      counts.fetches++
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(stored.filter((m) => m.channel === channel)))
+      return
+    }
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      counts.posts++
+      if (knobs.postStatus !== 201) {
+        res.writeHead(knobs.postStatus, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ error: 'no posting today' }))
+        return
+      }
+      const m = { id: stored.length + 1, channel, ...JSON.parse(body) }
+      stored.push(m)
+      // A late echo: the response (and the refetch it causes) come before the stream's copy.
+      if (knobs.echoDelayMs) setTimeout(() => broadcast(m), knobs.echoDelayMs)
+      else broadcast(m)
+      res.writeHead(201, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(m))
+    })
+  })
+  const wss = new WebSocketServer({ server: http_ })
+  wss.on('connection', (ws) => {
+    sockets.add(ws)
+    ws.on('message', (data) => frames.push(JSON.parse(data.toString())))
+    ws.on('close', () => sockets.delete(ws))
+  })
+  await new Promise((resolve) => http_.listen(0, '127.0.0.1', resolve))
+  return {
+    port: http_.address().port,
+    counts,
+    knobs,
+    frames,
+    async close() {
+      for (const ws of sockets) ws.terminate()
+      wss.close()
+      const closed = new Promise((resolve) => http_.close(resolve))
+      http_.closeAllConnections()
+      await closed
+    },
+  }
+}
+
+function config(port) {
+  return {
+    baseUrl: `http://127.0.0.1:${port}/`,
+    tagTypes: ['Messages'],
+    endpoints: {
+      getMessages: {
+        query: 'messages/{arg}',
+        providesTags: [{ type: 'Messages', id: '{arg}' }],
+        stream: { url: `ws://127.0.0.1:${port}/`, filter: { channel: '{arg}' }, apply: { append: { dedupeBy: 'id' } } },
+      },
+      sendMessage: {
+        mutation: { url: 'messages/{arg.channel}', body: { text: '{arg.text}' } },
+        invalidatesTags: [{ type: 'Messages', id: '{arg.channel}' }],
+      },
+      typing: { mutation: { send: { endpoint: 'getMessages', arg: '{arg}', message: { typing: '{arg}' } } } },
+    },
+  }
+}
+
+/** Runs `body(srv, client)` against a fresh server and client, closing both after. */
+async function withClient(body) {
+  const srv = await server()
+  const client = new Client(config(srv.port))
+  try {
+    await body(srv, client)
+  } finally {
+    await client.close()
+    await srv.close()
+  }
+}
+
+/** Subscribed to `getMessages('redux')`: loaded, stream open, no fetch in flight (the open's
+ * resync, if any, has landed), every event recorded. */
+async function subscribed(client) {
+  const rec = new Recorder()
+  const sub = client.subscribe('getMessages', 'redux', rec.onEvent)
+  await waitFor('loaded and open', () => {
+    const s = sub.snapshot()
+    return s.status === 'fulfilled' && s.stream.state === 'open'
+  })
+  await settle(sub, rec)
+  return { rec, sub }
+}
+
+test('W1/W4: mutate resolves with the response after the invalidated entry refetched', () =>
+  withClient(async (srv, client) => {
+    const { rec, sub } = await subscribed(client)
+    const fetches = srv.counts.fetches
+    // The echo is late: only the refetch can show the message when mutate resolves (W4).
+    srv.knobs.echoDelayMs = 300
+    const result = await client.mutate('sendMessage', { channel: 'redux', text: 'from node' })
+    assert.deepEqual(result, { id: 1, channel: 'redux', text: 'from node' })
+    assert.equal(srv.counts.fetches, fetches + 1, 'one refetch, counted on the server')
+    assert.deepEqual(sub.snapshot().data.map((m) => m.text), ['from node'])
+    // The late echo is deduplicated by id: the message is there once.
+    await waitFor('the echo', () => client.stats().messagesApplied >= 1)
+    assert.deepEqual(sub.snapshot().data.map((m) => m.text), ['from node'])
+    await settle(sub, rec)
+    rec.check(sub.snapshot(), 'after the echo')
+    const st = client.stats()
+    assert.deepEqual([st.mutations, st.mutationErrors, st.invalidations], [1, 0, 1])
+    sub.unsubscribe()
+  }))
+
+test('W1: a refused post rejects with MutationError carrying the answer; it still invalidates', () =>
+  withClient(async (srv, client) => {
+    const { rec, sub } = await subscribed(client)
+    const fetches = srv.counts.fetches
+    srv.knobs.postStatus = 503
+    const e = await client.mutate('sendMessage', { channel: 'redux', text: 'x' }).then(
+      () => assert.fail('the mutation should fail'),
+      (e) => e,
+    )
+    assert.ok(e instanceof MutationError && e instanceof LivecacheError, `${e}`)
+    assert.equal(e.code, 'MutationError')
+    assert.equal(e.status, 503)
+    assert.deepEqual(e.data, { error: 'no posting today' })
+    assert.deepEqual(e.error, { status: 503, data: { error: 'no posting today' } })
+    assert.equal(srv.counts.fetches, fetches + 1, 'RTK invalidates on failure too')
+    assert.deepEqual(sub.snapshot().data, [])
+    sub.unsubscribe()
+  }))
+
+test('W1: wrong endpoint kinds, bad args and a send without an entry reject and send nothing', () =>
+  withClient(async (srv, client) => {
+    await assert.rejects(client.mutate('getMessages', 'redux'), (e) => e instanceof WrongEndpointKind && e.code === 'WrongEndpointKind')
+    expectThrows(() => client.subscribe('sendMessage', undefined, () => {}), WrongEndpointKind, 'WrongEndpointKind')
+    await assert.rejects(client.mutate('sendMessage', { channel: 'redux' }), (e) => e instanceof InvalidArgument && /text/.test(e.message))
+    await assert.rejects(client.mutate('typing', 'nobody'), NotFound)
+    assert.equal(srv.counts.posts, 0, 'nothing reached the server')
+    expectThrows(() => client.invalidateTags(['Users']), InvalidArgument, 'InvalidArgument')
+    expectThrows(() => client.invalidateTags({ type: 'Messages' }), InvalidArgument, 'InvalidArgument')
+  }))
+
+test('W1: a send mutation writes its frame on the entry stream; invalidateTags refetches', () =>
+  withClient(async (srv, client) => {
+    const { rec, sub } = await subscribed(client)
+    assert.equal(await client.mutate('typing', 'redux'), null)
+    await waitFor('the frame', () => srv.frames.some((f) => f.typing === 'redux'))
+    const fetches = srv.counts.fetches
+    const snapshots = rec.types().filter((t) => t === 'snapshot').length
+    client.invalidateTags([{ type: 'Messages', id: 'redux' }])
+    await waitFor('the refetch', () => rec.types().filter((t) => t === 'snapshot').length > snapshots)
+    assert.equal(srv.counts.fetches, fetches + 1)
+    client.invalidateTags([{ type: 'Messages', id: 'other' }])
+    assert.equal(client.stats().invalidations, 1, 'an id hits only that id')
+    sub.unsubscribe()
+  }))

@@ -1,0 +1,129 @@
+"""Writes (SPEC W1, W2, W4) against the shared chat test server (tests/chat_server.py, Python
+`websockets`) on 127.0.0.1: a mutation is the admin port's `POST /post` (JSON body), which
+stores the message and broadcasts it on the chat socket. The server counts message fetches, so
+invalidation is checked where it lands; slow answers and late echoes are the server's own
+`delayMs` / `echoDelayMs`. Every subscriber's events are replayed with `jsonpatch`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List
+
+import pytest
+from conftest import Events, wait_until
+from test_network import REDUX, ChatServer, replay, server, server_process  # noqa: F401  (fixtures)
+
+import livecache
+
+
+def config(server: ChatServer, query: str = "") -> Dict[str, Any]:
+    c = server.config(tagTypes=["Messages"])
+    c["endpoints"]["getMessages"]["providesTags"] = [{"type": "Messages", "id": "{arg}"}]
+    c["endpoints"]["getMessages"]["stream"]["apply"] = {"append": {"dedupeBy": "id"}}
+    c["endpoints"]["sendMessage"] = {
+        "mutation": {"url": f"http://127.0.0.1:{server.admin}/post{query}",
+                     "body": {"channel": "{arg.channel}", "userName": "py", "text": "{arg.text}"}},
+        "invalidatesTags": [{"type": "Messages", "id": "{arg.channel}"}],
+    }
+    c["endpoints"]["typing"] = {"mutation": {"send": {"endpoint": "getMessages", "arg": "{arg}", "message": {"typing": "{arg}"}}}}
+    return c
+
+
+def ready(sub: livecache.Subscription) -> None:
+    """Loaded, stream open, no fetch in flight (the open's resync, if any, has landed)."""
+    wait_until(lambda: sub.snapshot()["status"] == "fulfilled" and sub.snapshot()["stream"]["state"] == "open", "loaded and open")
+
+
+def texts(sub: livecache.Subscription) -> List[str]:
+    return [m["text"] for m in sub.snapshot()["data"]]
+
+
+@pytest.mark.parametrize("query", ["?delayMs=150", "?echoDelayMs=300"], ids=["slow-response", "late-echo"])
+def test_w1_w4_mutate_returns_after_the_refetch_landed(server: ChatServer, query: str) -> None:
+    ev = Events()
+    with livecache.Client(config(server, query)) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=ev)
+        ready(sub)
+        fetches = server.stats()["httpRequests"]
+        result = client.mutate("sendMessage", {"channel": "redux", "text": "from python"}).result(10)
+        assert result["text"] == "from python" and result["channel"] == "redux"
+        assert server.stats()["httpRequests"] == fetches + 1, "one refetch, counted on the server"
+        # W4: whether the echo came first or not, the message is in the data now, once.
+        assert texts(sub) == [m["text"] for m in REDUX] + ["from python"]
+        wait_until(lambda: server.stats()["framesSent"] >= 1, "the echo went out")
+        wait_until(lambda: replay(ev.items) == (sub.snapshot()["version"], sub.snapshot()["data"]), "replica equals snapshot")
+        assert texts(sub).count("from python") == 1
+        stats = client.stats()
+        assert (stats["mutations"], stats["mutationErrors"], stats["invalidations"]) == (1, 0, 1)
+
+
+def test_w1_await_mutate_from_asyncio(server: ChatServer) -> None:
+    async def main() -> Any:
+        with livecache.Client(config(server)) as client:
+            sub = client.subscribe("getMessages", "general")
+            await sub.loaded()
+            return await client.mutate("sendMessage", {"channel": "general", "text": "awaited"})
+
+    assert asyncio.run(main())["text"] == "awaited"
+
+
+def test_w1_a_500_is_a_mutation_error_with_the_answer_and_still_invalidates(server: ChatServer) -> None:
+    with livecache.Client(config(server, "?fail=500")) as client:
+        sub = client.subscribe("getMessages", "redux")
+        ready(sub)
+        before, fetches = sub.snapshot()["data"], server.stats()["httpRequests"]
+        with pytest.raises(livecache.MutationError) as info:
+            client.mutate("sendMessage", {"channel": "redux", "text": "refused"}).result(10)
+        e = info.value
+        assert isinstance(e, livecache.LivecacheError)
+        assert e.status == 500
+        assert e.data == {"error": "the server refused the post"}
+        assert e.error == {"status": 500, "data": {"error": "the server refused the post"}}
+        assert server.stats()["httpRequests"] == fetches + 1, "RTK invalidates on failure too"
+        assert sub.snapshot()["data"] == before
+        assert client.stats()["mutationErrors"] == 1
+
+
+def test_w1_bad_calls_raise_and_send_nothing(server: ChatServer) -> None:
+    with livecache.Client(config(server)) as client:
+        posts = server.stats()["posts"]
+        with pytest.raises(livecache.WrongEndpointKind):
+            client.mutate("getMessages", "redux").result(10)
+        with pytest.raises(livecache.WrongEndpointKind, match="mutation"):
+            client.subscribe("sendMessage")
+        with pytest.raises(livecache.WrongEndpointKind):
+            client.snapshot("sendMessage")
+        with pytest.raises(livecache.InvalidArgument, match="text"):
+            client.mutate("sendMessage", {"channel": "redux"}).result(10)
+        with pytest.raises(livecache.UnknownEndpoint):
+            client.mutate("nope", {}).result(10)
+        with pytest.raises(livecache.InvalidInput):
+            client.mutate("sendMessage", {"channel": "redux", "text": float("nan")}).result(10)
+        with pytest.raises(livecache.NotFound):
+            client.mutate("typing", "nobody").result(10)
+        assert server.stats()["posts"] == posts, "nothing reached the server"
+        for bad in (["Users"], [{"type": 1}], "Messages", [3]):
+            with pytest.raises(livecache.InvalidArgument):
+                client.invalidate_tags(bad)  # type: ignore[arg-type]
+        assert client.stats()["invalidations"] == 0
+    with pytest.raises(livecache.ConfigError, match="tagTypes"):
+        livecache.Client({**config(server), "tagTypes": ["Other"]})
+
+
+def test_w1_send_mutation_and_w2_invalidate_tags(server: ChatServer) -> None:
+    ev = Events()
+    with livecache.Client(config(server)) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=ev)
+        unused = client.subscribe("getMessages", "general")
+        ready(sub)
+        ready(unused)
+        unused.unsubscribe()
+        assert client.mutate("typing", "redux").result(10) is None
+        wait_until(lambda: '{"typing":"redux"}' in server.call("GET", "/seen")["frames"], "the typing frame (text as sent)")
+        fetches = server.stats()["httpRequests"]
+        snapshots = ev.types().count("snapshot")
+        client.invalidate_tags(["Messages"])
+        ev.wait_for("snapshot", snapshots + 1)
+        assert server.stats()["httpRequests"] == fetches + 1, "only the subscribed entry refetches"
+        with pytest.raises(livecache.NotFound):
+            client.snapshot("getMessages", "general")
