@@ -24,6 +24,10 @@ export type ErrorReason =
   | 'hook'
   | 'protocol'
   | 'graphql'
+  /** W3: an optimistic layer no longer applied to the server data and was dropped. */
+  | 'optimistic_conflict'
+  /** W3: the server did not confirm an optimistic layer in time; it was dropped. */
+  | 'unconfirmed'
 
 export interface SnapshotEvent<D = JsonValue> {
   type: 'snapshot'
@@ -72,6 +76,8 @@ export interface EntryState<D = JsonValue> {
   data: D
   error?: JsonValue
   stream: { state: StreamState; error?: string }
+  /** W3: pending optimistic layers, present while there are some. */
+  optimistic?: number
 }
 
 export interface Stats {
@@ -84,7 +90,7 @@ export interface Stats {
   messagesFiltered: number
   messagesBuffered: number
   messagesReapplied: number
-  messagesRejected: Record<ErrorReason, number>
+  messagesRejected: Record<Exclude<ErrorReason, 'optimistic_conflict' | 'unconfirmed'>, number>
   bufferOverflows: number
   fetches: number
   fetchErrors: number
@@ -243,7 +249,7 @@ export declare class Client {
   send(endpoint: string, arg: unknown, message: unknown): Promise<void>
   /** W1: resolves with the response data once the refetches its invalidation started have
    * landed (W4); rejects with MutationError, WrongEndpointKind or InvalidArgument. */
-  mutate<R = any>(endpoint: string, arg?: unknown): Promise<R>
+  mutate<R = any>(endpoint: string, arg?: unknown, options?: MutateOptions): Promise<R>
   /** W2: refetch the subscribed entries providing a matching tag, remove the unused ones. */
   invalidateTags(tags: Array<string | { type: string; id?: unknown }>): void
   /** T1: closes the entry's stream and connects again at once, with fresh headers. */
@@ -253,6 +259,15 @@ export declare class Client {
   pushMessageText(endpoint: string, arg: unknown, text: string): void
   stats(): Stats
   close(): Promise<void>
+}
+
+/** W3: a mutation's optimistic layers and how the server confirms them (each overrides the endpoint's config). */
+export interface MutateOptions {
+  /** Shown at once above the server data; each message goes through that endpoint's apply rule. */
+  optimistic?: Array<{ endpoint: string; arg?: unknown; message: unknown }>
+  /** Fields a stream message must have to confirm the layers (compared as `filter` compares). */
+  confirm?: Record<string, unknown>
+  confirmTimeoutMs?: number
 }
 
 export type ErrorCode =

@@ -684,13 +684,23 @@ class Client {
   /** W1: runs the mutation endpoint's request with `arg`. Resolves with the response data once
    * the refetches its `invalidatesTags` started have landed (W4), so `snapshot()` then shows
    * the server's new state; rejects with MutationError (`status`, `data`, `error`),
-   * WrongEndpointKind (a query endpoint) or InvalidArgument (nothing was sent). */
-  mutate(endpoint, arg) {
+   * WrongEndpointKind (a query endpoint) or InvalidArgument (nothing was sent).
+   * `options` (W3): `{optimistic: [{endpoint, arg, message}], confirm, confirmTimeoutMs}`: layers
+   * shown at once above the server data until the server confirms them; the promise settles once
+   * they are confirmed or dropped. */
+  mutate(endpoint, arg, options) {
     const d = deferred()
     const settles = this[SETTLES]
+    let optionsText
+    try {
+      optionsText = toJSONText(options === undefined ? null : options)
+    } catch (e) {
+      d.reject(e)
+      return d.promise
+    }
     const id = settles.add(d)
     try {
-      this.#native.mutate(String(endpoint), argText(arg), id)
+      this.#native.mutate(String(endpoint), argText(arg), optionsText, id)
     } catch (e) {
       settles.remove(id)
       d.reject(fromNative(e))

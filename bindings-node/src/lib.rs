@@ -287,8 +287,9 @@ impl NativeClient {
     /// W1 `mutate`: settles `id` with the response data once the refetches it caused have
     /// landed (W4), or with the error (`MutationError` carrying the server's answer).
     #[napi]
-    pub fn mutate(&self, endpoint: String, arg_json: String, id: u32) -> napi::Result<()> {
-        let done = self.client.mutate(&endpoint, arg_of(&arg_json)?);
+    pub fn mutate(&self, endpoint: String, arg_json: String, options_json: String, id: u32) -> napi::Result<()> {
+        let options = livecache_core::MutateOptions::from_value(&parse(&options_json)?).map_err(|m| to_napi(Error::InvalidArgument(m)))?;
+        let done = self.client.mutate_with(&endpoint, arg_of(&arg_json)?, &options);
         self.settle_when_done(id, done);
         Ok(())
     }

@@ -166,9 +166,10 @@ impl NativeClient {
 
     /// W1: runs the mutation; `callback(ok, value)` gets the response data once the refetches
     /// it caused have landed (W4), or the error (`MutationError`, `WrongEndpointKind`, …).
-    fn mutate(&self, endpoint: &str, arg: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<()> {
+    fn mutate(&self, endpoint: &str, arg: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<()> {
         let arg = arg_of(arg)?;
-        let done = self.client.mutate(endpoint, arg);
+        let options = livecache_core::MutateOptions::from_value(&from_py(options)?).map_err(crate::errors::InvalidArgument::new_err)?;
+        let done = self.client.mutate_with(endpoint, arg, &options);
         spawn_notify(&self.handle, done, callback, |py, v| to_py(py, &v));
         Ok(())
     }

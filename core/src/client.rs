@@ -22,6 +22,7 @@ use crate::stats::Stats;
 use crate::transport::{QuerySource, RawMessage, StreamSource};
 
 pub use crate::clock::Clock;
+pub use livecache_engine::MutateOptions;
 pub use crate::host_update::HostUpdate;
 
 /// How subscriber callbacks are run.
@@ -179,7 +180,14 @@ impl Client {
     /// response data once the refetches its invalidation started have ended (W4), or with
     /// `MutationError` (`{status, data}`). `WrongEndpointKind` for a query endpoint.
     pub fn mutate(&self, endpoint: &str, arg: Option<Value>) -> impl Future<Output = Result<Value>> + Send + 'static {
-        self.driver.mutate(endpoint, arg)
+        self.driver.mutate(endpoint, arg, &MutateOptions::default())
+    }
+
+    /// `mutate` with per-call options (W3): optimistic layers `{endpoint, arg, message}`, shown
+    /// at once above the server data until the server confirms them, and how it confirms them.
+    /// The future resolves once the layers are confirmed or dropped (W4).
+    pub fn mutate_with(&self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> impl Future<Output = Result<Value>> + Send + 'static {
+        self.driver.mutate(endpoint, arg, options)
     }
 
     /// W2 `invalidateTags`: refetches the subscribed entries providing a matching tag and

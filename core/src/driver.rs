@@ -224,7 +224,7 @@ impl Driver {
     }
 
     /// The engine's clock.
-    fn now(&self) -> Duration {
+    pub(crate) fn now(&self) -> Duration {
         match self.clock {
             crate::clock::Clock::System => self.start.elapsed(),
             crate::clock::Clock::Manual => Duration::from_nanos(self.manual_now.load(Ordering::SeqCst)),

@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_engine::{MutationId, MutationRequest};
+use livecache_engine::{MutateOptions, MutationId, MutationRequest};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -21,9 +21,9 @@ use crate::transport::FetchRequest;
 impl Driver {
     /// W1 `mutate`: resolves with the response data once the mutation settled (W4), or with
     /// its error (`MutationError` carrying `{status, data}`).
-    pub fn mutate(self: &Arc<Self>, endpoint: &str, arg: Option<Value>) -> impl std::future::Future<Output = Result<Value>> + Send + 'static {
+    pub fn mutate(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> impl std::future::Future<Output = Result<Value>> + Send + 'static {
         let started = self.lock_open().and_then(|mut guard| {
-            let id = guard.engine.mutate(endpoint, arg)?;
+            let id = guard.engine.mutate_with(endpoint, arg, options)?;
             let (tx, rx) = oneshot::channel();
             guard.mutations.insert(id, tx);
             self.run(guard);
@@ -89,7 +89,8 @@ impl Driver {
             };
             if let Some(driver) = weak.upgrade() {
                 let mut guard = driver.lock();
-                guard.engine.mutation_done(id, result);
+                let now = driver.now();
+                guard.engine.mutation_done(now, id, result);
                 driver.run(guard);
             }
         });

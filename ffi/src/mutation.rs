@@ -5,6 +5,7 @@ use std::ffi::{c_char, c_void};
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
+use livecache_core::MutateOptions;
 use serde_json::{json, Value};
 
 use crate::client::client_ref;
@@ -23,7 +24,9 @@ pub type livecache_mutate_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, result: livecache_result, result_json: *const c_char, len: usize)>;
 
 /// `mutate` (SPEC W1, W4): runs the mutation endpoint's request with `arg_json` (NULL: no arg).
-/// `options_json` is NULL or `{}` (no option is defined yet; any key is `INVALID_ARGUMENT`).
+/// `options_json` is NULL or `{"optimistic"?: [{"endpoint", "arg"?, "message"}], "confirm"?: {…},
+/// "confirmTimeoutMs"?: n}` (SPEC W3: layers shown at once above the server data until the server
+/// confirms them; each key overrides the endpoint's config).
 ///
 /// On `LIVECACHE_RESULT_OK`, `cb` runs exactly once, on one of the client's threads (in both
 /// delivery modes), after the response arrived and the refetches its `invalidatesTags` started
@@ -34,7 +37,7 @@ pub type livecache_mutate_cb =
 ///
 /// Errors: `NULL_PARAMETER` (`client`, `endpoint`, `cb`), `INVALID_UTF8`, `INVALID_JSON`,
 /// `UNKNOWN_ENDPOINT`, `WRONG_ENDPOINT_KIND` (a query endpoint), `INVALID_ARGUMENT` (the arg
-/// lacks a templated field; an unknown option), `CLOSED`.
+/// lacks a templated field; an unknown option; a layer that does not apply), `CLOSED`.
 ///
 /// # Safety
 /// `client` NULL or live; strings NULL or NUL-terminated; `user_data` usable from the client's
@@ -53,16 +56,11 @@ pub unsafe extern "C" fn livecache_mutate(
         let endpoint = text(endpoint, "endpoint")?;
         let arg = opt_json_arg(arg_json, "arg_json")?;
         let cb = cb.ok_or_else(|| null("cb"))?;
-        match opt_json_arg(options_json, "options_json")? {
-            None => {}
-            Some(Value::Object(o)) if o.is_empty() => {}
-            Some(Value::Object(o)) => {
-                let key = o.keys().next().cloned().unwrap_or_default();
-                return Err(Failure::new(LIVECACHE_RESULT_INVALID_ARGUMENT, format!("unknown mutate option {key:?}")));
-            }
-            Some(other) => return Err(Failure::new(LIVECACHE_RESULT_INVALID_ARGUMENT, format!("options_json must be an object, found {other}"))),
-        }
-        let mut done = Box::pin(client.mutate(endpoint, arg));
+        let options = match opt_json_arg(options_json, "options_json")? {
+            None => MutateOptions::default(),
+            Some(v) => MutateOptions::from_value(&v).map_err(|m| Failure::new(LIVECACHE_RESULT_INVALID_ARGUMENT, m))?,
+        };
+        let mut done = Box::pin(client.mutate_with(endpoint, arg, &options));
         // What the engine refuses at once (wrong kind, bad arg, closed) is this call's error.
         let ready = match done.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(r) => Some(r),

@@ -487,15 +487,30 @@ class Client:
         self._native.send(endpoint, arg, message, p._settle)
         return p
 
-    def mutate(self, endpoint: str, arg: Any = NO_ARG) -> Pending:
+    def mutate(
+        self,
+        endpoint: str,
+        arg: Any = NO_ARG,
+        optimistic: Optional[List[Dict[str, Any]]] = None,
+        confirm: Optional[Dict[str, Any]] = None,
+        confirm_timeout_ms: Optional[int] = None,
+    ) -> Pending:
         """W1: runs the mutation endpoint's request with ``arg``. The result is the response data,
         available once the refetches its ``invalidatesTags`` started have landed (W4), so a
         ``snapshot()`` afterwards shows the server's new state. A failed request raises
         ``MutationError`` (``.status``, ``.data``, ``.error``); a query endpoint raises
         ``WrongEndpointKind``; an arg missing a templated field raises ``InvalidArgument`` and
-        sends nothing. Await it, or call ``.result(timeout)`` from a thread."""
+        sends nothing. Await it, or call ``.result(timeout)`` from a thread.
+
+        ``optimistic`` (W3) lists layers ``{"endpoint", "arg", "message"}`` shown at once above
+        the server data (each message goes through that endpoint's apply rule) until the server
+        confirms them: a stream message matching ``confirm`` (fields compared as ``filter``
+        compares), the first refetch after the response, or ``confirm_timeout_ms`` (then an
+        ``error`` event with reason ``unconfirmed``). Each overrides the endpoint's config; the
+        result is ready once the layers are confirmed or dropped."""
+        options = {"optimistic": optimistic, "confirm": confirm, "confirmTimeoutMs": confirm_timeout_ms}
         p = Pending()
-        self._native.mutate(endpoint, arg, p._settle)
+        self._native.mutate(endpoint, arg, options, p._settle)
         return p
 
     def invalidate_tags(self, tags: List[Any]) -> None:

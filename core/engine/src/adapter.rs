@@ -314,6 +314,93 @@ fn ids_path(i: usize) -> String {
     p
 }
 
+/// What `upsert_one` will do, decided read-only.
+enum UpsertPlan {
+    New { pos: usize },
+    Merge { changed: Vec<bool>, ids_move: Option<(usize, usize)> },
+    ReplaceWhole { ids_move: Option<(usize, usize)> },
+}
+
+/// `upsert_one`'s ops without changing `state` (W3: an optimistic layer applies them with
+/// `apply_patch`, which records how to undo them).
+pub fn upsert_one_ops(state: &Value, select_id: &str, sort_by: Option<&(String, SortOrder)>, entity: &Value) -> Result<Vec<PatchOp>, String> {
+    plan_upsert(state, select_id, sort_by, entity).map(|(ops, ..)| ops)
+}
+
+/// The ops, the plan, the id and its entity key of an upsert (read-only).
+fn plan_upsert(
+    state: &Value,
+    select_id: &str,
+    sort_by: Option<&(String, SortOrder)>,
+    entity: &Value,
+) -> Result<(Vec<PatchOp>, UpsertPlan, Value, String), String> {
+    let id = id_of(entity, select_id, "the message")?.clone();
+    let key = entity_key(&id)?;
+    let ent_path = pointer(["entities", key.as_str()]);
+    let mut ops = Vec::new();
+    let view = View::of(state)?;
+    let msg = entity.as_object().expect("id_of checked it is an object");
+    let plan = match view.entities.get(key.as_str()) {
+        None => {
+            let pos = match sort_by {
+                Some((field, order)) => view.upper_bound(field, order, msg.get(field.as_str()), None),
+                None => view.ids.len(),
+            };
+            ops.push(PatchOp::Add { path: ent_path, value: entity.clone() });
+            ops.push(PatchOp::Add { path: ids_path(pos), value: id.clone() });
+            UpsertPlan::New { pos }
+        }
+        Some(existing) => {
+            let old_obj = existing.as_object();
+            let mut changed = Vec::new();
+            if let Some(old) = old_obj {
+                for (field, v) in msg {
+                    let cur = old.get(field.as_str());
+                    let differs = cur != Some(v);
+                    changed.push(differs);
+                    if differs {
+                        let mut path = ent_path.clone();
+                        push_token(&mut path, field);
+                        ops.push(match cur {
+                            Some(_) => PatchOp::Replace { path, value: v.clone() },
+                            None => PatchOp::Add { path, value: v.clone() },
+                        });
+                    }
+                }
+            } else {
+                ops.push(PatchOp::Replace { path: ent_path, value: entity.clone() });
+            }
+            let ids_move = match sort_by {
+                Some((field, order)) if !ops.is_empty() => {
+                    let old_val = old_obj.and_then(|o| o.get(field.as_str()));
+                    let new_val = match old_obj {
+                        Some(_) => msg.get(field.as_str()).or(old_val),
+                        None => msg.get(field.as_str()),
+                    };
+                    if sort_cmp(old_val, new_val, order) != Ordering::Equal {
+                        view.locate(&key, Some((field, order, old_val))).and_then(|old_i| {
+                            let new_i = view.upper_bound(field, order, new_val, Some(old_i));
+                            (new_i != old_i).then_some((old_i, new_i))
+                        })
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            if let Some((from, to)) = ids_move {
+                ops.push(PatchOp::Remove { path: ids_path(from) });
+                ops.push(PatchOp::Add { path: ids_path(to), value: view.ids[from].clone() });
+            }
+            match old_obj {
+                Some(_) => UpsertPlan::Merge { changed, ids_move },
+                None => UpsertPlan::ReplaceWhole { ids_move },
+            }
+        }
+    };
+    Ok((ops, plan, id, key))
+}
+
 /// RTK's `upsertOne` on an entity-adapter state: a new entity is added (its id inserted at its
 /// sorted position, or at the end); an existing one is shallow-merged field by field. Returns the
 /// RFC 6902 ops that turn the old state into the new one (empty: nothing changed).
@@ -324,91 +411,19 @@ pub fn upsert_one(
     sort_by: Option<&(String, SortOrder)>,
     entity: Value,
 ) -> Result<Vec<PatchOp>, String> {
-    let id = id_of(&entity, select_id, "the message")?.clone();
-    let key = entity_key(&id)?;
-    let ent_path = pointer(["entities", key.as_str()]);
-    let mut ops = Vec::new();
-
-    // Plan (read-only).
-    enum Plan {
-        New { pos: usize },
-        Merge { changed: Vec<bool>, ids_move: Option<(usize, usize)> },
-        ReplaceWhole { ids_move: Option<(usize, usize)> },
-    }
-    let plan = {
-        let view = View::of(state)?;
-        let msg = entity.as_object().expect("id_of checked it is an object");
-        match view.entities.get(key.as_str()) {
-            None => {
-                let pos = match sort_by {
-                    Some((field, order)) => view.upper_bound(field, order, msg.get(field.as_str()), None),
-                    None => view.ids.len(),
-                };
-                ops.push(PatchOp::Add { path: ent_path, value: entity.clone() });
-                ops.push(PatchOp::Add { path: ids_path(pos), value: id.clone() });
-                Plan::New { pos }
-            }
-            Some(existing) => {
-                let old_obj = existing.as_object();
-                let mut changed = Vec::new();
-                if let Some(old) = old_obj {
-                    for (field, v) in msg {
-                        let cur = old.get(field.as_str());
-                        let differs = cur != Some(v);
-                        changed.push(differs);
-                        if differs {
-                            let mut path = ent_path.clone();
-                            push_token(&mut path, field);
-                            ops.push(match cur {
-                                Some(_) => PatchOp::Replace { path, value: v.clone() },
-                                None => PatchOp::Add { path, value: v.clone() },
-                            });
-                        }
-                    }
-                } else {
-                    ops.push(PatchOp::Replace { path: ent_path, value: entity.clone() });
-                }
-                let ids_move = match sort_by {
-                    Some((field, order)) if !ops.is_empty() => {
-                        let old_val = old_obj.and_then(|o| o.get(field.as_str()));
-                        let new_val = match old_obj {
-                            Some(_) => msg.get(field.as_str()).or(old_val),
-                            None => msg.get(field.as_str()),
-                        };
-                        if sort_cmp(old_val, new_val, order) != Ordering::Equal {
-                            view.locate(&key, Some((field, order, old_val))).and_then(|old_i| {
-                                let new_i = view.upper_bound(field, order, new_val, Some(old_i));
-                                (new_i != old_i).then_some((old_i, new_i))
-                            })
-                        } else {
-                            None
-                        }
-                    }
-                    _ => None,
-                };
-                if let Some((from, to)) = ids_move {
-                    ops.push(PatchOp::Remove { path: ids_path(from) });
-                    ops.push(PatchOp::Add { path: ids_path(to), value: view.ids[from].clone() });
-                }
-                match old_obj {
-                    Some(_) => Plan::Merge { changed, ids_move },
-                    None => Plan::ReplaceWhole { ids_move },
-                }
-            }
-        }
-    };
+    let (ops, plan, id, key) = plan_upsert(state, select_id, sort_by, &entity)?;
 
     // Execute (infallible: the plan checked the shape).
     let Value::Object(root) = state else { unreachable!("View::of checked") };
     let Some(Value::Object(entities)) = root.get_mut("entities") else { unreachable!() };
     let ids_move = match plan {
-        Plan::New { pos } => {
+        UpsertPlan::New { pos } => {
             entities.insert(key, entity);
             let Some(Value::Array(ids)) = root.get_mut("ids") else { unreachable!() };
             ids.insert(pos, id);
             return Ok(ops);
         }
-        Plan::Merge { changed, ids_move } => {
+        UpsertPlan::Merge { changed, ids_move } => {
             let Some(Value::Object(target)) = entities.get_mut(key.as_str()) else { unreachable!() };
             let Value::Object(msg) = entity else { unreachable!() };
             for ((field, v), differs) in msg.into_iter().zip(changed) {
@@ -418,7 +433,7 @@ pub fn upsert_one(
             }
             ids_move
         }
-        Plan::ReplaceWhole { ids_move } => {
+        UpsertPlan::ReplaceWhole { ids_move } => {
             entities.insert(key, entity);
             ids_move
         }
@@ -439,14 +454,7 @@ pub fn upsert_one(
 /// All-or-nothing: on Err `state` is unchanged.
 pub fn remove_one(state: &mut Value, id: &Value, sort_by: Option<&(String, SortOrder)>) -> Result<Vec<PatchOp>, String> {
     let key = entity_key(id)?;
-    let pos = {
-        let view = View::of(state)?;
-        let Some(existing) = view.entities.get(key.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let sort = sort_by.map(|(field, order)| (field.as_str(), order, existing.get(field.as_str())));
-        view.locate(&key, sort)
-    };
+    let Some(pos) = plan_remove(state, &key, sort_by)? else { return Ok(Vec::new()) };
     let mut ops = vec![PatchOp::Remove { path: pointer(["entities", key.as_str()]) }];
     let Value::Object(root) = state else { unreachable!("View::of checked") };
     if let Some(Value::Object(entities)) = root.get_mut("entities") {
@@ -458,6 +466,24 @@ pub fn remove_one(state: &mut Value, id: &Value, sort_by: Option<&(String, SortO
             ids.remove(i);
         }
     }
+    Ok(ops)
+}
+
+/// Where `key`'s id stands in `ids` (`Some(None)`: the entity exists, its id is not listed;
+/// `None`: no such entity). Read-only.
+fn plan_remove(state: &Value, key: &str, sort_by: Option<&(String, SortOrder)>) -> Result<Option<Option<usize>>, String> {
+    let view = View::of(state)?;
+    let Some(existing) = view.entities.get(key) else { return Ok(None) };
+    let sort = sort_by.map(|(field, order)| (field.as_str(), order, existing.get(field.as_str())));
+    Ok(Some(view.locate(key, sort)))
+}
+
+/// `remove_one`'s ops without changing `state` (W3).
+pub fn remove_one_ops(state: &Value, id: &Value, sort_by: Option<&(String, SortOrder)>) -> Result<Vec<PatchOp>, String> {
+    let key = entity_key(id)?;
+    let Some(pos) = plan_remove(state, &key, sort_by)? else { return Ok(Vec::new()) };
+    let mut ops = vec![PatchOp::Remove { path: pointer(["entities", key.as_str()]) }];
+    ops.extend(pos.map(|i| PatchOp::Remove { path: ids_path(i) }));
     Ok(ops)
 }
 

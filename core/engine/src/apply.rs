@@ -263,7 +263,7 @@ fn upsert(
     }
 }
 
-fn not_a_collection(rule: &str, data: &Value) -> String {
+pub(crate) fn not_a_collection(rule: &str, data: &Value) -> String {
     match data {
         Value::Object(_) => format!(
             "{rule}: the data is an object without an `ids` array and an `entities` object \
@@ -361,7 +361,7 @@ fn merge_patch(data: &mut Value, message: Value, max_depth: usize) -> Result<Cha
 }
 
 /// The ops merging `patch` into `target` (at `path`) makes.
-fn plan_merge(target: &Map<String, Value>, patch: &Map<String, Value>, path: &mut String, ops: &mut Vec<PatchOp>) {
+pub(crate) fn plan_merge(target: &Map<String, Value>, patch: &Map<String, Value>, path: &mut String, ops: &mut Vec<PatchOp>) {
     for (key, pv) in patch {
         let len = path.len();
         push_token(path, key);
@@ -404,7 +404,7 @@ fn exec_merge(target: &mut Map<String, Value>, patch: Map<String, Value>) {
 
 /// A merge patch applied to nothing: objects lose their `null` members, recursively
 /// (arrays are values and keep theirs).
-fn strip_nulls(v: Value) -> Value {
+pub(crate) fn strip_nulls(v: Value) -> Value {
     match v {
         Value::Object(m) => {
             Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect())

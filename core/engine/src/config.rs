@@ -242,7 +242,30 @@ pub struct EndpointConfig {
     pub provides_tags: Vec<TagSpec>,
     /// W2: the tags a mutation invalidates when it settles.
     pub invalidates_tags: Vec<TagSpec>,
+    /// W3: a mutation's optimistic layers and how the server confirms them.
+    pub optimistic: OptimisticConfig,
 }
+
+/// W3: `optimistic`, `confirm` and `confirmTimeoutMs` of a mutation endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct OptimisticConfig {
+    /// `{endpoint, arg?, message}`, templated over the mutation's arg.
+    pub layers: Vec<LayerTemplate>,
+    /// Fields a stream message must have to confirm a layer (compared as `filter` compares;
+    /// templates over the arg and `{result…}`). Empty: only a refetch or the timeout ends it.
+    pub confirm: Vec<(String, FilterValue)>,
+    pub confirm_timeout_ms: u64,
+}
+
+/// One optimistic layer of a mutation endpoint's config.
+#[derive(Clone, Debug)]
+pub struct LayerTemplate {
+    pub endpoint: String,
+    pub arg: Option<ValueTemplate>,
+    pub message: ValueTemplate,
+}
+
+pub const DEFAULT_CONFIRM_TIMEOUT_MS: u64 = 10_000;
 
 /// W1: how a mutation endpoint writes.
 #[derive(Clone, Debug)]
@@ -398,7 +421,21 @@ impl EndpointConfig {
         known_keys(
             obj,
             path,
-            &["query", "mutation", "transformResponse", "keepUnusedDataFor", "headers", "timeoutMs", "retry", "stream", "providesTags", "invalidatesTags"],
+            &[
+                "query",
+                "mutation",
+                "transformResponse",
+                "keepUnusedDataFor",
+                "headers",
+                "timeoutMs",
+                "retry",
+                "stream",
+                "providesTags",
+                "invalidatesTags",
+                "optimistic",
+                "confirm",
+                "confirmTimeoutMs",
+            ],
         )?;
         let mutation = match obj.get("mutation") {
             None | Some(Value::Null) => None,
@@ -411,9 +448,14 @@ impl EndpointConfig {
                     return Err(err(&join(path, key), "a mutation endpoint cannot have one (it has no cache entry)"));
                 }
             }
-        } else if obj.get("invalidatesTags").is_some_and(|v| !v.is_null()) {
-            return Err(err(&join(path, "invalidatesTags"), "only a mutation endpoint invalidates tags"));
+        } else {
+            for key in ["invalidatesTags", "optimistic", "confirm", "confirmTimeoutMs"] {
+                if obj.get(key).is_some_and(|v| !v.is_null()) {
+                    return Err(err(&join(path, key), "only a mutation endpoint has one"));
+                }
+            }
         }
+        let optimistic = optimistic_at(obj, path)?;
         let tags = |key: &str| TagSpec::parse_list(obj.get(key), &join(path, key), tag_types).map_err(|(p, m)| err(&p, m));
         let provides_tags = tags("providesTags")?;
         let invalidates_tags = tags("invalidatesTags")?;
@@ -454,6 +496,7 @@ impl EndpointConfig {
             mutation,
             provides_tags,
             invalidates_tags,
+            optimistic,
         })
     }
 
@@ -499,8 +542,56 @@ fn parse_mutation(v: &Value, path: &str) -> Result<MutationConfig> {
     Ok(MutationConfig::Send { endpoint, arg, message })
 }
 
-/// W1: a `send` mutation names a query endpoint that has a stream to write on.
+/// W3 `confirm` (of the config or of one `mutate` call): `filter`-shaped, with `{result…}`.
+pub fn parse_confirm(v: &Value, path: &str) -> Result<Vec<(String, FilterValue)>> {
+    fields_at(v, path, Template::parse_with_result)
+}
+
+/// W3 `optimistic` (a list of `{endpoint, arg?, message}`), `confirm`, `confirmTimeoutMs`.
+fn optimistic_at(obj: &Obj, path: &str) -> Result<OptimisticConfig> {
+    let mut cfg = OptimisticConfig { confirm_timeout_ms: DEFAULT_CONFIRM_TIMEOUT_MS, ..Default::default() };
+    if let Some(list) = obj.get("optimistic").filter(|v| !v.is_null()) {
+        let lpath = join(path, "optimistic");
+        let Value::Array(items) = list else { return Err(err(&lpath, "expected a list of {endpoint, arg, message}")) };
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{lpath}[{i}]");
+            let o = as_object(item, &ipath)?;
+            known_keys(o, &ipath, &["endpoint", "arg", "message"])?;
+            let endpoint = string_at(o.get("endpoint").ok_or_else(|| err(&join(&ipath, "endpoint"), "missing"))?, &join(&ipath, "endpoint"))?;
+            let template = |key: &str| o.get(key).map(|t| ValueTemplate::parse(t).map_err(|m| err(&join(&ipath, key), m))).transpose();
+            let arg = template("arg")?;
+            let message = template("message")?.ok_or_else(|| err(&join(&ipath, "message"), "missing"))?;
+            cfg.layers.push(LayerTemplate { endpoint, arg, message });
+        }
+    }
+    if let Some(c) = obj.get("confirm").filter(|v| !v.is_null()) {
+        cfg.confirm = fields_at(c, &join(path, "confirm"), Template::parse_with_result)?;
+    }
+    if let Some(t) = obj.get("confirmTimeoutMs").filter(|v| !v.is_null()) {
+        cfg.confirm_timeout_ms = uint_at(t, &join(path, "confirmTimeoutMs"))?;
+        if cfg.confirm_timeout_ms == 0 {
+            return Err(err(&join(path, "confirmTimeoutMs"), "must be at least 1"));
+        }
+    }
+    Ok(cfg)
+}
+
+/// W1: a `send` mutation names a query endpoint that has a stream to write on; W3: an
+/// optimistic layer names a query endpoint whose `stream.apply` rule takes its message.
 fn check_sends(endpoints: &BTreeMap<String, Arc<EndpointConfig>>) -> Result<()> {
+    for (name, ep) in endpoints {
+        for (i, layer) in ep.optimistic.layers.iter().enumerate() {
+            let path = format!("endpoints.{name}.optimistic[{i}].endpoint");
+            match endpoints.get(&layer.endpoint) {
+                None => return Err(err(&path, format!("no endpoint {:?}", layer.endpoint))),
+                Some(target) if target.is_mutation() => return Err(err(&path, format!("{:?} is a mutation endpoint; layers go on query entries", layer.endpoint))),
+                Some(target) if target.stream.as_ref().is_none_or(|s| s.apply.is_none()) => {
+                    return Err(err(&path, format!("endpoint {:?} has no stream.apply rule for the layer's message", layer.endpoint)))
+                }
+                Some(_) => {}
+            }
+        }
+    }
     for (name, ep) in endpoints {
         let Some(MutationConfig::Send { endpoint, .. }) = &ep.mutation else { continue };
         let path = format!("endpoints.{name}.mutation.send.endpoint");
@@ -809,11 +900,16 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
 
 /// A field → expected value object, as `stream.filter` (and T6 `mustRefetch`) take it.
 fn filter_at(f: &Value, fpath: &str) -> Result<Vec<(String, FilterValue)>> {
+    fields_at(f, fpath, Template::parse)
+}
+
+/// `filter`-shaped fields: a literal per field, or a template (`parse` decides which placeholders).
+fn fields_at(f: &Value, fpath: &str, parse: fn(&str) -> std::result::Result<Template, String>) -> Result<Vec<(String, FilterValue)>> {
     let mut filter = Vec::new();
     for (field, expected) in as_object(f, fpath)? {
         let value = match expected {
             Value::String(s) => {
-                let t = Template::parse(s).map_err(|m| err(&join(fpath, field), m))?;
+                let t = parse(s).map_err(|m| err(&join(fpath, field), m))?;
                 if t.has_placeholders() {
                     FilterValue::Template(t)
                 } else {

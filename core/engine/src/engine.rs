@@ -68,6 +68,10 @@ pub struct Engine<S> {
     pub(crate) out: Vec<Output<S>>,
     /// W1: mutations not yet settled.
     pub(crate) mutations: HashMap<crate::protocol::MutationId, crate::pending_mutation::Mutation>,
+    /// W3: entries that carry (or carried) layers, looked at after each call.
+    pub(crate) layered: Vec<(Arc<str>, EntryId)>,
+    /// W3: when each successful mutation's layers time out unconfirmed, soonest first.
+    pub(crate) layer_timers: BinaryHeap<std::cmp::Reverse<(Duration, crate::protocol::MutationId)>>,
 }
 
 /// Cross-checks config and hooks: what a config alone cannot tell (SPEC §2, §6).
@@ -138,6 +142,8 @@ impl<S: Clone> Engine<S> {
             closed: false,
             out: Vec::new(),
             mutations: HashMap::new(),
+            layered: Vec::new(),
+            layer_timers: BinaryHeap::new(),
         })
     }
 
@@ -151,6 +157,7 @@ impl<S: Clone> Engine<S> {
 
     /// The outputs of the calls since the last take, in order. Reuse `into` across calls.
     pub fn take_outputs(&mut self, into: &mut Vec<Output<S>>) {
+        self.settle_layers();
         into.append(&mut self.out);
     }
 
@@ -175,6 +182,7 @@ impl<S: Clone> Engine<S> {
             }
             Input::Tick => self.tick(now),
         }
+        self.settle_layers();
         std::mem::take(&mut self.out)
     }
 
@@ -318,6 +326,9 @@ impl<S: Clone> Engine<S> {
             hook: Default::default(),
             position: crate::position::Position::new(&stream_config, arg.as_ref()),
             tags: Vec::new(),
+            layers: Vec::new(),
+            visible: None,
+            layers_gone: Vec::new(),
         };
         if let Some(data) = initial {
             entry.data = Some(Arc::new(data));

@@ -34,6 +34,8 @@ pub struct EntryState {
     pub data: Value,
     pub error: Option<Value>,
     pub stream: StreamInfo,
+    /// W3: pending optimistic layers (shown when there are some).
+    pub optimistic: usize,
 }
 
 impl Serialize for EntryState {
@@ -50,6 +52,9 @@ impl Serialize for EntryState {
                 map.serialize_entry("error", error)?;
             }
             map.serialize_entry("stream", &self.stream)?;
+            if self.optimistic > 0 {
+                map.serialize_entry("optimistic", &self.optimistic)?;
+            }
         }
         map.end()
     }
@@ -65,6 +70,7 @@ impl EntryState {
             data: Value::Null,
             error: None,
             stream: StreamInfo { state: StreamState::Closed, error: None },
+            optimistic: 0,
         }
     }
 
@@ -111,6 +117,11 @@ pub(crate) struct Entry<S> {
     pub position: Option<crate::position::Position>,
     /// W2: what the last fetch result or upsert provides.
     pub tags: Vec<crate::tags::Tag>,
+    /// W3: pending optimistic layers, in mutation order, and the data they make visible.
+    pub layers: Vec<crate::layer::Layer>,
+    pub visible: Option<Arc<Value>>,
+    /// W3: mutations whose layers left this entry since the engine last looked.
+    pub layers_gone: Vec<crate::protocol::MutationId>,
 }
 
 impl<S: Clone> Entry<S> {
@@ -134,15 +145,16 @@ impl<S: Clone> Entry<S> {
             key: self.key.to_string(),
             status: self.status,
             version: self.version,
-            data: self.data.as_deref().cloned().unwrap_or(Value::Null),
+            data: self.shown().map(|d| (**d).clone()).unwrap_or(Value::Null),
             error: self.error.clone(),
             stream: StreamInfo { state: self.stream_state, error: self.stream_error.clone() },
+            optimistic: self.layers.len(),
         }
     }
 
     /// The event that brings a subscriber up to date: a snapshot when data exists, else the status.
     pub fn catch_up_event(&self) -> Event {
-        match &self.data {
+        match self.shown() {
             Some(data) => Event::Snapshot {
                 key: self.key.clone(),
                 version: self.version,
@@ -173,6 +185,12 @@ impl<S: Clone> Entry<S> {
     /// Turns an applied change into a new version and its event (E1): a patch, or a snapshot
     /// when the whole data changed.
     pub fn commit(&mut self, change: Change, out: &mut Vec<Output<S>>) {
+        if !self.layers.is_empty() {
+            // W3: the change went to the server data; the layers go back on above it.
+            let dropped = self.rebase(change, |_| false, out);
+            self.layers_gone.extend(dropped.mutations);
+            return;
+        }
         match change {
             Change::Unchanged => {}
             Change::Patch(ops) if ops.is_empty() => {}

@@ -53,9 +53,16 @@ pub enum ErrorReason {
     Protocol,
     /// T5: a GraphQL result with `errors`, or an `error` message for the operation.
     Graphql,
+    /// W3: an optimistic layer no longer applies to the server data and was dropped.
+    OptimisticConflict,
+    /// W3: the server did not confirm an optimistic layer within `confirmTimeoutMs` (or its
+    /// `confirm` template could not be rendered); it was dropped.
+    Unconfirmed,
 }
 
 impl ErrorReason {
+    /// The reasons a message is refused for (each a `messagesRejected` counter); the W3 layer
+    /// reasons are not among them.
     pub const ALL: [ErrorReason; 10] = [
         ErrorReason::InvalidJson,
         ErrorReason::BinaryFrame,
@@ -81,6 +88,8 @@ impl ErrorReason {
             ErrorReason::Hook => "hook",
             ErrorReason::Protocol => "protocol",
             ErrorReason::Graphql => "graphql",
+            ErrorReason::OptimisticConflict => "optimistic_conflict",
+            ErrorReason::Unconfirmed => "unconfirmed",
         }
     }
 }

@@ -89,6 +89,8 @@ impl<S: Clone> Engine<S> {
                 entry.retag();
                 entry.status = Status::Fulfilled;
                 entry.error = None;
+                // W3: what this response holds includes the writes answered before it started.
+                entry.confirm_by_refetch(request);
                 entry.commit(Change::Replaced, &mut self.out);
             }
             Err(error) => {

@@ -19,12 +19,14 @@ pub enum RawMessage {
     Value(Value),
 }
 
+#[derive(Clone)]
 enum Expected {
     Value(Value),
     Text(String),
 }
 
 /// `stream.filter` with its templates rendered for one entry's arg.
+#[derive(Clone)]
 pub struct MessageFilter(Vec<(String, Expected)>);
 
 impl MessageFilter {
@@ -34,12 +36,17 @@ impl MessageFilter {
 
     /// Any field → expected value list (T6 `mustRefetch` is compared as `filter` compares).
     pub fn from_fields(filter: &[(String, FilterValue)], arg: Option<&Value>) -> Result<MessageFilter, String> {
+        Self::from_fields_in(filter, arg, None)
+    }
+
+    /// `from_fields` with the mutation's result for `{result…}` (W3 `confirm`).
+    pub fn from_fields_in(filter: &[(String, FilterValue)], arg: Option<&Value>, result: Option<&Value>) -> Result<MessageFilter, String> {
         let mut fields = Vec::with_capacity(filter.len());
         for (field, value) in filter {
             let expected = match value {
                 FilterValue::Literal(v) => Expected::Value(v.clone()),
-                FilterValue::Template(t) if t.is_single_placeholder() => Expected::Value(t.resolve_value(arg)?),
-                FilterValue::Template(t) => Expected::Text(t.render_text(arg)?),
+                FilterValue::Template(t) if t.is_single_placeholder() => Expected::Value(t.resolve_value_in(arg, result)?),
+                FilterValue::Template(t) => Expected::Text(t.render_text_in(arg, result)?),
             };
             fields.push((field.clone(), expected));
         }

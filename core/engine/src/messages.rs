@@ -191,7 +191,9 @@ fn apply_run<S: Clone>(entry: &mut Entry<S>, stats: &mut Stats, out: &mut Vec<Ou
     if run.is_empty() {
         return;
     }
-    if entry.stream_config.apply.is_some() {
+    if entry.stream_config.apply.is_some() && !entry.layers.is_empty() {
+        apply_rule_layered(entry, stats, out, run);
+    } else if entry.stream_config.apply.is_some() {
         apply_rule_burst(entry, stats, out, run);
     } else if entry.hooks.on_message.is_some() {
         for m in run.drain(..) {
@@ -242,6 +244,57 @@ fn apply_rule_once<S: Clone>(entry: &mut Entry<S>, stats: &mut Stats, out: &mut 
             entry.broadcast(out, event);
         }
     }
+}
+
+/// W3: a burst on an entry with optimistic layers. The messages apply to the server data one by
+/// one (a message that applies confirms the layers whose `confirm` it matches); the layers are
+/// rebased once for the whole burst, so it reaches subscribers as one event, and a confirmed
+/// layer is taken off in the same step its confirmation lands in.
+fn apply_rule_layered<S: Clone>(entry: &mut Entry<S>, stats: &mut Stats, out: &mut Vec<Output<S>>, messages: &mut Vec<Value>) {
+    let config = entry.stream_config.clone();
+    let endpoint = entry.endpoint.clone();
+    let Some(rule) = config.apply.as_ref() else { return };
+    let mut ops: Vec<PatchOp> = Vec::new();
+    let mut replaced = false;
+    let flush = |entry: &mut Entry<S>, out: &mut Vec<Output<S>>, ops: &mut Vec<PatchOp>, replaced: &mut bool| {
+        let change = if std::mem::take(replaced) {
+            ops.clear();
+            Change::Replaced
+        } else if ops.is_empty() {
+            Change::Unchanged
+        } else {
+            Change::Patch(std::mem::take(ops))
+        };
+        entry.commit(change, out);
+    };
+    for message in messages.drain(..) {
+        let logged = (entry.refetch_in_flight && rule.is_idempotent()).then(|| message.clone());
+        let probe = (!entry.layers.is_empty()).then(|| message.clone());
+        let data = entry.data.as_mut().expect("an entry with layers has data");
+        match apply_rule(rule, endpoint.entity_adapter.as_ref(), Arc::make_mut(data), message, MAX_DEPTH) {
+            Ok(change) => {
+                stats.messages_applied += 1;
+                if let Some(m) = logged {
+                    entry.reapply.push(m);
+                }
+                if let Some(m) = probe {
+                    entry.confirm_by_message(&m);
+                }
+                match change {
+                    Change::Unchanged => {}
+                    Change::Patch(p) => ops.extend(p),
+                    Change::Replaced => replaced = true,
+                }
+            }
+            Err(m) => {
+                flush(entry, out, &mut ops, &mut replaced);
+                stats.reject(m.reason);
+                let event = Event::Error { key: entry.key.clone(), reason: m.reason, message: m.message };
+                entry.broadcast(out, event);
+            }
+        }
+    }
+    flush(entry, out, &mut ops, &mut replaced);
 }
 
 /// A built-in rule over a burst: each message is applied and counted as one version, and the

@@ -4,6 +4,7 @@
 //! invalidation started have ended, so the host then sees the server's new state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -13,13 +14,19 @@ use crate::error::{Error, Result};
 use crate::json::{self, MAX_DEPTH};
 use crate::key::cache_key;
 use crate::pending_mutation::Mutation;
-use crate::protocol::{EntryId, MutationId, MutationRequest, Output};
+use crate::protocol::{EntryId, MutateOptions, MutationId, MutationRequest, Output};
 use crate::tags::{self, Tag};
 
 impl<S: Clone> Engine<S> {
     /// W1: starts a mutation of `endpoint` with `arg`. Templates are rendered now, so a bad arg
     /// fails the call and nothing is sent. `WrongEndpointKind` for a query endpoint.
     pub fn mutate(&mut self, endpoint: &str, arg: Option<Value>) -> Result<MutationId> {
+        self.mutate_with(endpoint, arg, &MutateOptions::default())
+    }
+
+    /// `mutate` with per-call options (W3 layers and their confirmation). The layers go on at
+    /// once; a layer that does not apply fails the call and nothing is sent.
+    pub fn mutate_with(&mut self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> Result<MutationId> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
@@ -48,20 +55,24 @@ impl<S: Clone> Engine<S> {
         // The invalidated ids are rendered now too: a template naming a missing arg field is
         // the caller's error, not a silent skip after the write.
         tags::resolve(&ep.invalidates_tags, arg.as_ref(), None, "id").map_err(Error::InvalidArgument)?;
+        let (targets, confirm) = self.layer_plan(&ep, arg.as_ref(), options)?;
         let id = self.next_id();
+        let layers = self.put_layers(id, targets, &confirm, arg.as_ref())?;
         self.stats.mutations += 1;
-        self.mutations.insert(id, Mutation { endpoint: ep.clone(), arg: arg.clone(), outcome: None, waiting: Vec::new() });
+        self.mutations.insert(id, Mutation { endpoint: ep.clone(), arg: arg.clone(), outcome: None, waiting: Vec::new(), layers, confirm });
         self.out.push(Output::Mutate { mutation: id, endpoint: ep, arg, request });
         Ok(id)
     }
 
     /// The driver's report: the response data, or the failure (`Error::Mutation` with the
     /// server's `{status, data}`, or a local error such as `NotConnected`).
-    pub fn mutation_done(&mut self, id: MutationId, result: Result<Value>) {
-        let Some(m) = self.mutations.get_mut(&id) else { return };
-        if m.outcome.is_some() {
+    pub fn mutation_done(&mut self, now: Duration, id: MutationId, result: Result<Value>) {
+        if self.mutations.get(&id).is_none_or(|m| m.outcome.is_some()) {
             return;
         }
+        // W3 first: the layers' confirmation is set before the invalidation's refetches start.
+        self.layers_answered(now, id, &result);
+        let m = self.mutations.get_mut(&id).expect("checked above");
         if result.is_err() {
             self.stats.mutation_errors += 1;
         }
@@ -129,6 +140,7 @@ impl<S: Clone> Engine<S> {
     /// W4: the entry is gone; no refetch of it is awaited any more.
     pub(crate) fn entry_gone(&mut self, key: &str, entry: EntryId) {
         self.release(|k, e, _| k == key && e == entry);
+        self.layers_gone_with(key, entry);
     }
 
     fn release(&mut self, ended: impl Fn(&str, EntryId, u64) -> bool) {
@@ -149,8 +161,8 @@ impl<S: Clone> Engine<S> {
         }
     }
 
-    fn try_settle(&mut self, id: MutationId) {
-        let ready = self.mutations.get(&id).is_some_and(|m| m.outcome.is_some() && m.waiting.is_empty());
+    pub(crate) fn try_settle(&mut self, id: MutationId) {
+        let ready = self.mutations.get(&id).is_some_and(|m| m.outcome.is_some() && m.waiting.is_empty() && m.layers.is_empty());
         if !ready {
             return;
         }

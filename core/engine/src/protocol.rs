@@ -160,6 +160,49 @@ impl StreamTarget {
 /// A mutation in flight, as the engine numbers it.
 pub type MutationId = u64;
 
+/// W3: what a `mutate` call may set beyond its arg. Each field, when given, is used instead of
+/// the endpoint's config.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MutateOptions {
+    /// Layers as `{endpoint, arg?, message}` values (not templates: the host rendered them).
+    pub optimistic: Option<Vec<Value>>,
+    /// `{field: value}`, compared as `filter` compares; strings may name `{arg…}` and `{result…}`.
+    pub confirm: Option<Value>,
+    pub confirm_timeout_ms: Option<u64>,
+}
+
+impl MutateOptions {
+    /// Reads `{optimistic?, confirm?, confirmTimeoutMs?}` (`null` is none), as every binding
+    /// passes them.
+    pub fn from_value(v: &Value) -> Result<MutateOptions, String> {
+        let Value::Object(o) = v else {
+            return match v {
+                Value::Null => Ok(MutateOptions::default()),
+                other => Err(format!("mutate options are an object, found {other}")),
+            };
+        };
+        let mut options = MutateOptions::default();
+        for (key, value) in o {
+            if value.is_null() {
+                continue;
+            }
+            match key.as_str() {
+                "optimistic" => match value {
+                    Value::Array(items) => options.optimistic = Some(items.clone()),
+                    other => return Err(format!("optimistic: expected a list of {{endpoint, arg, message}}, found {other}")),
+                },
+                "confirm" => options.confirm = Some(value.clone()),
+                "confirmTimeoutMs" => match value.as_u64() {
+                    Some(ms) if ms > 0 => options.confirm_timeout_ms = Some(ms),
+                    _ => return Err(format!("confirmTimeoutMs: expected a positive integer, found {value}")),
+                },
+                other => return Err(format!("unknown mutate option {other:?} (expected optimistic, confirm, confirmTimeoutMs)")),
+            }
+        }
+        Ok(options)
+    }
+}
+
 /// What the driver runs for one mutation (`Output::Mutate`).
 #[derive(Clone, Debug)]
 pub enum MutationRequest {

@@ -27,11 +27,11 @@ impl<S: Clone> Engine<S> {
     }
 
     /// Asks the driver to wake at the soonest deadline when that is sooner than asked before.
-    fn arm(&mut self) {
-        let Some(Timer(Reverse((at, _)), _)) = self.timers.peek() else { return };
-        if self.armed.is_none_or(|armed| *at < armed) {
-            self.armed = Some(*at);
-            self.out.push(Output::ArmTimer { at: *at });
+    pub(crate) fn arm(&mut self) {
+        let Some(at) = self.next_deadline() else { return };
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.armed = Some(at);
+            self.out.push(Output::ArmTimer { at });
         }
     }
 
@@ -63,11 +63,16 @@ impl<S: Clone> Engine<S> {
                 _ => entry.removal_timer = false,
             }
         }
+        self.expire_layers(now);
         self.arm();
     }
 
-    /// When the next removal is due, if any.
+    /// When the next removal (L7) or layer timeout (W3) is due, if any.
     pub fn next_deadline(&self) -> Option<Duration> {
-        self.timers.peek().map(|Timer(Reverse((at, _)), _)| *at)
+        let removal = self.timers.peek().map(|Timer(Reverse((at, _)), _)| *at);
+        match (removal, self.next_layer_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

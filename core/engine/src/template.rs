@@ -24,6 +24,8 @@ enum Part {
     Text(String),
     /// A field path into the arg; empty is the whole arg.
     Arg(Vec<String>),
+    /// W3 `confirm`: a field path into the mutation's result; empty is the whole result.
+    Result(Vec<String>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +37,15 @@ pub struct Template {
 impl Template {
     /// Parses a template. Errors say what is wrong (`{arg.}` has an empty field name).
     pub fn parse(source: &str) -> Result<Template, String> {
+        Self::parse_roots(source, false)
+    }
+
+    /// `parse`, also taking `{result}` / `{result.field}` (W3 `confirm`: the mutation's result).
+    pub fn parse_with_result(source: &str) -> Result<Template, String> {
+        Self::parse_roots(source, true)
+    }
+
+    fn parse_roots(source: &str, with_result: bool) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut rest = source;
@@ -45,23 +56,29 @@ impl Template {
                 .find('}')
                 .ok_or_else(|| format!("unclosed `{{` in template {source:?}"))?;
             let name = &after[..close];
-            let path = if name == "arg" {
-                Vec::new()
-            } else if let Some(fields) = name.strip_prefix("arg.") {
-                let fields: Vec<String> = fields.split('.').map(str::to_owned).collect();
-                if fields.iter().any(String::is_empty) {
-                    return Err(format!("empty field name in `{{{name}}}` in template {source:?}"));
+            let (root, rest_name) = match name.split_once('.') {
+                Some((root, fields)) => (root, Some(fields)),
+                None => (name, None),
+            };
+            let is_result = with_result && root == "result";
+            if root != "arg" && !is_result {
+                let expected = if with_result { "`{arg}`, `{arg.field}`, `{result}` or `{result.field}`" } else { "`{arg}` or `{arg.field}`" };
+                return Err(format!("unknown placeholder `{{{name}}}` in template {source:?} (expected {expected})"));
+            }
+            let path: Vec<String> = match rest_name {
+                None => Vec::new(),
+                Some(fields) => {
+                    let fields: Vec<String> = fields.split('.').map(str::to_owned).collect();
+                    if fields.iter().any(String::is_empty) {
+                        return Err(format!("empty field name in `{{{name}}}` in template {source:?}"));
+                    }
+                    fields
                 }
-                fields
-            } else {
-                return Err(format!(
-                    "unknown placeholder `{{{name}}}` in template {source:?} (expected `{{arg}}` or `{{arg.field}}`)"
-                ));
             };
             if !text.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut text)));
             }
-            parts.push(Part::Arg(path));
+            parts.push(if is_result { Part::Result(path) } else { Part::Arg(path) });
             rest = &after[close + 1..];
         }
         text.push_str(rest);
@@ -76,39 +93,62 @@ impl Template {
     }
 
     pub fn has_placeholders(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Arg(_)))
+        self.parts.iter().any(|p| !matches!(p, Part::Text(_)))
     }
 
     /// True when the template is exactly one placeholder: a filter then compares JSON values.
     pub fn is_single_placeholder(&self) -> bool {
-        matches!(self.parts.as_slice(), [Part::Arg(_)])
+        matches!(self.parts.as_slice(), [Part::Arg(_) | Part::Result(_)])
     }
 
     /// The value a single-placeholder template names (a number stays a number).
     pub fn resolve_value(&self, arg: Option<&Value>) -> Result<Value, String> {
+        self.resolve_value_in(arg, None)
+    }
+
+    /// `resolve_value` with the mutation's result for `{result…}` (W3).
+    pub fn resolve_value_in(&self, arg: Option<&Value>, result: Option<&Value>) -> Result<Value, String> {
         match self.parts.as_slice() {
-            [Part::Arg(path)] => lookup(arg, path, &self.source).cloned(),
-            _ => self.render_text(arg).map(Value::String),
+            [part @ (Part::Arg(_) | Part::Result(_))] => self.lookup_part(part, arg, result).cloned(),
+            _ => self.render_text_in(arg, result).map(Value::String),
         }
     }
 
     /// Renders with substituted values as text (filters).
     pub fn render_text(&self, arg: Option<&Value>) -> Result<String, String> {
-        self.render(arg, false)
+        self.render(arg, None, false)
+    }
+
+    /// `render_text` with the mutation's result for `{result…}` (W3).
+    pub fn render_text_in(&self, arg: Option<&Value>, result: Option<&Value>) -> Result<String, String> {
+        self.render(arg, result, false)
     }
 
     /// Renders with every substituted value percent-encoded (URLs).
     pub fn render_url(&self, arg: Option<&Value>) -> Result<String, String> {
-        self.render(arg, true)
+        self.render(arg, None, true)
     }
 
-    fn render(&self, arg: Option<&Value>, encode: bool) -> Result<String, String> {
+    fn lookup_part<'a>(&self, part: &Part, arg: Option<&'a Value>, result: Option<&'a Value>) -> Result<&'a Value, String> {
+        match part {
+            Part::Arg(path) => lookup(arg, path, &self.source),
+            Part::Result(path) => {
+                let Some(result) = result else {
+                    return Err(format!("template {:?} needs the mutation's result, which there is none of yet", self.source));
+                };
+                lookup(Some(result), path, &self.source).map_err(|m| m.replace("the arg has", "the result has"))
+            }
+            Part::Text(_) => unreachable!("text is no placeholder"),
+        }
+    }
+
+    fn render(&self, arg: Option<&Value>, result: Option<&Value>, encode: bool) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Arg(path) => {
-                    let text = value_text(lookup(arg, path, &self.source)?);
+                placeholder => {
+                    let text = value_text(self.lookup_part(placeholder, arg, result)?);
                     if encode {
                         out.extend(utf8_percent_encode(&text, COMPONENT));
                     } else {

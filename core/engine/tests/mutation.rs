@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use livecache_engine::{Error, MutationRequest, Output};
+
 use serde_json::{json, Value};
 use support::*;
 
@@ -26,34 +27,6 @@ fn config() -> Value {
             "say": {"mutation": {"send": {"endpoint": "feed", "message": {"say": "{arg}"}}}}
         }
     })
-}
-
-/// The mutations asked for since the last look, as (id, request).
-fn mutations(h: &mut Harness) -> Vec<(u64, MutationRequest)> {
-    h.drain();
-    let mut found = Vec::new();
-    h.actions.retain(|a| match a {
-        Output::Mutate { mutation, request, .. } => {
-            found.push((*mutation, request.clone()));
-            false
-        }
-        _ => true,
-    });
-    found
-}
-
-/// The mutations settled since the last look.
-fn settled(h: &mut Harness) -> Vec<(u64, Result<Value, Error>)> {
-    h.drain();
-    let mut found = Vec::new();
-    h.actions.retain(|a| match a {
-        Output::MutationSettled { mutation, result } => {
-            found.push((*mutation, result.clone()));
-            false
-        }
-        _ => true,
-    });
-    found
 }
 
 fn removed(h: &mut Harness) -> Vec<Arc<str>> {
@@ -91,11 +64,11 @@ fn w1_a_mutation_renders_its_request_and_settles_with_the_response() {
     let MutationRequest::Http { query, .. } = &mutations(&mut h)[0].1 else { panic!() };
     assert_eq!((query.method.as_str(), query.body.clone()), ("POST", None), "a string mutation is a POST");
     assert!(settled(&mut h).is_empty(), "nothing settles before the response");
-    h.engine.mutation_done(id, Ok(json!({"id": 7})));
-    h.engine.mutation_done(id2, Err(Error::Mutation(json!({"status": 500, "data": "boom"}))));
+    h.engine.mutation_done(h.now, id, Ok(json!({"id": 7})));
+    h.engine.mutation_done(h.now, id2, Err(Error::Mutation(json!({"status": 500, "data": "boom"}))));
     let s = settled(&mut h);
     assert_eq!(s, vec![(id, Ok(json!({"id": 7}))), (id2, Err(Error::Mutation(json!({"status": 500, "data": "boom"}))))]);
-    h.engine.mutation_done(id, Ok(json!(1)));
+    h.engine.mutation_done(h.now, id, Ok(json!(1)));
     assert!(settled(&mut h).is_empty(), "a second report is ignored");
     let st = h.engine.stats();
     assert_eq!((st.mutations, st.mutation_errors), (2, 1));
@@ -129,7 +102,7 @@ fn w2_a_bare_type_refetches_every_subscribed_entry_providing_it_w4_settles_after
     let (mut h, entries) = loaded();
     let id = h.engine.mutate("addPost", Some(json!({"title": "c"}))).unwrap();
     mutations(&mut h);
-    h.engine.mutation_done(id, Ok(json!({"id": 3})));
+    h.engine.mutation_done(h.now, id, Ok(json!({"id": 3})));
     let refetches = h.fetches();
     assert_eq!(refetches.iter().map(|(k, ..)| k.to_string()).collect::<Vec<_>>(), ["getPosts(undefined)", "getPost(1)", "getPost(2)"]);
     assert!(settled(&mut h).is_empty(), "W4: not before the refetches end");
@@ -149,7 +122,7 @@ fn w2_a_bare_type_refetches_every_subscribed_entry_providing_it_w4_settles_after
 fn w2_an_id_tag_hits_only_that_id_and_failures_invalidate_too() {
     let (mut h, _) = loaded();
     let id = h.engine.mutate("editPost", Some(json!({"id": 2}))).unwrap();
-    h.engine.mutation_done(id, Err(Error::Mutation(json!({"status": 409, "data": null}))));
+    h.engine.mutation_done(h.now, id, Err(Error::Mutation(json!({"status": 409, "data": null}))));
     let refetches = h.fetches();
     let keys: Vec<String> = refetches.iter().map(|(k, ..)| k.to_string()).collect();
     // getPosts provides Post/1 and Post/2 from its data; getPost(2) provides Post/2.
@@ -166,7 +139,7 @@ fn w2_an_unused_entry_is_removed_at_once_and_w4_does_not_wait_for_it() {
     let (mut h, _) = loaded();
     h.unsubscribe("two");
     let id = h.engine.mutate("editPost", Some(json!({"id": 2}))).unwrap();
-    h.engine.mutation_done(id, Ok(json!(null)));
+    h.engine.mutation_done(h.now, id, Ok(json!(null)));
     assert_eq!(removed(&mut h).iter().map(|k| k.to_string()).collect::<Vec<_>>(), ["getPost(2)"]);
     assert!(h.engine.entry_state("getPost(2)", None).is_err());
     let refetches = h.fetches();
@@ -181,7 +154,7 @@ fn w2_an_unused_entry_is_removed_at_once_and_w4_does_not_wait_for_it() {
 fn w4_a_newer_refetch_or_the_entry_leaving_ends_the_wait() {
     let (mut h, entries) = loaded();
     let id = h.engine.mutate("editPost", Some(json!({"id": 1}))).unwrap();
-    h.engine.mutation_done(id, Ok(json!(null)));
+    h.engine.mutation_done(h.now, id, Ok(json!(null)));
     let first = h.fetches();
     assert_eq!(first.len(), 2);
     // The host refetches getPosts again: the first answer is stale and does not end the wait.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livecache_engine::engine::{Engine, Fetched};
-use livecache_engine::{HostHooks, Output};
+use livecache_engine::{Error, HostHooks, MutationRequest, Output};
 use livecache_engine::message::Prepared;
 use livecache_engine::{Config, EntryId, Event};
 use serde_json::{json, Value};
@@ -107,6 +107,27 @@ impl Harness {
         self.drain();
     }
 
+    /// The data after each snapshot or patch event of `sub` from event `from` on, replayed
+    /// with the json-patch crate from the start.
+    pub fn states_from(&self, sub: Sub, from: usize) -> Vec<Value> {
+        let mut data = Value::Null;
+        let mut out = Vec::new();
+        for (i, e) in self.events.get(sub).into_iter().flatten().enumerate() {
+            match e {
+                Event::Snapshot { data: d, .. } => data = d.clone(),
+                Event::Patch { patches, .. } => {
+                    let p: json_patch::Patch = serde_json::from_value(serde_json::to_value(patches).unwrap()).unwrap();
+                    json_patch::patch(&mut data, &p.0).expect("the patch applies to the replica");
+                }
+                _ => continue,
+            }
+            if i >= from {
+                out.push(data.clone());
+            }
+        }
+        out
+    }
+
     pub fn types(&self, sub: Sub) -> Vec<&'static str> {
         self.events.get(sub).map(|e| e.iter().map(Event::type_name).collect()).unwrap_or_default()
     }
@@ -151,4 +172,32 @@ pub fn chat_config(extra: Value) -> Value {
         }
     }
     c
+}
+
+/// The mutations asked for since the last look, as (id, request).
+pub fn mutations(h: &mut Harness) -> Vec<(u64, MutationRequest)> {
+    h.drain();
+    let mut found = Vec::new();
+    h.actions.retain(|a| match a {
+        Output::Mutate { mutation, request, .. } => {
+            found.push((*mutation, request.clone()));
+            false
+        }
+        _ => true,
+    });
+    found
+}
+
+/// The mutations settled since the last look.
+pub fn settled(h: &mut Harness) -> Vec<(u64, Result<Value, Error>)> {
+    h.drain();
+    let mut found = Vec::new();
+    h.actions.retain(|a| match a {
+        Output::MutationSettled { mutation, result } => {
+            found.push((*mutation, result.clone()));
+            false
+        }
+        _ => true,
+    });
+    found
 }

@@ -1,0 +1,189 @@
+//! W3 optimistic layers on one entry. While layers are pending the entry keeps two values: its
+//! server data (`data`, what every server change applies to) and what subscribers see
+//! (`visible`: the server data with the layers applied in mutation order). A server change is
+//! carried over to `visible` by taking the layers off (each layer's recorded undo), applying the
+//! change, and putting the layers back through the endpoint's apply rule on the new data, so the
+//! cost is the layers' size plus the change, never the document's. The event is the patch from
+//! the old visible data to the new one (E1 holds for the visible data); a layer confirmed in the
+//! same step is simply not put back, so a confirmed item never disappears and comes back.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::apply::Change;
+use crate::entry::Entry;
+use crate::event::{ErrorReason, Event};
+use crate::json::MAX_DEPTH;
+use crate::message::MessageFilter;
+use crate::patch::{apply_patch, Applied, PatchOp};
+use crate::plan::{plan_rule, Planned};
+use crate::layer::Layer;
+use crate::protocol::{MutationId, Output};
+
+/// Why layers left (for the caller's bookkeeping of its mutations).
+pub(crate) struct Dropped {
+    pub mutations: Vec<MutationId>,
+}
+
+impl<S: Clone> Entry<S> {
+    /// What subscribers see: the visible data while layers are pending, else the data.
+    pub fn shown(&self) -> Option<&Arc<Value>> {
+        self.visible.as_ref().or(self.data.as_ref())
+    }
+
+    /// W3: puts `message` on as a new layer above the others. `Err` when it does not apply
+    /// (nothing changed; the caller reports it).
+    pub fn add_layer(&mut self, mutation: MutationId, message: Value, early: Option<MessageFilter>, out: &mut Vec<Output<S>>) -> Result<(), String> {
+        let Some(rule) = self.stream_config.apply.clone() else {
+            return Err(format!("endpoint {:?} has no apply rule for an optimistic message", self.endpoint.name));
+        };
+        let data = self.data.clone().ok_or_else(|| format!("cache entry {} has no data yet", self.key))?;
+        // The one copy of the document a layer costs: when the first layer goes on.
+        let visible = self.visible.get_or_insert_with(|| Arc::new((*data).clone()));
+        let applied = match apply_layer(&rule, self.endpoint.entity_adapter.as_ref(), Arc::make_mut(visible), &message) {
+            Ok(a) => a,
+            Err(e) => {
+                if self.layers.is_empty() {
+                    self.visible = None;
+                }
+                return Err(e);
+            }
+        };
+        let (ops, root) = applied.as_ref().map_or((Vec::new(), false), |a| (a.patches.clone(), a.replaced_root));
+        self.layers.push(Layer { mutation, message, applied, confirm: None, refetch_after: None, deadline: None, confirmed: false, early });
+        self.publish(ops, root, out);
+        Ok(())
+    }
+
+    /// Carries a server change (already applied to `data`) over to the visible data, dropping
+    /// the layers marked `confirmed` or matched by `drop`. Layers that no longer apply are
+    /// dropped with an `optimistic_conflict` error. Returns the mutations whose layers left.
+    pub fn rebase(&mut self, change: Change, drop: impl Fn(&Layer) -> bool, out: &mut Vec<Output<S>>) -> Dropped {
+        let mut dropped = Dropped { mutations: Vec::new() };
+        if matches!(change, Change::Unchanged) && !self.layers.iter().any(|l| l.confirmed || drop(l)) {
+            return dropped;
+        }
+        let Some(visible) = self.visible.as_mut() else { return dropped };
+        let Some(rule) = self.stream_config.apply.clone() else { return dropped };
+        let v = Arc::make_mut(visible);
+        let mut ops: Vec<PatchOp> = Vec::new();
+        let mut root = false;
+        // Off, newest first: each undo applies to exactly the value its layer left.
+        let mut exact = true;
+        for layer in self.layers.iter().rev() {
+            if let Some(a) = &layer.applied {
+                match a.undo(v, usize::MAX) {
+                    Ok(u) => {
+                        root |= u.replaced_root;
+                        ops.extend(u.patches);
+                    }
+                    Err(_) => exact = false,
+                }
+            }
+        }
+        let server = self.data.as_ref().expect("an entry with layers has data");
+        match change {
+            Change::Unchanged => {}
+            Change::Patch(p) if exact => match apply_patch(v, &p, usize::MAX) {
+                Ok(a) => ops.extend(a.patches),
+                Err(_) => exact = false,
+            },
+            Change::Patch(_) => {}
+            Change::Replaced => exact = false,
+        }
+        if !exact {
+            // A whole new document (a refetch, an upsert): start the visible data from it.
+            *v = (**server).clone();
+            root = true;
+        }
+        let mut conflicts = Vec::new();
+        let adapter = self.endpoint.entity_adapter.clone();
+        let mut kept = Vec::with_capacity(self.layers.len());
+        for mut layer in std::mem::take(&mut self.layers) {
+            if layer.confirmed || drop(&layer) {
+                dropped.mutations.push(layer.mutation);
+                continue;
+            }
+            match apply_layer(&rule, adapter.as_ref(), v, &layer.message) {
+                Ok(applied) => {
+                    if let Some(a) = &applied {
+                        root |= a.replaced_root;
+                        ops.extend(a.patches.iter().cloned());
+                    }
+                    layer.applied = applied;
+                    kept.push(layer);
+                }
+                Err(e) => {
+                    dropped.mutations.push(layer.mutation);
+                    conflicts.push(e);
+                }
+            }
+        }
+        self.layers = kept;
+        if self.layers.is_empty() {
+            self.visible = None;
+        }
+        self.publish(ops, root, out);
+        for message in conflicts {
+            let event = Event::Error {
+                key: self.key.clone(),
+                reason: ErrorReason::OptimisticConflict,
+                message: format!("an optimistic update no longer applies to the server data and was dropped: {message}"),
+            };
+            self.broadcast(out, event);
+        }
+        dropped
+    }
+
+    /// One event for a change of the visible data: a patch, or a snapshot when the root moved.
+    fn publish(&mut self, ops: Vec<PatchOp>, root: bool, out: &mut Vec<Output<S>>) {
+        if root {
+            self.version += 1;
+            let event = self.catch_up_event();
+            self.broadcast(out, event);
+        } else if !ops.is_empty() {
+            let from = self.version;
+            self.version += 1;
+            let event = Event::Patch { key: self.key.clone(), from, version: self.version, patches: ops };
+            self.broadcast(out, event);
+        }
+    }
+
+    /// W3: stream messages about to apply confirm the successful mutations' layers they match.
+    pub fn confirm_by_message(&mut self, message: &Value) {
+        for layer in &mut self.layers {
+            // Before the response, `early` (the arg's part of `confirm`) stands in: the server
+            // data then holds the write already.
+            let filter = layer.confirm.as_ref().or(layer.early.as_ref());
+            if filter.is_some_and(|c| c.matches(message)) {
+                layer.confirmed = true;
+            }
+        }
+    }
+
+    /// W3: the response to request `request` is about to apply: layers whose mutation answered
+    /// before that request started are in it.
+    pub fn confirm_by_refetch(&mut self, request: u64) {
+        for layer in &mut self.layers {
+            if layer.refetch_after.is_some_and(|after| request > after) {
+                layer.confirmed = true;
+            }
+        }
+    }
+}
+
+/// Applies a layer's message through the rule with `apply_patch`, which records its undo.
+fn apply_layer(
+    rule: &crate::config::ApplyRule,
+    adapter: Option<&crate::config::EntityAdapterConfig>,
+    v: &mut Value,
+    message: &Value,
+) -> Result<Option<Applied>, String> {
+    let ops = match plan_rule(rule, adapter, v, message).map_err(|e| e.message)? {
+        Planned::Unchanged => return Ok(None),
+        Planned::Ops(ops) => ops,
+        Planned::Root(value) => vec![PatchOp::Replace { path: String::new(), value }],
+    };
+    apply_patch(v, &ops, MAX_DEPTH).map(Some).map_err(|e| e.to_string())
+}
