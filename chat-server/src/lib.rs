@@ -7,7 +7,7 @@
 //! `drop_all_sockets` (TCP gone, no close frame), `close_all_sockets`
 //! (close handshake), `silence_all_sockets` (a hung peer: no reads, no writes, no pongs, TCP left
 //! open), `refuse_upgrades(n)` (503 on the next n upgrades), `set_fetch_delay` (before the
-//! messages are read), `set_response_delay` (after), `set_http_status`, `set_post_status`; counters say what the
+//! messages are read), `set_response_delay` (after), `set_http_status`, `set_post_status`, `set_post_delay`; counters say what the
 //! server saw.
 
 use std::convert::Infallible;
@@ -59,6 +59,7 @@ struct Shared {
     /// Status of `POST /messages/…`: anything but 201 stores nothing.
     post_status: AtomicU16,
     posts: AtomicUsize,
+    post_delay_ms: AtomicU64,
     connections_accepted: AtomicUsize,
     upgrades_refused: AtomicUsize,
     close_frames_received: AtomicUsize,
@@ -98,6 +99,7 @@ impl ChatServer {
             http_status: AtomicU16::new(200),
             post_status: AtomicU16::new(201),
             posts: AtomicUsize::new(0),
+            post_delay_ms: AtomicU64::new(0),
             connections_accepted: AtomicUsize::new(0),
             upgrades_refused: AtomicUsize::new(0),
             close_frames_received: AtomicUsize::new(0),
@@ -217,6 +219,12 @@ impl ChatServer {
     /// and stores nothing.
     pub fn set_post_status(&self, code: u16) {
         self.shared.post_status.store(code, Ordering::SeqCst);
+    }
+
+    /// Delay before a `POST /messages/…` is stored and broadcast: a slow write, whose echo comes
+    /// after other messages.
+    pub fn set_post_delay(&self, ms: u64) {
+        self.shared.post_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// `POST /messages/…` requests so far, refused ones included.
@@ -378,6 +386,10 @@ async fn handle(
             };
             let user = body["userName"].as_str().unwrap_or("anonymous");
             let text = body["text"].as_str().unwrap_or("");
+            let delay = shared.post_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             Ok(json_response(
                 StatusCode::CREATED,
                 &post(&shared, &channel, user, text),

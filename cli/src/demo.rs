@@ -2,8 +2,11 @@
 //! `GET /messages/{channel}` + WebSocket broadcast), a bot posting to it, and a livecache client
 //! subscribed to `getMessages("redux")`, showing every event live. Midway the bot sends a frame
 //! that is not JSON (an `error` event, data intact) and the server drops every socket (reconnect,
-//! then a resync refetch recovers what was posted while down). At the end the client unsubscribes
-//! and the entry's socket is closed with a close handshake after `keepUnusedDataFor`.
+//! then a resync refetch recovers what was posted while down). Then "you" post a message with a
+//! mutation (SPEC W1, W3): it shows at once as an optimistic layer, stays above the other users'
+//! messages that arrive while the server is slow to store it, and is confirmed by its echo without
+//! disappearing. At the end the client unsubscribes and the entry's socket is closed with a close
+//! handshake after `keepUnusedDataFor`.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -28,10 +31,54 @@ const LINES: [&str; 8] = [
     "reported as error events, data untouched",
 ];
 
+const YOURS: &str = "posting from livecache: shown before the server has it";
+
+/// What a subscriber rebuilds from the events (snapshots and RFC 6902 patches, applied with the
+/// json-patch crate), and whether "your" message, once shown, stayed in every later state.
+#[derive(Clone, Default)]
+struct Replica {
+    data: Value,
+    version: u64,
+    shown: bool,
+    flickers: usize,
+}
+
+impl Replica {
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Snapshot { data, version, .. } => {
+                self.data = data.clone();
+                self.version = *version;
+            }
+            Event::Patch { patches, version, .. } => {
+                self.version = *version;
+                let ops: json_patch::Patch = serde_json::from_value(serde_json::to_value(patches).expect("ops")).expect("RFC 6902 ops");
+                json_patch::patch(&mut self.data, &ops.0).expect("every patch applies to the replica");
+            }
+            _ => return,
+        }
+        let has = has_text(&self.data, YOURS);
+        if self.shown && !has {
+            self.flickers += 1;
+        }
+        self.shown |= has;
+    }
+}
+
+fn has_text(data: &Value, text: &str) -> bool {
+    data.as_array().is_some_and(|a| a.iter().any(|m| m["text"] == text))
+}
+
 fn config(server: &ChatServer) -> Value {
     json!({
         "baseUrl": server.http_url(),
         "endpoints": {
+            "sendMessage": {
+                "mutation": {"url": "messages/{arg.channel}", "body": {"userName": "you", "text": "{arg.text}"}},
+                "optimistic": [{"endpoint": "getMessages", "arg": "{arg.channel}",
+                                "message": {"id": "local", "userName": "you", "text": "{arg.text}", "pending": true}}],
+                "confirm": {"userName": "you", "text": "{arg.text}"}
+            },
             "getMessages": {
                 "query": "messages/{arg}",
                 "keepUnusedDataFor": 0.5,
@@ -71,14 +118,14 @@ pub fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let last_data: Arc<Mutex<Value>> = Arc::new(Mutex::new(Value::Null));
-    let (p, last) = (printer.clone(), last_data.clone());
+    // The replica a subscriber keeps from the events, and whether the posted message, once shown,
+    // was in every state after (no flicker).
+    let watch = Arc::new(Mutex::new(Replica::default()));
+    let (p, w) = (printer.clone(), watch.clone());
     let sub = client
         .subscribe("getMessages", Some(json!("redux")), move |event| {
             p.event(event);
-            if let Event::Snapshot { data, .. } = event {
-                *last.lock().unwrap() = data.clone();
-            }
+            w.lock().unwrap().apply(event);
         })
         .expect("subscribe");
     if let Err(e) = client.runtime_handle().block_on(async {
@@ -91,6 +138,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     // The bot: one message every `step`, with the two incidents in the middle.
     let steps = 10u32;
     let step = args.duration / steps;
+    let mut posted = None;
     for i in 0..steps {
         std::thread::sleep(step);
         match i {
@@ -103,6 +151,18 @@ pub fn run(args: DemoArgs) -> ExitCode {
                 server.drop_all_sockets();
                 server.post("redux", "bob", "(posted while the socket was down)");
             }
+            7 => {
+                printer.note("you post a message; it shows at once, the server takes 2 bot messages to store it");
+                server.set_post_delay(step.as_millis() as u64 * 2 + step.as_millis() as u64 / 2);
+                let sent = client.mutate("sendMessage", Some(json!({"channel": "redux", "text": YOURS})));
+                let p = printer.clone();
+                posted = Some(rt.spawn(async move {
+                    match sent.await {
+                        Ok(m) => p.note(&format!("mutate resolved: #{} stored and confirmed", m["id"])),
+                        Err(e) => p.note(&format!("mutate failed: {e}")),
+                    }
+                }));
+            }
             _ => {}
         }
         if i % 4 == 2 {
@@ -112,9 +172,19 @@ pub fn run(args: DemoArgs) -> ExitCode {
         server.post("redux", USERS[i as usize % USERS.len()], line);
     }
     std::thread::sleep(Duration::from_millis(400));
+    // W4: the mutation resolves once its layer is confirmed (or dropped); wait for it, not a guess.
+    if let Some(posted) = posted {
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), posted).await });
+    }
 
     let state = sub.snapshot().expect("snapshot");
     let stats = client.stats().expect("stats");
+    // Events reach the subscriber on the delivery thread: wait until it has seen this version.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while watch.lock().unwrap().version < state.version && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let replica = watch.lock().unwrap().clone();
     printer.note("unsubscribing; the entry goes after keepUnusedDataFor = 0.5 s");
     sub.unsubscribe();
     let closed = rt.block_on(async {
@@ -123,7 +193,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
     client.close();
 
     let server_messages = Value::Array(server.messages("redux"));
-    let complete = state.data == server_messages;
+    let confirmed = replica.shown && replica.flickers == 0 && state.optimistic == 0 && has_text(&state.data, YOURS);
+    let complete = state.data == server_messages && replica.data == state.data && confirmed;
     if args.json {
         return if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
@@ -135,6 +206,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
     println!("  stream messages received           {}", stats.messages_received);
     println!("  applied / filtered / rejected      {} / {} / {}", stats.messages_applied, stats.messages_filtered, stats.messages_rejected_total());
     println!("  reconnects / fetches               {} / {}", stats.reconnects, stats.fetches);
+    println!("  your post: optimistic, confirmed   {}  (never disappeared: {})", if confirmed { "yes" } else { "NO" }, replica.flickers == 0);
+    println!("  replica from the events = cache    {}", if replica.data == state.data { "yes" } else { "NO" });
     println!("  socket closed with a close frame   {}", if closed.is_ok() { "yes" } else { "no" });
     if complete {
         ExitCode::SUCCESS

@@ -14,7 +14,8 @@ fn message_line(m: &Value) -> String {
     let id = m.get("id").map(Value::to_string).unwrap_or_default();
     let user = m.get("userName").and_then(Value::as_str).unwrap_or("?");
     let text = m.get("text").and_then(Value::as_str).unwrap_or("");
-    format!("#{id} {user}: {text}")
+    let pending = if m.get("pending") == Some(&Value::Bool(true)) { "  (optimistic)" } else { "" };
+    format!("#{id} {user}: {text}{pending}")
 }
 
 fn op_line(op: &PatchOp) -> String {

@@ -425,6 +425,8 @@ fn demo_runs_and_the_cache_equals_the_server() {
     assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("cache equals server                yes"), "{stdout}");
     assert!(stdout.contains("socket closed with a close frame   yes"), "{stdout}");
+    assert!(stdout.contains("your post: optimistic, confirmed   yes"), "{stdout}");
+    assert!(stdout.contains("(optimistic)"), "the layer shows before the server has it:\n{stdout}");
 }
 
 #[test]
