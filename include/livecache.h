@@ -853,7 +853,9 @@ void livecache_lifecycle_free(livecache_lifecycle *lifecycle);
 
 /**
  * `mutate` (SPEC W1, W4): runs the mutation endpoint's request with `arg_json` (NULL: no arg).
- * `options_json` is NULL or `{}` (no option is defined yet; any key is `INVALID_ARGUMENT`).
+ * `options_json` is NULL or `{"optimistic"?: [{"endpoint", "arg"?, "message"}], "confirm"?: {…},
+ * "confirmTimeoutMs"?: n}` (SPEC W3: layers shown at once above the server data until the server
+ * confirms them; each key overrides the endpoint's config).
  *
  * On `LIVECACHE_RESULT_OK`, `cb` runs exactly once, on one of the client's threads (in both
  * delivery modes), after the response arrived and the refetches its `invalidatesTags` started
@@ -864,7 +866,7 @@ void livecache_lifecycle_free(livecache_lifecycle *lifecycle);
  *
  * Errors: `NULL_PARAMETER` (`client`, `endpoint`, `cb`), `INVALID_UTF8`, `INVALID_JSON`,
  * `UNKNOWN_ENDPOINT`, `WRONG_ENDPOINT_KIND` (a query endpoint), `INVALID_ARGUMENT` (the arg
- * lacks a templated field; an unknown option), `CLOSED`.
+ * lacks a templated field; an unknown option; a layer that does not apply), `CLOSED`.
  *
  * # Safety
  * `client` NULL or live; strings NULL or NUL-terminated; `user_data` usable from the client's

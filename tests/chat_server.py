@@ -24,7 +24,9 @@ Chat port (one port, the `websockets` library):
     upgrades / message fetches, names lower-case) and `frames` (the last 50 text frames).
   - `POST /post?...&silent=1`: stores the message without broadcasting it (one the stream loses).
   - `POST /post?...&delayMs=N`: broadcasts at once but answers after N ms (a slow mutation);
-    `echoDelayMs=N` answers at once and broadcasts after N ms (a late echo); `fail=S` stores
+    `echoDelayMs=N` answers at once and broadcasts after N ms (a late echo); `hold=1` stores
+    (and broadcasts) only after `POST /release`, then answers (a slow write; `held` in
+    `GET /stats` counts the posts that waited); `fail=S` stores
     nothing and answers status S (a failed mutation). Every `/post` counts in `posts`.
   - `POST /seed?channel=C&count=N`: stores N messages at once, silently (a long history, for
     benchmarks).
@@ -76,6 +78,11 @@ class Chat:
         self.reset()
 
     def reset(self) -> None:
+        # A post held by `hold=1` from before the reset goes on; later ones wait again.
+        if getattr(self, "release", None) is not None:
+            self.release.set()
+        self.release = asyncio.Event()
+        self.held = 0
         self.messages = [dict(m) for m in SEED]
         self.next_id = len(self.messages) + 1
         self.stats = {
@@ -100,7 +107,7 @@ class Chat:
         self.channels: dict[ServerConnection, set[str]] = {}
 
     def snapshot_stats(self) -> dict:
-        return {**self.stats, "connectionsOpen": len(self.sockets), "paths": self.paths[-20:]}
+        return {**self.stats, "connectionsOpen": len(self.sockets), "paths": self.paths[-20:], "held": self.held}
 
     def post(self, channel: str, user_name: str, text: str, silent: bool = False) -> dict:
         message = {"id": self.next_id, "channel": channel, "userName": user_name, "text": text}
@@ -189,6 +196,10 @@ class Chat:
             missing = [k for k in ("channel", "userName", "text") if k not in params]
             if missing:
                 return 400, {"error": f"missing {', '.join(missing)}"}
+            if params.get("hold") == "1":
+                # Stored only once a test says so (`POST /release`): other messages come first.
+                self.held += 1
+                await self.release.wait()
             echo_delay = float(params.get("echoDelayMs") or 0) / 1000
             silent = params.get("silent") == "1" or echo_delay > 0
             message = self.post(params["channel"], params["userName"], params["text"], silent)
@@ -197,6 +208,9 @@ class Chat:
             if params.get("delayMs"):
                 await asyncio.sleep(float(params["delayMs"]) / 1000)
             return 200, message
+        if method == "POST" and path == "/release":
+            self.release.set()
+            return 200, {"released": True}
         if method == "POST" and path == "/raw":
             if "text" not in params:
                 return 400, {"error": "missing text"}

@@ -59,6 +59,12 @@ async function server() {
     counts,
     knobs,
     frames,
+    /** Another user's message: stored and broadcast at once. */
+    other(channel, text) {
+      const m = { id: stored.length + 1, channel, text }
+      stored.push(m)
+      broadcast(m)
+    },
     async close() {
       for (const ws of sockets) ws.terminate()
       wss.close()
@@ -102,9 +108,12 @@ async function withClient(body) {
 
 /** Subscribed to `getMessages('redux')`: loaded, stream open, no fetch in flight (the open's
  * resync, if any, has landed), every event recorded. */
-async function subscribed(client) {
+async function subscribed(client, after = () => {}) {
   const rec = new Recorder()
-  const sub = client.subscribe('getMessages', 'redux', rec.onEvent)
+  const sub = client.subscribe('getMessages', 'redux', (ev) => {
+    rec.record(ev)
+    after(ev, rec)
+  })
   await waitFor('loaded and open', () => {
     const s = sub.snapshot()
     return s.status === 'fulfilled' && s.stream.state === 'open'
@@ -176,4 +185,53 @@ test('W1: a send mutation writes its frame on the entry stream; invalidateTags r
     client.invalidateTags([{ type: 'Messages', id: 'other' }])
     assert.equal(client.stats().invalidations, 1, 'an id hits only that id')
     sub.unsubscribe()
+  }))
+
+test('W3: an optimistic post shows at once, stays above other messages, and its late echo confirms it without a flicker', () =>
+  withClient(async (srv, client) => {
+    // Every state a replica of the events goes through, replayed by fast-json-patch (Recorder).
+    const states = []
+    const { rec, sub } = await subscribed(client, (ev, r) => {
+      if (ev.type === 'snapshot' || ev.type === 'patch') states.push(structuredClone(r.data))
+    })
+    srv.knobs.echoDelayMs = 300
+    const layer = { endpoint: 'getMessages', arg: 'redux', message: { id: 'local', text: 'mine', pending: true } }
+    const done = client.mutate('sendMessage', { channel: 'redux', text: 'mine' }, { optimistic: [layer], confirm: { text: 'mine' } })
+    const shown = sub.snapshot()
+    assert.deepEqual(shown.data, [{ id: 'local', text: 'mine', pending: true }], 'shown before any answer')
+    assert.equal(shown.optimistic, 1)
+    const result = await done
+    assert.equal(result.text, 'mine')
+    const after = sub.snapshot()
+    assert.equal(after.optimistic, undefined, 'W4: confirmed when mutate resolves')
+    assert.deepEqual(after.data, [{ id: 1, channel: 'redux', text: 'mine' }])
+    srv.other('redux', 'someone else')
+    await waitFor('the other message', () => sub.snapshot().data.length === 2)
+    await settle(sub, rec)
+    rec.check(sub.snapshot(), 'after confirmation')
+    const first = states.findIndex((d) => d.some((m) => m.text === 'mine'))
+    assert.ok(first >= 0, 'the layer reached the subscriber')
+    for (const d of states.slice(first)) assert.equal(d.filter((m) => m.text === 'mine').length, 1, JSON.stringify(d))
+  }))
+
+test('W3: a refused post takes its layer back; bad options reject and change nothing', () =>
+  withClient(async (srv, client) => {
+    const { rec, sub } = await subscribed(client)
+    srv.knobs.postStatus = 500
+    const layer = { endpoint: 'getMessages', arg: 'redux', message: { id: 'local', text: 'doomed' } }
+    const failed = client.mutate('sendMessage', { channel: 'redux', text: 'doomed' }, { optimistic: [layer] })
+    assert.equal(sub.snapshot().data.length, 1)
+    await assert.rejects(failed, MutationError)
+    assert.deepEqual(sub.snapshot().data, [])
+    srv.knobs.postStatus = 201
+    const posts = srv.counts.posts
+    const arg = { channel: 'redux', text: 'x' }
+    await assert.rejects(client.mutate('sendMessage', arg, { optimistc: [] }), InvalidArgument)
+    await assert.rejects(client.mutate('sendMessage', arg, { optimistic: [{ endpoint: 'nope', message: {} }] }), (e) => e.code === 'UnknownEndpoint')
+    await assert.rejects(client.mutate('sendMessage', arg, { optimistic: [{ endpoint: 'getMessages', arg: 'redux', message: { noId: 1 } }] }), InvalidArgument)
+    await assert.rejects(client.mutate('sendMessage', arg, { confirmTimeoutMs: -1 }), InvalidArgument)
+    await assert.rejects(client.mutate('sendMessage', arg, { confirm: { t: NaN } }), (e) => e.code === 'InvalidInput')
+    assert.equal(srv.counts.posts, posts, 'nothing was sent')
+    await settle(sub, rec)
+    rec.check(sub.snapshot(), 'after the refusals')
   }))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Dict, List
 
+import jsonpatch
 import pytest
 from conftest import Events, wait_until
 from test_network import REDUX, ChatServer, replay, server, server_process  # noqa: F401  (fixtures)
@@ -127,3 +128,60 @@ def test_w1_send_mutation_and_w2_invalidate_tags(server: ChatServer) -> None:
         assert server.stats()["httpRequests"] == fetches + 1, "only the subscribed entry refetches"
         with pytest.raises(livecache.NotFound):
             client.snapshot("getMessages", "general")
+
+
+def test_w3_an_optimistic_post_survives_other_messages_and_its_late_echo_confirms_it(server: ChatServer) -> None:
+    states: List[Any] = []
+    data: Any = None
+
+    def on_event(e: Dict[str, Any]) -> None:
+        nonlocal data
+        if e["type"] == "snapshot":
+            data = e["data"]
+        elif e["type"] == "patch":
+            data = jsonpatch.apply_patch(data, e["patches"])
+        else:
+            return
+        states.append(data)
+
+    # The server holds the post until the test releases it: other users' messages come first.
+    with livecache.Client(config(server, "?hold=1")) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=on_event)
+        ready(sub)
+        layer = {"endpoint": "getMessages", "arg": "redux", "message": {"id": "local", "text": "mine", "pending": True}}
+        done = client.mutate("sendMessage", {"channel": "redux", "text": "mine"}, optimistic=[layer],
+                             confirm={"userName": "py", "text": "{arg.text}"}, confirm_timeout_ms=5000)
+        shown = sub.snapshot()
+        assert shown["optimistic"] == 1 and shown["data"][-1] == {"id": "local", "text": "mine", "pending": True}
+        # Another user's message while the echo is late: the layer stays on top.
+        wait_until(lambda: server.stats()["held"] == 1, "the post reached the server")
+        server.post("redux", "someone else")
+        wait_until(lambda: "someone else" in texts(sub), "the other message")
+        assert texts(sub)[-2:] == ["someone else", "mine"]
+        server.call("POST", "/release")
+        result = done.result(10)
+        assert result["text"] == "mine"
+        after = sub.snapshot()
+        assert "optimistic" not in after, "W4: confirmed when mutate returns"
+        assert texts(sub)[-2:] == ["someone else", "mine"] and after["data"][-1]["userName"] == "py"
+        wait_until(lambda: bool(states) and states[-1] == sub.snapshot()["data"], "the replica caught up")
+        first = next(i for i, s in enumerate(states) if any(m["text"] == "mine" for m in s))
+        assert all(sum(m["text"] == "mine" for m in s) == 1 for s in states[first:]), "no flicker, never twice"
+
+
+def test_w3_bad_options_raise_and_change_nothing(server: ChatServer) -> None:
+    with livecache.Client(config(server)) as client:
+        sub = client.subscribe("getMessages", "redux")
+        ready(sub)
+        before, posts = sub.snapshot(), server.stats()["posts"]
+        arg = {"channel": "redux", "text": "x"}
+        with pytest.raises(livecache.InvalidArgument, match="apply"):
+            client.mutate("sendMessage", arg, optimistic=[{"endpoint": "getMessages", "arg": "redux", "message": 3}]).result(10)
+        with pytest.raises(livecache.UnknownEndpoint):
+            client.mutate("sendMessage", arg, optimistic=[{"endpoint": "nope", "message": {}}]).result(10)
+        with pytest.raises(livecache.InvalidArgument):
+            client.mutate("sendMessage", arg, confirm_timeout_ms=0).result(10)
+        with pytest.raises(livecache.InvalidArgument, match="confirm"):
+            client.mutate("sendMessage", arg, confirm={"id": "{reslt.id}"}).result(10)
+        assert server.stats()["posts"] == posts
+        assert sub.snapshot() == before

@@ -513,8 +513,27 @@ static void mutate_posts_and_invalidates(void) {
     CHECK(d.snapshot_has_text, "W4: the snapshot inside the callback lacks the posted message");
     CHECK(server_stat("httpRequests") == fetched + 1, "the invalidation refetched %g times", server_stat("httpRequests") - fetched);
 
+    /* W3: an optimistic layer shows in the snapshot as soon as livecache_mutate returns, and is
+     * gone (confirmed by the echo or the invalidation's refetch) when the callback runs. */
+    const char *optimistic = "{\"optimistic\": [{\"endpoint\": \"getMessages\", \"arg\": \"redux\","
+                             " \"message\": {\"id\": \"local\", \"channel\": \"redux\", \"text\": \"optimistic from C\"}}],"
+                             " \"confirm\": {\"text\": \"optimistic from C\"}}";
+    CHECK_OK(livecache_mutate(client, "sendMessage", "{\"channel\": \"redux\", \"text\": \"optimistic from C\", \"fail\": null}", optimistic, on_mutation_done, &d));
+    char *snap = NULL;
+    CHECK_OK(livecache_snapshot(client, "getMessages", "\"redux\"", &snap));
+    CHECK(snap && strstr(snap, "\"id\":\"local\"") && strstr(snap, "\"optimistic\":1"), "the layer is not shown at once: %s", snap);
+    livecache_string_free(snap);
+    CHECK(wait_mutation(&d, 2), "the optimistic mutation never completed");
+    CHECK(d.result == LIVECACHE_RESULT_OK, "result %d: %s", (int)d.result, d.json);
+    CHECK_OK(livecache_snapshot(client, "getMessages", "\"redux\"", &snap));
+    CHECK(snap && !strstr(snap, "\"local\"") && !strstr(snap, "\"optimistic\"") && strstr(snap, "optimistic from C"), "after confirmation: %s", snap);
+    livecache_string_free(snap);
+    CHECK_RC(livecache_mutate(client, "sendMessage", "{\"channel\": \"redux\", \"text\": \"x\", \"fail\": null}",
+                              "{\"optimistic\": [{\"endpoint\": \"getMessages\", \"arg\": \"redux\", \"message\": {\"noId\": 1}}]}", on_mutation_done, &d),
+             LIVECACHE_RESULT_INVALID_ARGUMENT);
+
     CHECK_OK(livecache_mutate(client, "sendMessage", "{\"channel\": \"redux\", \"text\": \"refused\", \"fail\": 500}", "{}", on_mutation_done, &d));
-    CHECK(wait_mutation(&d, 2), "the refused mutation never completed");
+    CHECK(wait_mutation(&d, 3), "the refused mutation never completed");
     CHECK(d.result == LIVECACHE_RESULT_MUTATION, "result %d (%s)", (int)d.result, livecache_result_kind(d.result));
     CHECK(strstr(d.json, "\"status\":500") != NULL && strstr(d.json, "refused the post") != NULL, "the server's answer: %s", d.json);
     CHECK(strcmp(livecache_result_kind(LIVECACHE_RESULT_MUTATION), "MutationError") == 0, "kind name");
@@ -523,7 +542,8 @@ static void mutate_posts_and_invalidates(void) {
     CHECK_RC(livecache_mutate(client, "getMessages", "\"redux\"", NULL, on_mutation_done, &d), LIVECACHE_RESULT_WRONG_ENDPOINT_KIND);
     CHECK_RC(livecache_mutate(client, "sendMessage", "{\"text\": \"no channel\", \"fail\": null}", NULL, on_mutation_done, &d), LIVECACHE_RESULT_INVALID_ARGUMENT);
     CHECK(strstr(livecache_last_error(), "channel") != NULL, "message: %s", livecache_last_error());
-    CHECK_RC(livecache_mutate(client, "sendMessage", "{}", "{\"optimistic\": []}", on_mutation_done, &d), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(livecache_mutate(client, "sendMessage", "{\"channel\": \"redux\", \"text\": \"t\", \"fail\": null}", "{\"optimistc\": []}", on_mutation_done, &d), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(strstr(livecache_last_error(), "unknown mutate option") != NULL, "message: %s", livecache_last_error());
     CHECK_RC(livecache_mutate(client, "sendMessage", "{}", NULL, NULL, &d), LIVECACHE_RESULT_NULL_PARAMETER);
     CHECK_RC(livecache_mutate(client, "nope", "{}", NULL, on_mutation_done, &d), LIVECACHE_RESULT_UNKNOWN_ENDPOINT);
     CHECK_RC(livecache_subscribe(client, "sendMessage", NULL, recorder_cb, &rec, &sub), LIVECACHE_RESULT_WRONG_ENDPOINT_KIND);
@@ -537,7 +557,7 @@ static void mutate_posts_and_invalidates(void) {
     CHECK_RC(livecache_invalidate_tags(client, "[\"Users\"]"), LIVECACHE_RESULT_INVALID_ARGUMENT);
     CHECK_RC(livecache_invalidate_tags(client, "{\"type\": \"Messages\"}"), LIVECACHE_RESULT_INVALID_ARGUMENT);
     CHECK_RC(livecache_invalidate_tags(client, "[\"Messages\""), LIVECACHE_RESULT_INVALID_JSON);
-    CHECK(wait_mutation(&d, 2) && d.calls == 2, "a refused call called back: %d calls", d.calls);
+    CHECK(wait_mutation(&d, 3) && d.calls == 3, "a refused call called back: %d calls", d.calls);
 
     livecache_unsubscribe(sub);
     livecache_client_free(client);
