@@ -111,6 +111,8 @@ export interface Stats {
   mutationErrors: number
   /** W2: entries an invalidation refetched or removed. */
   invalidations: number
+  /** P1: fetches started by polling. */
+  polls: number
   [counter: string]: number | Record<string, number>
 }
 
@@ -238,7 +240,11 @@ export declare class Client {
   /** Moves the manual clock forward by `ms` and runs what is due by then (L7 removals). */
   advance(ms: number): void
   /** `arg` undefined is "no arg", null is null (K1). */
-  subscribe<D = any>(endpoint: string, arg?: unknown, onEvent?: (event: LivecacheEvent<D>) => void): Subscription<D>
+  subscribe<D = any>(endpoint: string, arg?: unknown, onEvent?: ((event: LivecacheEvent<D>) => void) | null, options?: SubscribeOptions): Subscription<D>
+  /** P3: create and fetch an entry without subscribing, or refetch a stale one. */
+  prefetch(endpoint: string, arg?: unknown, options?: { ifOlderThan?: number; force?: boolean }): void
+  /** P3: remove every entry; the client stays usable. */
+  resetApiState(): void
   cacheKey(endpoint: string, arg?: unknown): string
   snapshot<D = any>(endpoint: string, arg?: unknown): EntryState<D>
   updateQueryData<D = any>(endpoint: string, arg: unknown, recipe: Recipe<D>): UpdateResult
@@ -259,6 +265,14 @@ export declare class Client {
   pushMessageText(endpoint: string, arg: unknown, text: string): void
   stats(): Stats
   close(): Promise<void>
+}
+
+/** P1/P2: what a subscription may set. */
+export interface SubscribeOptions {
+  /** ms: the entry refetches every smallest interval among its polling subscribers. */
+  pollingInterval?: number
+  /** true, or seconds: subscribing to an existing entry refetches when its data is that old. */
+  refetchOnMountOrArgChange?: boolean | number
 }
 
 /** W3: a mutation's optimistic layers and how the server confirms them (each overrides the endpoint's config). */

@@ -111,7 +111,7 @@ class Subscription {
     this.#client = client
     this.#native = nativeSub
     this.#id = id
-    this.#onEvent = onEvent
+    this.#onEvent = onEvent === null ? undefined : onEvent
     this.key = nativeSub.key
   }
 
@@ -604,13 +604,14 @@ class Client {
   }
 
   /** Subscribes to `(endpoint, arg)`; `arg` undefined is "no arg", null is null (K1). */
-  subscribe(endpoint, arg, onEvent) {
+  subscribe(endpoint, arg, onEvent, options) {
     if (typeof endpoint !== 'string') throw makeError('InvalidArgument', 'invalid argument: the endpoint must be a string')
-    if (onEvent !== undefined && typeof onEvent !== 'function') {
+    if (onEvent !== undefined && onEvent !== null && typeof onEvent !== 'function') {
       throw makeError('InvalidArgument', 'invalid argument: onEvent must be a function')
     }
+    const optionsText = native(() => toJSONText(options === undefined ? null : options))
     const id = this.#nextSub++
-    const nativeSub = native(() => this.#native.subscribe(endpoint, argText(arg), id))
+    const nativeSub = native(() => this.#native.subscribe(endpoint, argText(arg), optionsText, id))
     const sub = new Subscription(this, nativeSub, id, onEvent)
     this.#subs.set(id, sub)
     this.#keyCounts.set(sub.key, (this.#keyCounts.get(sub.key) || 0) + 1)
@@ -706,6 +707,19 @@ class Client {
       d.reject(fromNative(e))
     }
     return d.promise
+  }
+
+  /** P3: creates and fetches the entry without subscribing (it goes after keepUnusedDataFor), or
+   * refetches an existing one when `force`, or when its data is older than `ifOlderThan` seconds. */
+  prefetch(endpoint, arg, options) {
+    const optionsText = native(() => toJSONText(options === undefined ? null : options))
+    native(() => this.#native.prefetch(String(endpoint), argText(arg), optionsText))
+  }
+
+  /** P3: removes every entry (subscribers get `removed`, streams close with a close handshake,
+   * lifecycles' `cacheEntryRemoved` resolves); the client stays usable. */
+  resetApiState() {
+    native(() => this.#native.resetApiState())
   }
 
   /** W2: refetches the subscribed entries providing a matching tag (`'Type'` matches every id,

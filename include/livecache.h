@@ -426,6 +426,27 @@ livecache_result livecache_subscribe(livecache_client *client,
                                      livecache_subscription **out);
 
 /**
+ * `livecache_subscribe` with `options_json`: NULL or `{"pollingInterval"?: ms,
+ * "refetchOnMountOrArgChange"?: true | false | seconds}` (SPEC P1: the entry refetches every
+ * smallest interval among its polling subscribers, never with two fetches in flight, and stops
+ * when none is left; P2: subscribing to an existing entry refetches when its data is that old).
+ * Polls run on the client's threads; events reach `cb` as for `livecache_subscribe`.
+ *
+ * Errors: those of `livecache_subscribe`, and `INVALID_ARGUMENT` for an unknown option or a
+ * `pollingInterval` that is not a positive number.
+ *
+ * # Safety
+ * As `livecache_subscribe`; `options_json` is NULL or NUL-terminated.
+ */
+livecache_result livecache_subscribe_with_options(livecache_client *client,
+                                                  const char *endpoint,
+                                                  const char *arg_json,
+                                                  const char *options_json,
+                                                  livecache_event_cb cb,
+                                                  void *user_data,
+                                                  livecache_subscription **out);
+
+/**
  * Ends a subscription and releases its handle. NULL is ignored.
  *
  * After it returns no callback of this subscription starts; when one is running on another
@@ -878,6 +899,37 @@ livecache_result livecache_mutate(livecache_client *client,
                                   const char *options_json,
                                   livecache_mutate_cb cb,
                                   void *user_data);
+
+/**
+ * `prefetch` (SPEC P3): creates and fetches the entry of `(endpoint, arg)` without subscribing
+ * (it goes after `keepUnusedDataFor`, L7), or refetches an existing one when `options_json` says
+ * `{"force": true}`, or `{"ifOlderThan": seconds}` and its data is that old. NULL options: fetch
+ * only when there is no entry. Returns without waiting for the fetch.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON`, `UNKNOWN_ENDPOINT`,
+ * `WRONG_ENDPOINT_KIND`, `INVALID_ARGUMENT` (an unknown option, the arg lacks a templated
+ * field), `CLOSED`.
+ *
+ * # Safety
+ * `client` NULL or live; strings NULL or NUL-terminated.
+ */
+livecache_result livecache_prefetch(livecache_client *client,
+                                    const char *endpoint,
+                                    const char *arg_json,
+                                    const char *options_json);
+
+/**
+ * `resetApiState` (SPEC P3): removes every entry — each subscriber gets a `removed` event,
+ * every stream is closed with a close handshake, every lifecycle's `cacheEntryRemoved` resolves
+ * — and leaves the client usable. Subscriptions stay valid handles: release them with
+ * `livecache_unsubscribe` as usual.
+ *
+ * Errors: `NULL_PARAMETER`, `CLOSED`.
+ *
+ * # Safety
+ * `client` NULL or live.
+ */
+livecache_result livecache_reset_api_state(livecache_client *client);
 
 /**
  * `invalidateTags` (SPEC W2): `tags_json` is an array of `"Type"` or `{"type", "id"}`. The

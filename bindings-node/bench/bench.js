@@ -29,15 +29,7 @@ const tick = () => new Promise((resolve) => setImmediate(resolve))
 function gc() {
   if (global.gc) for (let i = 0; i < 4; i++) global.gc()
 }
-const fmt = (x) => (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(x >= 10 ? 1 : 2))
-function table(title, header, rows) {
-  console.log(`\n${title}`)
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
-  const line = (cells) => '| ' + cells.map((c, i) => String(c).padStart(widths[i])).join(' | ') + ' |'
-  console.log(line(header))
-  console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|')
-  for (const r of rows) console.log(line(r))
-}
+const { fmt, table } = require('./report')
 
 const messages = (n, channel) => Array.from({ length: n }, (_, i) => ({ id: i, channel, text: `message ${i}`, user: `u${i % 50}` }))
 const entityList = (n) => Array.from({ length: n }, (_, i) => ({ id: `e${i}`, name: `entity ${i}`, count: 0, tags: ['a', 'b'] }))

@@ -204,12 +204,13 @@ impl NativeClient {
     }
 
     #[napi]
-    pub fn subscribe(&self, env: Env, endpoint: String, arg_json: String, sub_id: u32) -> napi::Result<NativeSubscription> {
+    pub fn subscribe(&self, env: Env, endpoint: String, arg_json: String, options_json: String, sub_id: u32) -> napi::Result<NativeSubscription> {
         let arg = arg_of(&arg_json)?;
+        let options = livecache_core::SubscribeOptions::from_value(&parse(&options_json)?).map_err(|m| to_napi(Error::InvalidArgument(m)))?;
         let shared = Arc::clone(&self.shared);
         let sub = self
             .client
-            .subscribe(&endpoint, arg, move |event| {
+            .subscribe_with(&endpoint, arg, options, move |event| {
                 let mut batch = shared.batch.lock();
                 if !batch.is_empty() {
                     batch.push(b',');
@@ -292,6 +293,19 @@ impl NativeClient {
         let done = self.client.mutate_with(&endpoint, arg_of(&arg_json)?, &options);
         self.settle_when_done(id, done);
         Ok(())
+    }
+
+    /// P3 `prefetch` with its options as JSON text.
+    #[napi]
+    pub fn prefetch(&self, endpoint: String, arg_json: String, options_json: String) -> napi::Result<()> {
+        let options = livecache_core::PrefetchOptions::from_value(&parse(&options_json)?).map_err(|m| to_napi(Error::InvalidArgument(m)))?;
+        self.client.prefetch(&endpoint, arg_of(&arg_json)?, options).map_err(to_napi)
+    }
+
+    /// P3 `resetApiState`.
+    #[napi]
+    pub fn reset_api_state(&self) -> napi::Result<()> {
+        self.client.reset_api_state().map_err(to_napi)
     }
 
     /// W2 `invalidateTags` with the tags as a JSON array.

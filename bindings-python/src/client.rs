@@ -92,8 +92,9 @@ impl NativeClient {
     }
 
     /// `callback(event: dict)` runs on the delivery thread with the interpreter attached.
-    fn subscribe(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<NativeSubscription> {
+    fn subscribe(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<NativeSubscription> {
         let arg = arg_of(arg)?;
+        let options = livecache_core::SubscribeOptions::from_value(&from_py(options)?).map_err(crate::errors::InvalidArgument::new_err)?;
         let deliver = move |event: &Event| {
             Python::try_attach(|py| {
                 let r = event_to_py(py, event).and_then(|d| callback.call1(py, (d,)));
@@ -102,7 +103,7 @@ impl NativeClient {
                 }
             });
         };
-        let sub = self.with(py, |c| c.subscribe(endpoint, arg, deliver))?;
+        let sub = self.with(py, |c| c.subscribe_with(endpoint, arg, options, deliver))?;
         Ok(NativeSubscription { sub, handle: self.handle.clone() })
     }
 
@@ -162,6 +163,18 @@ impl NativeClient {
         let sent = self.client.send(endpoint, arg.as_ref(), &message);
         spawn_notify(&self.handle, sent, callback, |py, ()| Ok(py.None().into_bound(py)));
         Ok(())
+    }
+
+    /// P3: creates and fetches an entry without subscribing, or refetches a stale one.
+    fn prefetch(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        let options = livecache_core::PrefetchOptions::from_value(&from_py(options)?).map_err(crate::errors::InvalidArgument::new_err)?;
+        self.with(py, |c| c.prefetch(endpoint, arg, options))
+    }
+
+    /// P3: removes every entry; the client stays usable.
+    fn reset_api_state(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |c| c.reset_api_state())
     }
 
     /// W1: runs the mutation; `callback(ok, value)` gets the response data once the refetches

@@ -22,7 +22,7 @@ use crate::stats::Stats;
 use crate::transport::{QuerySource, RawMessage, StreamSource};
 
 pub use crate::clock::Clock;
-pub use livecache_engine::MutateOptions;
+pub use livecache_engine::{MutateOptions, PrefetchOptions, SubscribeOptions};
 pub use crate::host_update::HostUpdate;
 
 /// How subscriber callbacks are run.
@@ -138,8 +138,32 @@ impl Client {
         arg: Option<Value>,
         callback: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Result<Subscription> {
-        let (queue, key, entry_id) = self.driver.subscribe(endpoint, arg, Box::new(callback))?;
+        self.subscribe_with(endpoint, arg, SubscribeOptions::default(), callback)
+    }
+
+    /// `subscribe` with options: P1 `polling_interval` (this subscriber polls; the entry refetches
+    /// at the smallest interval of its pollers) and P2 `refetch_on_mount_or_arg_change`.
+    pub fn subscribe_with(
+        &self,
+        endpoint: &str,
+        arg: Option<Value>,
+        options: SubscribeOptions,
+        callback: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> Result<Subscription> {
+        let (queue, key, entry_id) = self.driver.subscribe(endpoint, arg, Box::new(callback), options)?;
         Ok(Subscription { driver: self.driver.clone(), queue, key, entry_id, done: AtomicBool::new(false) })
+    }
+
+    /// P3 `prefetch`: creates and fetches the entry without subscribing (L7 then removes it), or
+    /// refetches an existing one when `force`, or when its data is older than `if_older_than`.
+    pub fn prefetch(&self, endpoint: &str, arg: Option<Value>, options: PrefetchOptions) -> Result<()> {
+        self.driver.prefetch(endpoint, arg, options)
+    }
+
+    /// P3 `resetApiState`: removes every entry (subscribers get `removed`, streams close with a
+    /// close handshake, `cacheEntryRemoved` resolves); the client stays usable.
+    pub fn reset_api_state(&self) -> Result<()> {
+        self.driver.reset_api_state()
     }
 
     /// The entry state of `(endpoint, arg)` (SPEC §5); `NotFound` without an entry.

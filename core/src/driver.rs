@@ -440,11 +440,17 @@ impl Driver {
         Ok(s)
     }
 
-    pub fn subscribe(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, callback: crate::dispatch::Callback) -> Result<(Queue, Arc<str>, u64)> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        endpoint: &str,
+        arg: Option<Value>,
+        callback: crate::dispatch::Callback,
+        options: livecache_engine::SubscribeOptions,
+    ) -> Result<(Queue, Arc<str>, u64)> {
         let queue = SubscriberQueue::new(self.next_queue.fetch_add(1, Ordering::Relaxed), self.config.queue_limit, callback);
         let mut guard = self.lock_open()?;
         let now = self.now();
-        let (key, entry) = guard.engine.subscribe(now, endpoint, arg, queue.id, queue.clone())?;
+        let (key, entry) = guard.engine.subscribe_with(now, endpoint, arg, queue.id, queue.clone(), options)?;
         self.run(guard);
         Ok((queue, key, entry))
     }
@@ -507,6 +513,23 @@ impl Driver {
     pub fn reconnect(&self, key: &str) -> Result<()> {
         let commands = self.stream_commands(key)?;
         commands.send(StreamCommand::Reconnect).map_err(|_| Error::NotConnected(key.to_owned()))
+    }
+
+    /// P3 `prefetch`.
+    pub fn prefetch(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, options: livecache_engine::PrefetchOptions) -> Result<()> {
+        let mut guard = self.lock_open()?;
+        let now = self.now();
+        guard.engine.prefetch(now, endpoint, arg, options)?;
+        self.run(guard);
+        Ok(())
+    }
+
+    /// P3 `resetApiState`.
+    pub fn reset_api_state(self: &Arc<Self>) -> Result<()> {
+        let mut guard = self.lock_open()?;
+        guard.engine.reset_api_state()?;
+        self.run(guard);
+        Ok(())
     }
 
     pub fn upsert(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, data: Value) -> Result<()> {
@@ -630,7 +653,8 @@ impl Driver {
             });
             if let Some(driver) = weak.upgrade() {
                 let mut guard = driver.state.lock();
-                guard.engine.fetch_done(&key, entry, request, result);
+                let now = driver.now();
+                guard.engine.fetch_done_at(now, &key, entry, request, result);
                 driver.run(guard);
             }
         });

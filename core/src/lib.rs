@@ -41,7 +41,7 @@ pub mod transport;
 pub mod transports;
 pub mod ws;
 
-pub use client::{Client, ClientOptions, Clock, Delivery, HostUpdate, MutateOptions, Subscription};
+pub use client::{Client, ClientOptions, Clock, Delivery, HostUpdate, MutateOptions, PrefetchOptions, SubscribeOptions, Subscription};
 pub use config::Config;
 pub use entry::{EntryState, Loaded};
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void};
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
-use livecache_core::MutateOptions;
+use livecache_core::{MutateOptions, PrefetchOptions};
 use serde_json::{json, Value};
 
 use crate::client::client_ref;
@@ -91,6 +91,54 @@ pub unsafe extern "C" fn livecache_mutate(
                 client.runtime_handle().spawn(async move { complete(done.await) });
             }
         }
+        Ok(())
+    })
+}
+
+/// `prefetch` (SPEC P3): creates and fetches the entry of `(endpoint, arg)` without subscribing
+/// (it goes after `keepUnusedDataFor`, L7), or refetches an existing one when `options_json` says
+/// `{"force": true}`, or `{"ifOlderThan": seconds}` and its data is that old. NULL options: fetch
+/// only when there is no entry. Returns without waiting for the fetch.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON`, `UNKNOWN_ENDPOINT`,
+/// `WRONG_ENDPOINT_KIND`, `INVALID_ARGUMENT` (an unknown option, the arg lacks a templated
+/// field), `CLOSED`.
+///
+/// # Safety
+/// `client` NULL or live; strings NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_prefetch(
+    client: *mut livecache_client,
+    endpoint: *const c_char,
+    arg_json: *const c_char,
+    options_json: *const c_char,
+) -> livecache_result {
+    boundary(|| {
+        let client = client_ref(client)?;
+        let endpoint = text(endpoint, "endpoint")?;
+        let arg = opt_json_arg(arg_json, "arg_json")?;
+        let options = match opt_json_arg(options_json, "options_json")? {
+            None => PrefetchOptions::default(),
+            Some(v) => PrefetchOptions::from_value(&v).map_err(|m| Failure::new(LIVECACHE_RESULT_INVALID_ARGUMENT, m))?,
+        };
+        client.prefetch(endpoint, arg, options)?;
+        Ok(())
+    })
+}
+
+/// `resetApiState` (SPEC P3): removes every entry — each subscriber gets a `removed` event,
+/// every stream is closed with a close handshake, every lifecycle's `cacheEntryRemoved` resolves
+/// — and leaves the client usable. Subscriptions stay valid handles: release them with
+/// `livecache_unsubscribe` as usual.
+///
+/// Errors: `NULL_PARAMETER`, `CLOSED`.
+///
+/// # Safety
+/// `client` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_reset_api_state(client: *mut livecache_client) -> livecache_result {
+    boundary(|| {
+        client_ref(client)?.reset_api_state()?;
         Ok(())
     })
 }

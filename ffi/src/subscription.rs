@@ -4,9 +4,10 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use livecache_core::{Event, Subscription};
+use livecache_core::{Event, SubscribeOptions, Subscription};
 
 use crate::client::{client_ref, livecache_client};
+use crate::result::livecache_result::*;
 use crate::result::*;
 use crate::userdata::UserData;
 
@@ -75,16 +76,44 @@ pub unsafe extern "C" fn livecache_subscribe(
     user_data: *mut c_void,
     out: *mut *mut livecache_subscription,
 ) -> livecache_result {
+    livecache_subscribe_with_options(client, endpoint, arg_json, std::ptr::null(), cb, user_data, out)
+}
+
+/// `livecache_subscribe` with `options_json`: NULL or `{"pollingInterval"?: ms,
+/// "refetchOnMountOrArgChange"?: true | false | seconds}` (SPEC P1: the entry refetches every
+/// smallest interval among its polling subscribers, never with two fetches in flight, and stops
+/// when none is left; P2: subscribing to an existing entry refetches when its data is that old).
+/// Polls run on the client's threads; events reach `cb` as for `livecache_subscribe`.
+///
+/// Errors: those of `livecache_subscribe`, and `INVALID_ARGUMENT` for an unknown option or a
+/// `pollingInterval` that is not a positive number.
+///
+/// # Safety
+/// As `livecache_subscribe`; `options_json` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_subscribe_with_options(
+    client: *mut livecache_client,
+    endpoint: *const c_char,
+    arg_json: *const c_char,
+    options_json: *const c_char,
+    cb: livecache_event_cb,
+    user_data: *mut c_void,
+    out: *mut *mut livecache_subscription,
+) -> livecache_result {
     boundary(|| {
         let out = out_ptr(out, "out")?;
         let client = client_ref(client)?;
         let endpoint = text(endpoint, "endpoint")?;
         let arg = opt_json_arg(arg_json, "arg_json")?;
+        let options = match opt_json_arg(options_json, "options_json")? {
+            None => SubscribeOptions::default(),
+            Some(v) => SubscribeOptions::from_value(&v).map_err(|m| Failure::new(LIVECACHE_RESULT_INVALID_ARGUMENT, m))?,
+        };
         let cb = cb.ok_or_else(|| null("cb"))?;
         let user_data = UserData(user_data);
         let gate = Gate::new();
         let callback_gate = gate.clone();
-        let sub = client.subscribe(endpoint, arg, move |event: &Event| {
+        let sub = client.subscribe_with(endpoint, arg, options, move |event: &Event| {
             callback_gate.wait();
             let text = c_string(event.to_json());
             // SAFETY: `text` outlives the call; `len` is its length without the NUL.

@@ -564,6 +564,81 @@ static void mutate_posts_and_invalidates(void) {
     recorder_destroy(&rec);
 }
 
+/* P1/P3 from C on the manual clock: a polling subscription's fetches are counted on the server
+ * as the clock advances, and stop with the subscription; prefetch fetches without subscribing;
+ * reset_api_state removes every entry (a `removed` event) and the client goes on. */
+static int wait_requests(double want) {
+    double deadline = now_seconds() + WAIT;
+    while (server_stat("httpRequests") < want && now_seconds() < deadline) sleep_ms(5);
+    return server_stat("httpRequests") >= want;
+}
+
+static int wait_status(livecache_client *client, const char *arg, const char *status) {
+    double deadline = now_seconds() + WAIT;
+    for (;;) {
+        char *snap = NULL;
+        int found = livecache_snapshot(client, "getMessages", arg, &snap) == LIVECACHE_RESULT_OK && strstr(snap, status) != NULL;
+        livecache_string_free(snap);
+        if (found) return 1;
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(5);
+    }
+}
+
+static void polling_prefetch_and_reset(void) {
+    reset();
+    char text[1024];
+    snprintf(text, sizeof text, "{\"baseUrl\": \"http://127.0.0.1:%d/\", \"endpoints\": {\"getMessages\": {\"query\": \"messages/{arg}\"}}}", server.port);
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new_with_options(text, "{\"clock\": \"manual\"}", NULL, &client));
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe_with_options(client, "getMessages", "\"redux\"", "{\"pollingInterval\": 200}", recorder_cb, &rec, &sub));
+    CHECK(wait_status(client, "\"redux\"", "\"fulfilled\""), "the first fetch never landed");
+    double base = server_stat("httpRequests");
+    for (int i = 1; i <= 3; i++) {
+        CHECK(wait_status(client, "\"redux\"", "\"fulfilled\""), "a fetch still in flight");
+        CHECK_OK(livecache_client_advance(client, 200));
+        CHECK(wait_requests(base + i), "poll %d never reached the server", i);
+    }
+    livecache_unsubscribe(sub);
+    CHECK(wait_status(client, "\"redux\"", "\"fulfilled\""), "a fetch still in flight");
+    CHECK_OK(livecache_client_advance(client, 2000));
+    CHECK(server_stat("httpRequests") == base + 3, "a poll after the last poller left: %g", server_stat("httpRequests") - base);
+    CHECK_RC(livecache_subscribe_with_options(client, "getMessages", "\"x\"", "{\"pollingInterval\": 0}", recorder_cb, &rec, &sub), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(livecache_subscribe_with_options(client, "getMessages", "\"x\"", "{\"poll\": 1}", recorder_cb, &rec, &sub), LIVECACHE_RESULT_INVALID_ARGUMENT);
+
+    CHECK_OK(livecache_prefetch(client, "getMessages", "\"general\"", NULL));
+    CHECK(wait_status(client, "\"general\"", "\"fulfilled\""), "prefetch never fetched");
+    double fetched = server_stat("httpRequests");
+    CHECK_OK(livecache_prefetch(client, "getMessages", "\"general\"", "{\"ifOlderThan\": 60}"));
+    CHECK(server_stat("httpRequests") == fetched, "fresh data fetched again");
+    CHECK_OK(livecache_prefetch(client, "getMessages", "\"general\"", "{\"force\": true}"));
+    CHECK(wait_requests(fetched + 1), "force did not refetch");
+    CHECK_RC(livecache_prefetch(client, "getMessages", "\"general\"", "{\"force\": 1}"), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(livecache_prefetch(client, "nope", NULL, NULL), LIVECACHE_RESULT_UNKNOWN_ENDPOINT);
+
+    recorder kept;
+    recorder_init(&kept);
+    livecache_subscription *live = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"redux\"", recorder_cb, &kept, &live));
+    CHECK(recorder_wait_count(&kept, "snapshot", 1, WAIT), "no snapshot");
+    CHECK_OK(livecache_reset_api_state(client));
+    CHECK(recorder_wait_count(&kept, "removed", 1, WAIT), "reset_api_state sent no removed event");
+    char *stats = NULL;
+    CHECK_OK(livecache_stats(client, &stats));
+    CHECK(strstr(stats, "\"entries\":0") != NULL, "entries left: %s", stats);
+    livecache_string_free(stats);
+    livecache_unsubscribe(live);
+    CHECK_OK(livecache_prefetch(client, "getMessages", "\"redux\"", NULL));
+    CHECK(wait_status(client, "\"redux\"", "\"fulfilled\""), "the client is not usable after a reset");
+    CHECK_RC(livecache_reset_api_state(NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+    recorder_destroy(&kept);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s PYTHON CHAT_SERVER_SCRIPT\n", argv[0]);
@@ -584,6 +659,7 @@ int main(int argc, char **argv) {
     run_case("send_and_reconnect", send_and_reconnect);
     run_case("prepare_headers_hook", prepare_headers_hook);
     run_case("mutate_posts_and_invalidates", mutate_posts_and_invalidates);
+    run_case("polling_prefetch_and_reset", polling_prefetch_and_reset);
     chat_server_stop(&server);
     return finish();
 }

@@ -312,7 +312,9 @@ class Subscription:
     """One subscriber of one cache key. Stays active until ``unsubscribe()`` or ``client.close()``
     (the client keeps it alive). Also a context manager that unsubscribes on exit."""
 
-    def __init__(self, client: "Client", endpoint: str, arg: Any, on_event: Optional[Callable[[Event], Any]]) -> None:
+    def __init__(
+        self, client: "Client", endpoint: str, arg: Any, on_event: Optional[Callable[[Event], Any]], options: Optional[Dict[str, Any]] = None
+    ) -> None:
         self._client = client
         self._on_event = on_event
         self._queues: List[_EventQueue] = []
@@ -324,7 +326,7 @@ class Subscription:
             self._loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        self._native = client._native.subscribe(endpoint, arg, _bind_deliver(self))
+        self._native = client._native.subscribe(endpoint, arg, options, _bind_deliver(self))
 
     # Engine side --------------------------------------------------------------------------------
     def _deliver(self, event: Event) -> None:
@@ -445,9 +447,22 @@ class Client:
         self._native = _livecache.NativeClient(config, hooks, self._runner, clock)
         _clients.add(self)
 
-    def subscribe(self, endpoint: str, arg: Any = NO_ARG, on_event: Optional[Callable[[Event], Any]] = None) -> Subscription:
-        """Subscribes to ``(endpoint, arg)``; ``arg`` omitted is "no arg", ``None`` is JSON null."""
-        sub = Subscription(self, endpoint, arg, on_event)
+    def subscribe(
+        self,
+        endpoint: str,
+        arg: Any = NO_ARG,
+        on_event: Optional[Callable[[Event], Any]] = None,
+        polling_interval: Optional[float] = None,
+        refetch_on_mount_or_arg_change: Union[bool, float, None] = None,
+    ) -> Subscription:
+        """Subscribes to ``(endpoint, arg)``; ``arg`` omitted is "no arg", ``None`` is JSON null.
+
+        ``polling_interval`` (ms, P1): the entry refetches every smallest interval among its
+        polling subscribers, never with two fetches in flight. ``refetch_on_mount_or_arg_change``
+        (P2): ``True``, or seconds: subscribing to an existing entry refetches when its data is
+        at least that old (over the endpoint's and the config's setting)."""
+        options = {"pollingInterval": polling_interval, "refetchOnMountOrArgChange": refetch_on_mount_or_arg_change}
+        sub = Subscription(self, endpoint, arg, on_event, options)
         self._subs.add(sub)
         return sub
 
@@ -486,6 +501,17 @@ class Client:
         p = Pending()
         self._native.send(endpoint, arg, message, p._settle)
         return p
+
+    def prefetch(self, endpoint: str, arg: Any = NO_ARG, if_older_than: Optional[float] = None, force: bool = False) -> None:
+        """P3: creates and fetches the entry without subscribing (it goes after
+        ``keepUnusedDataFor``), or refetches an existing one when ``force``, or when its data is
+        older than ``if_older_than`` seconds."""
+        self._native.prefetch(endpoint, arg, {"ifOlderThan": if_older_than, "force": force})
+
+    def reset_api_state(self) -> None:
+        """P3: removes every entry (subscribers get ``removed``, streams close with a close
+        handshake, lifecycles' ``cache_entry_removed`` resolves); the client stays usable."""
+        self._native.reset_api_state()
 
     def mutate(
         self,

@@ -12,6 +12,28 @@ use crate::request::{parse_policy, QueryConfig, RequestPolicy};
 use crate::tags::TagSpec;
 use crate::template::{Template, ValueTemplate};
 
+/// P2 `refetchOnMountOrArgChange`: `true`, or seconds (a subscribe to an existing entry
+/// refetches when its last successful fetch is at least that old). `false` is no policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RefetchOnMount {
+    Always,
+    OlderThan(std::time::Duration),
+}
+
+impl RefetchOnMount {
+    /// `true`, `false` (`Err` never: the caller maps `false` to none) or seconds ≥ 0.
+    pub fn from_value(v: &Value) -> std::result::Result<RefetchOnMount, String> {
+        match v {
+            Value::Bool(true) => Ok(RefetchOnMount::Always),
+            Value::Bool(false) => Ok(RefetchOnMount::OlderThan(std::time::Duration::MAX)),
+            other => match other.as_f64() {
+                Some(s) if s.is_finite() && s >= 0.0 => Ok(RefetchOnMount::OlderThan(std::time::Duration::from_secs_f64(s))),
+                _ => Err(format!("refetchOnMountOrArgChange: expected true, false or seconds >= 0, found {other}")),
+            },
+        }
+    }
+}
+
 /// `keepUnusedDataFor` (L7): seconds, or never.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum KeepUnused {
@@ -244,6 +266,8 @@ pub struct EndpointConfig {
     pub invalidates_tags: Vec<TagSpec>,
     /// W3: a mutation's optimistic layers and how the server confirms them.
     pub optimistic: OptimisticConfig,
+    /// P2: the endpoint's `refetchOnMountOrArgChange`, over the top level's.
+    pub refetch_on_mount: Option<RefetchOnMount>,
 }
 
 /// W3: `optimistic`, `confirm` and `confirmTimeoutMs` of a mutation endpoint.
@@ -292,6 +316,8 @@ pub struct Config {
     pub endpoints: BTreeMap<String, Arc<EndpointConfig>>,
     /// W2 `tagTypes`: the tag types `providesTags` and `invalidatesTags` may name.
     pub tag_types: Vec<String>,
+    /// P2: the top-level `refetchOnMountOrArgChange`.
+    pub refetch_on_mount: Option<RefetchOnMount>,
 }
 
 // ---- parsing -------------------------------------------------------------------------------
@@ -377,7 +403,8 @@ impl Config {
     pub fn from_value(v: &Value) -> Result<Config> {
         let root = as_object(v, "")
             .map_err(|_| err("(root)", format!("the config must be an object, found {}", kind_of(v))))?;
-        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "headers", "timeoutMs", "retry", "tagTypes", "endpoints"])?;
+        known_keys(root, "", &["baseUrl", "keepUnusedDataFor", "queueLimit", "headers", "timeoutMs", "retry", "tagTypes", "refetchOnMountOrArgChange", "endpoints"])?;
+        let refetch_on_mount = refetch_on_mount_at(root.get("refetchOnMountOrArgChange"), "refetchOnMountOrArgChange")?;
         let tag_types = tag_types_at(root.get("tagTypes"))?;
         let headers = headers_at(root.get("headers"), "headers", &HeaderTemplates::default())?;
         let policy = parse_policy(root.get("timeoutMs"), root.get("retry"), "", RequestPolicy::default()).map_err(|(p, m)| err(&p, m))?;
@@ -406,7 +433,7 @@ impl Config {
             endpoints.insert(name.clone(), Arc::new(EndpointConfig::parse(name, ep, &path, &headers, policy, &tag_types)?));
         }
         check_sends(&endpoints)?;
-        Ok(Config { base_url, keep_unused_data_for, queue_limit, endpoints, tag_types })
+        Ok(Config { base_url, keep_unused_data_for, queue_limit, endpoints, tag_types, refetch_on_mount })
     }
 
     /// The removal delay of an endpoint (L7): its own value, else the global one.
@@ -435,6 +462,7 @@ impl EndpointConfig {
                 "optimistic",
                 "confirm",
                 "confirmTimeoutMs",
+                "refetchOnMountOrArgChange",
             ],
         )?;
         let mutation = match obj.get("mutation") {
@@ -456,6 +484,7 @@ impl EndpointConfig {
             }
         }
         let optimistic = optimistic_at(obj, path)?;
+        let refetch_on_mount = refetch_on_mount_at(obj.get("refetchOnMountOrArgChange"), &join(path, "refetchOnMountOrArgChange"))?;
         let tags = |key: &str| TagSpec::parse_list(obj.get(key), &join(path, key), tag_types).map_err(|(p, m)| err(&p, m));
         let provides_tags = tags("providesTags")?;
         let invalidates_tags = tags("invalidatesTags")?;
@@ -497,12 +526,21 @@ impl EndpointConfig {
             provides_tags,
             invalidates_tags,
             optimistic,
+            refetch_on_mount,
         })
     }
 
     /// The id field `upsert` / `remove` use when the rule names none.
     pub fn default_select_id(&self) -> &str {
         self.entity_adapter.as_ref().map_or("id", |a| a.select_id.as_str())
+    }
+}
+
+/// P2 `refetchOnMountOrArgChange` (absent or `false`: none).
+fn refetch_on_mount_at(v: Option<&Value>, path: &str) -> Result<Option<RefetchOnMount>> {
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
+        Some(v) => RefetchOnMount::from_value(v).map(Some).map_err(|m| err(path, m)),
     }
 }
 

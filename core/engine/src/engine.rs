@@ -72,6 +72,8 @@ pub struct Engine<S> {
     pub(crate) layered: Vec<(Arc<str>, EntryId)>,
     /// W3: when each successful mutation's layers time out unconfirmed, soonest first.
     pub(crate) layer_timers: BinaryHeap<std::cmp::Reverse<(Duration, crate::protocol::MutationId)>>,
+    /// P1: each polled entry's next poll (stale ones are skipped when they come up).
+    pub(crate) poll_timers: BinaryHeap<Timer>,
 }
 
 /// Cross-checks config and hooks: what a config alone cannot tell (SPEC §2, §6).
@@ -113,6 +115,14 @@ fn validate(config: &Config, hooks: &HashMap<String, HostHooks>) -> Result<()> {
     Ok(())
 }
 
+/// A host's arg within the depth bound (E3), for every call that takes one.
+pub(crate) fn check_arg(arg: Option<&Value>) -> Result<()> {
+    match arg {
+        Some(a) if !json::within_depth(a, MAX_DEPTH) => Err(Error::InvalidArgument(format!("the arg is nested deeper than {MAX_DEPTH} levels"))),
+        _ => Ok(()),
+    }
+}
+
 /// What `loaded()` finds (L2).
 #[derive(Debug)]
 pub enum LoadedNow {
@@ -144,6 +154,7 @@ impl<S: Clone> Engine<S> {
             mutations: HashMap::new(),
             layered: Vec::new(),
             layer_timers: BinaryHeap::new(),
+            poll_timers: BinaryHeap::new(),
         })
     }
 
@@ -169,7 +180,7 @@ impl<S: Clone> Engine<S> {
                 let _ = self.subscribe(now, &endpoint, arg, subscriber, handle);
             }
             Input::Unsubscribe { key, entry, subscriber } => self.unsubscribe(now, &key, entry, subscriber),
-            Input::FetchDone { key, entry, request, result } => self.fetch_done(&key, entry, request, result),
+            Input::FetchDone { key, entry, request, result } => self.fetch_done_at(now, &key, entry, request, result),
             Input::Messages { key, entry, mut messages } => self.messages(&key, entry, &mut messages),
             Input::StreamState { key, entry, state, error } => self.stream_state(&key, entry, state, error),
             Input::StreamError { key, entry, reason, message } => self.stream_error(&key, entry, reason, message),
@@ -241,11 +252,7 @@ impl<S: Clone> Engine<S> {
     ) -> Result<(Arc<str>, EntryId)> {
         self.open()?;
         let ep = self.query_endpoint(endpoint)?.clone();
-        if let Some(a) = &arg {
-            if !json::within_depth(a, MAX_DEPTH) {
-                return Err(Error::InvalidArgument(format!("the arg is nested deeper than {MAX_DEPTH} levels")));
-            }
-        }
+        check_arg(arg.as_ref())?;
         let key: Arc<str> = cache_key(endpoint, arg.as_ref()).into();
         if !self.entries.contains_key(&*key) {
             self.create_entry(&ep, key.clone(), arg, None)?;
@@ -265,8 +272,14 @@ impl<S: Clone> Engine<S> {
     pub fn unsubscribe(&mut self, now: Duration, key: &str, entry: EntryId, subscriber: SubscriberId) {
         let Some(e) = self.entry_mut(key, entry) else { return };
         e.subscribers.retain(|(id, _)| *id != subscriber);
+        let pollers = e.polls.len();
+        e.polls.retain(|(id, _)| *id != subscriber);
+        let left_polling = e.polls.len() != pollers;
         if e.subscribers.is_empty() {
             self.schedule_removal(now, key);
+        }
+        if left_polling {
+            self.reschedule_poll(key);
         }
     }
 
@@ -329,6 +342,10 @@ impl<S: Clone> Engine<S> {
             layers: Vec::new(),
             visible: None,
             layers_gone: Vec::new(),
+            fetched_at: None,
+            polls: Vec::new(),
+            poll_due: None,
+            poll_since: None,
         };
         if let Some(data) = initial {
             entry.data = Some(Arc::new(data));

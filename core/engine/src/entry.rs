@@ -122,6 +122,13 @@ pub(crate) struct Entry<S> {
     pub visible: Option<Arc<Value>>,
     /// W3: mutations whose layers left this entry since the engine last looked.
     pub layers_gone: Vec<crate::protocol::MutationId>,
+    /// P2/P3: when the last successful fetch ended.
+    pub fetched_at: Option<std::time::Duration>,
+    /// P1: each polling subscriber's interval, and when the next poll is due.
+    pub polls: Vec<(SubscriberId, std::time::Duration)>,
+    pub poll_due: Option<std::time::Duration>,
+    /// P1: when the wait for the next poll began (the last fetch's end).
+    pub poll_since: Option<std::time::Duration>,
 }
 
 impl<S: Clone> Entry<S> {

@@ -3,6 +3,7 @@
 //! the idempotent ones again on top of the response, so a message the response predates is not lost.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -52,7 +53,22 @@ impl<S: Clone> Engine<S> {
 
     /// A request's answer: `Err` carries the error value the entry's `error` shows (L6).
     pub fn fetch_done(&mut self, key: &str, id: EntryId, request: u64, result: std::result::Result<Fetched, Value>) {
+        self.fetch_done_at(Duration::ZERO, key, id, request, result)
+    }
+
+    /// `fetch_done` at time `now` (P1 counts the next poll from it, P2/P3 the data's age).
+    pub fn fetch_done_at(&mut self, now: Duration, key: &str, id: EntryId, request: u64, result: std::result::Result<Fetched, Value>) {
+        let latest = self.entries.get(key).is_some_and(|e| e.id == id && e.latest_request == request);
+        let ok = result.is_ok();
         self.apply_response(key, id, request, result);
+        if latest {
+            if ok {
+                if let Some(e) = self.entries.get_mut(key) {
+                    e.fetched_at = Some(now);
+                }
+            }
+            self.fetch_ended_at(now, key, id);
+        }
         // W4 after the response's events, so a mutation settles behind what it caused.
         self.fetch_ended(key, id, request);
     }

@@ -9,9 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::MutationConfig;
-use crate::engine::Engine;
+use crate::engine::{check_arg, Engine};
 use crate::error::{Error, Result};
-use crate::json::{self, MAX_DEPTH};
 use crate::key::cache_key;
 use crate::pending_mutation::Mutation;
 use crate::protocol::{EntryId, MutateOptions, MutationId, MutationRequest, Output};
@@ -34,11 +33,7 @@ impl<S: Clone> Engine<S> {
         let Some(mutation) = &ep.mutation else {
             return Err(Error::WrongEndpointKind(format!("endpoint {endpoint:?} is a query endpoint; mutate needs a mutation endpoint")));
         };
-        if let Some(a) = &arg {
-            if !json::within_depth(a, MAX_DEPTH) {
-                return Err(Error::InvalidArgument(format!("the arg is nested deeper than {MAX_DEPTH} levels")));
-            }
-        }
+        check_arg(arg.as_ref())?;
         let request = match mutation {
             MutationConfig::Request(q) => MutationRequest::Http {
                 query: q.render(arg.as_ref()).map_err(Error::InvalidArgument)?,

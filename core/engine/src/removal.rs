@@ -64,15 +64,13 @@ impl<S: Clone> Engine<S> {
             }
         }
         self.expire_layers(now);
+        self.run_polls(now);
         self.arm();
     }
 
     /// When the next removal (L7) or layer timeout (W3) is due, if any.
     pub fn next_deadline(&self) -> Option<Duration> {
         let removal = self.timers.peek().map(|Timer(Reverse((at, _)), _)| *at);
-        match (removal, self.next_layer_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [removal, self.next_layer_deadline(), self.next_poll()].into_iter().flatten().min()
     }
 }

@@ -56,6 +56,8 @@ pub struct Stats {
     pub mutation_errors: u64,
     /// W2: entries an invalidation refetched or removed.
     pub invalidations: u64,
+    /// P1: fetches started by polling.
+    pub polls: u64,
 }
 
 impl Stats {
