@@ -67,6 +67,17 @@ impl<S: Clone> Entry<S> {
         let Some(visible) = self.visible.as_mut() else { return dropped };
         let Some(rule) = self.stream_config.apply.clone() else { return dropped };
         let v = Arc::make_mut(visible);
+        if let Change::Patch(p) = &change {
+            let leaving = self.layers.iter().any(|l| l.confirmed || drop(l));
+            if !leaving && commutes(&rule, self.endpoint.entity_adapter.as_ref(), &self.layers, p, v) {
+                // The change touches nothing the layers touch or read: it applies to the visible
+                // data as it is, and the layers stay as they were applied.
+                if let Ok(a) = apply_patch(v, p, usize::MAX) {
+                    self.publish(a.patches, a.replaced_root, out);
+                    return dropped;
+                }
+            }
+        }
         let mut ops: Vec<PatchOp> = Vec::new();
         let mut root = false;
         // Off, newest first: each undo applies to exactly the value its layer left.
@@ -186,4 +197,60 @@ fn apply_layer(
         Planned::Root(value) => vec![PatchOp::Replace { path: String::new(), value }],
     };
     apply_patch(v, &ops, MAX_DEPTH).map(Some).map_err(|e| e.to_string())
+}
+
+/// Whether the server change `p` can skip the rebase: the layers' rule plans from what their
+/// own ops touch (append, upsert and remove, without a sorted entity adapter, whose positions
+/// depend on other entities), and no op of `p` touches, contains or shares an array with an op
+/// of a layer (an array index moves when its array changes). Then taking the layers off, applying
+/// `p` and putting them back gives the same layers and the same data as applying `p` on top.
+fn commutes(
+    rule: &crate::config::ApplyRule,
+    adapter: Option<&crate::config::EntityAdapterConfig>,
+    layers: &[Layer],
+    p: &[PatchOp],
+    v: &Value,
+) -> bool {
+    use crate::config::ApplyRule;
+    let local = matches!(rule, ApplyRule::Append { .. } | ApplyRule::Upsert { .. } | ApplyRule::Remove { .. });
+    // A layer that changed nothing still read the data to find that out: it has no ops to
+    // compare with, so it is rebased.
+    if !local || adapter.is_some_and(|a| a.sort_by.is_some()) || layers.iter().any(|l| l.applied.is_none()) {
+        return false;
+    }
+    // A layer reads the whole record its message is about (an upsert compares every field of the
+    // message), so its ops stand for their record: `/entities/<id>` in an adapter state, `/<i>`
+    // in an array.
+    let record = if adapter.is_some() { 2 } else { 1 };
+    let layer_ops = layers.iter().filter_map(|l| l.applied.as_ref()).flat_map(|a| a.patches.iter());
+    let paths = |ops: &mut dyn Iterator<Item = &PatchOp>| -> Option<Vec<Vec<String>>> {
+        ops.map(|op| match op {
+            PatchOp::Add { path, .. } | PatchOp::Remove { path } | PatchOp::Replace { path, .. } => {
+                crate::patch::parse_pointer(path).ok().map(|t| t.into_iter().map(|c| c.into_owned()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+    };
+    let (Some(mut mine), Some(theirs)) = (paths(&mut layer_ops.into_iter()), paths(&mut p.iter())) else { return false };
+    for path in &mut mine {
+        path.truncate(record);
+    }
+    theirs.iter().all(|a| mine.iter().all(|b| apart(a, b, v)))
+}
+
+/// Two op paths that neither contain each other nor meet inside an array of `v`.
+fn apart(a: &[String], b: &[String], v: &Value) -> bool {
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    if common == a.len() || common == b.len() {
+        return false;
+    }
+    let mut at = v;
+    for token in &a[..common] {
+        match at.get(token.as_str()) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    at.is_object()
 }

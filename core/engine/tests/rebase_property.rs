@@ -257,3 +257,109 @@ proptest! {
         }
     }
 }
+
+// ---- the same property where most server changes skip the rebase: an entity-adapter state,
+// layers setting a field of some entities (or adding one), stream upserts of any entity.
+
+#[derive(Clone, Debug)]
+enum EntityAct {
+    /// Set `online` on entity `id` optimistically (ids 20.. are new entities).
+    Mark(u8),
+    /// The `n`th open mutation fails (its layer goes) or is confirmed by its echo.
+    Fail(usize),
+    Echo(usize),
+    /// A stream upsert of entity `id`: its `score`, or its `online`.
+    Score(u8),
+    Online(u8, bool),
+    /// A stream upsert of a field the layers set too, to a value they do not.
+    Tag(u8),
+}
+
+fn entity_act() -> impl Strategy<Value = EntityAct> {
+    prop_oneof![
+        2 => (0..24u8).prop_map(EntityAct::Mark),
+        1 => (0..3usize).prop_map(EntityAct::Fail),
+        1 => (0..3usize).prop_map(EntityAct::Echo),
+        5 => (0..24u8).prop_map(EntityAct::Score),
+        1 => (0..24u8, proptest::bool::ANY).prop_map(|(i, b)| EntityAct::Online(i, b)),
+        1 => (0..24u8).prop_map(EntityAct::Tag),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn w3_skipping_the_rebase_gives_what_the_rebase_gives(acts in proptest::collection::vec(entity_act(), 1..60)) {
+        let config = json!({"endpoints": {
+            "getUsers": {"query": "users", "transformResponse": {"entityAdapter": {}}, "stream": {"url": "ws://127.0.0.1:1/", "apply": "upsert"}},
+            "mark": {"mutation": "mark/{arg}", "optimistic": [{"endpoint": "getUsers", "message": {"id": "{arg}", "online": true, "tag": "m"}}],
+                     "confirm": {"id": "{arg}", "online": true}}
+        }});
+        let mut h = Harness::new(config, &[]);
+        let (key, entry) = h.subscribe("s", "getUsers", None);
+        let (_, _, request) = h.fetches().pop().unwrap();
+        let users: Vec<Value> = (0..20).map(|i| json!({"id": i, "score": 0, "online": false, "tag": "m"})).collect();
+        let state = livecache_engine::adapter::normalize(&livecache_engine::config::EntityAdapterConfig { select_id: "id".into(), sort_by: None }, Value::Array(users)).unwrap();
+        h.respond(&key, entry, request, state);
+        let mut open: Vec<(u64, u8)> = Vec::new();
+        let mut pending: Vec<(u64, u8)> = Vec::new();
+        let mut n = 0u64;
+        for act in &acts {
+            match *act {
+                EntityAct::Mark(id) => {
+                    let m = h.engine.mutate("mark", Some(json!(id))).unwrap();
+                    open.push((m, id));
+                    pending.push((m, id));
+                }
+                EntityAct::Fail(i) => {
+                    if i < open.len() {
+                        let (m, _) = open.remove(i);
+                        h.engine.mutation_done(h.now, m, Err(Error::Mutation(json!({"status": 500}))));
+                        pending.retain(|(p, _)| *p != m);
+                    }
+                }
+                EntityAct::Echo(i) => {
+                    if i < open.len() {
+                        let (m, id) = open.remove(i);
+                        h.engine.mutation_done(h.now, m, Ok(json!({})));
+                        let (key, entry) = (key.clone(), entry);
+                        h.push(&key, entry, vec![json!({"id": id, "online": true})]);
+                        // The echo confirms every pending layer on that entity.
+                        pending.retain(|(_, p)| *p != id);
+                    }
+                }
+                EntityAct::Score(id) => {
+                    n += 1;
+                    let (key, entry) = (key.clone(), entry);
+                    h.push(&key, entry, vec![json!({"id": id, "score": n})]);
+                }
+                EntityAct::Tag(id) => {
+                    let (key, entry) = (key.clone(), entry);
+                    h.push(&key, entry, vec![json!({"id": id, "tag": "s"})]);
+                }
+                EntityAct::Online(id, on) => {
+                    let (key, entry) = (key.clone(), entry);
+                    h.push(&key, entry, vec![json!({"id": id, "online": on})]);
+                    if on {
+                        pending.retain(|(_, p)| *p != id);
+                    }
+                }
+            }
+            h.drain();
+            let (server, _) = h.engine.host_base(&key, None).unwrap();
+            let mut expected = (*server).clone();
+            let rule = ApplyRule::Upsert { select_id: None };
+            let cfg = livecache_engine::config::EntityAdapterConfig { select_id: "id".into(), sort_by: None };
+            for (_, id) in &pending {
+                apply_rule(&rule, Some(&cfg), &mut expected, json!({"id": id, "online": true, "tag": "m"}), 128).unwrap();
+            }
+            let state = h.engine.entry_state(&key, None).unwrap();
+            prop_assert_eq!(&state.data, &expected, "after {:?}", act);
+            prop_assert_eq!(state.optimistic, pending.len());
+            let (replayed, version) = h.replay("s");
+            prop_assert_eq!(&replayed, &state.data, "replay after {:?}", act);
+            prop_assert_eq!(version, state.version);
+        }
+    }
+}
