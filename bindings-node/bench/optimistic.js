@@ -37,6 +37,11 @@ async function heldServer() {
   const server = http.createServer((req, res) => {
     req.resume()
     req.on('end', () => waiting.push(res))
+    // A request its client gave up on (a client closed with the mutation pending) is no answer.
+    res.on('close', () => {
+      const i = waiting.indexOf(res)
+      if (i >= 0) waiting.splice(i, 1)
+    })
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
@@ -137,6 +142,7 @@ async function o2Rtk() {
   const api = createApi({
     reducerPath: 'api',
     baseQuery: fakeBaseQuery(),
+    keepUnusedDataFor: 0,
     endpoints: (build) => ({ getMessages: build.query({ queryFn: async () => ({ data: [] }) }) }),
   })
   const store = configureStore({ reducer: { api: api.reducer }, middleware: (gdm) => gdm().concat(api.middleware) })
@@ -225,7 +231,9 @@ async function o2Livecache(server) {
   if (rows.length) table(`O1 stream messages/s to a Node callback, ${LAYERS} optimistic layers pending (bursts of 2,000 via pushMessage)`, ['entities', 'no layer', `${LAYERS} layers`, 'ratio'], rows)
   if (ONLY === 'O1') return server.close()
   const rtk = await o2Rtk()
-  const lc = await o2Livecache(server)
+  const o2server = await heldServer()
+  const lc = await o2Livecache(o2server)
+  o2server.close()
   table(
     `O2 chat keeping the last ${WINDOW} messages, ${POSTS.toLocaleString('en-US')} optimistic posts (each: 3 other messages, then 1 in 3 fails, else its echo)`,
     ['', 'RTK Query updateQueryData + undo', 'livecache layers'],
