@@ -33,8 +33,9 @@ const SETTLE = 5
 const LIFECYCLE_LOADED = 6
 const LIFECYCLE_REMOVED = 7
 const PREPARE_HEADERS = 8
+const MUTATION_FN = 9
 
-const HOOK_NAMES = ['queryFn', 'transformResponse', 'onMessage', 'onCacheEntryAdded', 'prepareHeaders']
+const HOOK_NAMES = ['queryFn', 'transformResponse', 'onMessage', 'onCacheEntryAdded', 'prepareHeaders', 'mutationFn']
 
 /** Reports a callback's exception as an uncaught exception, after the others ran (SPEC §5). */
 function reportUncaught(e) {
@@ -434,9 +435,10 @@ class Client {
 
   #hostCall(kind, id, payload) {
     switch (kind) {
-      case QUERY_FN: {
+      case QUERY_FN:
+      case MUTATION_FN: {
         const call = JSON.parse(payload)
-        const fn = this.#hooks[call.e].queryFn
+        const fn = kind === QUERY_FN ? this.#hooks[call.e].queryFn : this.#hooks[call.e].mutationFn
         this.#answer(id, () => fn(argOf(call)), (v) => toJSONText(v === undefined ? null : v), fetchErrorText)
         return
       }

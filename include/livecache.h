@@ -715,6 +715,23 @@ livecache_result livecache_hooks_set_query_fn(livecache_hooks *hooks,
                                               void *user_data);
 
 /**
+ * Sets the `mutationFn` hook of `endpoint` (SPEC W1): the endpoint is then a mutation whose
+ * write is this function, called once per `livecache_mutate` with the arg, and answered like a
+ * `query_fn` — `livecache_request_fulfill` with the result, or `livecache_request_reject` with
+ * the error value the `MUTATION` result carries. The config must give the endpoint no `query`,
+ * `stream` or `mutation` (`CONFIG` at client creation). Thread rules as for `query_fn`.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+ *
+ * # Safety
+ * As `livecache_hooks_set_query_fn`.
+ */
+livecache_result livecache_hooks_set_mutation_fn(livecache_hooks *hooks,
+                                                 const char *endpoint,
+                                                 livecache_query_fn mutation_fn,
+                                                 void *user_data);
+
+/**
  * Sets the `prepareHeaders` hook of `endpoint` (T1), replacing a previous one. `user_data`
  * must stay valid until the client is freed.
  *

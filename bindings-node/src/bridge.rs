@@ -34,6 +34,8 @@ pub mod kind {
     pub const LIFECYCLE_REMOVED: u32 = 7;
     /// T1 `prepareHeaders(headers, context)`.
     pub const PREPARE_HEADERS: u32 = 8;
+    /// W1 `mutationFn(arg)`; answered as a `queryFn` is.
+    pub const MUTATION_FN: u32 = 9;
 }
 
 pub type HostCalls =
@@ -125,7 +127,8 @@ impl Bridge {
             let mut eh = EndpointHooks::default();
             for name in names.as_array().into_iter().flatten().filter_map(Value::as_str) {
                 match name {
-                    "queryFn" => eh.query_fn = Some(self.query_fn(endpoint)),
+                    "queryFn" => eh.query_fn = Some(self.query_fn(endpoint, kind::QUERY_FN)),
+                    "mutationFn" => eh.mutation_fn = Some(self.query_fn(endpoint, kind::MUTATION_FN)),
                     "transformResponse" => eh.transform_response = Some(self.transform_response(endpoint)),
                     "onMessage" => eh.on_messages = Some(self.on_messages(endpoint)),
                     "onCacheEntryAdded" => eh.on_cache_entry_added = Some(self.on_cache_entry_added(endpoint)),
@@ -143,13 +146,14 @@ impl Bridge {
         Ok(hooks)
     }
 
-    fn query_fn(self: &Arc<Self>, endpoint: &str) -> QueryFn {
+    /// A `queryFn` (or, with `MUTATION_FN`, a `mutationFn`): the arg crosses, data or an error value comes back.
+    fn query_fn(self: &Arc<Self>, endpoint: &str, call_kind: u32) -> QueryFn {
         let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
         Arc::new(move |arg: Option<Value>| {
             let payload = to_text(&HookCall { e: &endpoint, a: arg.as_ref(), ..HookCall::default() });
             let bridge = Arc::clone(&bridge);
             async move {
-                let (ok, text) = bridge.call_async(kind::QUERY_FN, payload).await;
+                let (ok, text) = bridge.call_async(call_kind, payload).await;
                 let parsed = livecache_core::json::parse_host(&text);
                 match (ok, parsed) {
                     (true, Ok(data)) => Ok(data),

@@ -235,3 +235,36 @@ test('W3: a refused post takes its layer back; bad options reject and change not
     await settle(sub, rec)
     rec.check(sub.snapshot(), 'after the refusals')
   }))
+
+test('W1: a mutationFn hook is the write; a throw is a MutationError; beside a query it is a ConfigError', () =>
+  withClient(async (srv, client) => {
+    await client.close()
+    const cfg = config(srv.port)
+    cfg.endpoints.note = { invalidatesTags: [{ type: 'Messages', id: '{arg.channel}' }] }
+    const hooked = new Client(cfg, {
+      note: {
+        mutationFn: async (arg) => {
+          if (!arg.ok) throw Object.assign(new Error('refused by the hook'))
+          return { noted: arg.text }
+        },
+      },
+    })
+    try {
+      const { sub } = await subscribed(hooked)
+      const fetches = srv.counts.fetches
+      assert.deepEqual(await hooked.mutate('note', { channel: 'redux', text: 'hi', ok: true }), { noted: 'hi' })
+      assert.equal(srv.counts.fetches, fetches + 1, 'invalidatesTags applied')
+      const e = await hooked.mutate('note', { channel: 'redux', ok: false }).then(
+        () => assert.fail('should fail'),
+        (e) => e,
+      )
+      assert.ok(e instanceof MutationError, `${e}`)
+      assert.equal(e.status, 'CUSTOM_ERROR')
+      assert.match(String(e.data), /refused by the hook/)
+      expectThrows(() => hooked.subscribe('note', undefined, () => {}), WrongEndpointKind, 'WrongEndpointKind')
+      sub.unsubscribe()
+    } finally {
+      await hooked.close()
+    }
+    assert.throws(() => new Client(cfg, { getMessages: { mutationFn: () => 1 } }), (e) => e.code === 'ConfigError' && /mutationFn/.test(e.message))
+  }))

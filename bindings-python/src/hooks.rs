@@ -32,7 +32,7 @@ use crate::convert::{from_py, to_py};
 use crate::errors::ConfigError;
 use crate::lifecycle::NativeLifecycle;
 
-const HOOK_NAMES: [&str; 5] = ["query_fn", "transform_response", "on_message", "on_cache_entry_added", "prepare_headers"];
+const HOOK_NAMES: [&str; 6] = ["query_fn", "transform_response", "on_message", "on_cache_entry_added", "prepare_headers", "mutation_fn"];
 
 /// The answer of a Python hook, sent back to the engine once (from any thread).
 #[pyclass(frozen, module = "livecache._livecache")]
@@ -337,6 +337,8 @@ pub fn build_hooks(py: Python<'_>, hooks: Option<&Bound<'_, PyAny>>, runner: &Py
             let f = f.unbind();
             match name.as_str() {
                 "query_fn" => eh.query_fn = Some(query_fn(runner.clone_ref(py), f)),
+                // W1: the same call as a query_fn; its QueryError value is the MutationError's.
+                "mutation_fn" => eh.mutation_fn = Some(query_fn(runner.clone_ref(py), f)),
                 "transform_response" => eh.transform_response = Some(transform_response(f)),
                 "prepare_headers" => eh.prepare_headers = Some(prepare_headers(runner.clone_ref(py), f)),
                 "on_message" => {

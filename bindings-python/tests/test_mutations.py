@@ -185,3 +185,30 @@ def test_w3_bad_options_raise_and_change_nothing(server: ChatServer) -> None:
             client.mutate("sendMessage", arg, confirm={"id": "{reslt.id}"}).result(10)
         assert server.stats()["posts"] == posts
         assert sub.snapshot() == before
+
+
+def test_w1_a_mutation_fn_hook_writes_and_its_query_error_is_the_mutation_error(server: ChatServer) -> None:
+    calls: List[Any] = []
+
+    async def note(arg: Any) -> Any:
+        calls.append(arg)
+        if not arg.get("ok"):
+            raise livecache.QueryError({"status": 409, "data": {"why": "conflict"}})
+        return {"noted": arg["text"]}
+
+    c = config(server)
+    c["endpoints"]["note"] = {"invalidatesTags": [{"type": "Messages", "id": "{arg.channel}"}]}
+    with livecache.Client(c, {"note": {"mutation_fn": note}}) as client:
+        sub = client.subscribe("getMessages", "redux")
+        ready(sub)
+        fetches = server.stats()["httpRequests"]
+        assert client.mutate("note", {"channel": "redux", "text": "hi", "ok": True}).result(10) == {"noted": "hi"}
+        assert server.stats()["httpRequests"] == fetches + 1, "invalidatesTags applied"
+        with pytest.raises(livecache.MutationError) as info:
+            client.mutate("note", {"channel": "redux", "ok": False}).result(10)
+        assert info.value.status == 409 and info.value.data == {"why": "conflict"}
+        assert len(calls) == 2
+        with pytest.raises(livecache.WrongEndpointKind):
+            client.subscribe("note")
+    with pytest.raises(livecache.ConfigError, match="mutationFn"):
+        livecache.Client(c, {"getMessages": {"mutation_fn": note}})

@@ -214,6 +214,13 @@ impl Client {
         self.driver.mutate(endpoint, arg, options)
     }
 
+    /// `mutate_with` in two steps: `Err` at once when the mutation is refused before anything is
+    /// sent (a wrong endpoint kind, a bad arg or option, a closed client), else the future of its
+    /// outcome, which failures of the write itself reach.
+    pub fn start_mutation(&self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> Result<impl Future<Output = Result<Value>> + Send + 'static> {
+        self.driver.start_mutate(endpoint, arg, options)
+    }
+
     /// W2 `invalidateTags`: refetches the subscribed entries providing a matching tag and
     /// removes the unused ones. Tags are `"Type"` or `{"type", "id"}`.
     pub fn invalidate_tags(&self, tags: &[Value]) -> Result<()> {

@@ -135,6 +135,7 @@ fn host_hooks(hooks: &Hooks) -> HashMap<String, livecache_engine::HostHooks> {
                 query_fn: h.query_fn.is_some(),
                 on_message,
                 on_cache_entry_added: h.on_cache_entry_added.is_some(),
+                mutation_fn: h.mutation_fn.is_some(),
             };
             (name.clone(), present)
         })

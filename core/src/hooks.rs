@@ -57,6 +57,9 @@ pub struct EndpointHooks {
     pub on_messages: Option<OnMessagesFn>,
     pub on_cache_entry_added: Option<OnCacheEntryAddedFn>,
     pub prepare_headers: Option<PrepareHeadersFn>,
+    /// W1 `mutationFn(arg)`: the endpoint is a mutation whose write is this host function; its
+    /// `Err` value is the `MutationError`'s `{status, data}` (same shape as a `queryFn`'s).
+    pub mutation_fn: Option<QueryFn>,
 }
 
 impl EndpointHooks {
@@ -72,6 +75,21 @@ impl EndpointHooks {
         F: std::future::Future<Output = Result<Value, FetchError>> + Send + 'static,
     {
         self.query_fn = Some(Arc::new(move |arg| f(arg).boxed()));
+        self
+    }
+
+    /// A synchronous `mutationFn` (W1).
+    pub fn mutation_fn_sync(mut self, f: impl Fn(Option<Value>) -> Result<Value, FetchError> + Send + Sync + 'static) -> Self {
+        self.mutation_fn = Some(Arc::new(move |arg| std::future::ready(f(arg)).boxed()));
+        self
+    }
+
+    /// An async `mutationFn` (W1).
+    pub fn mutation_fn_async<F>(mut self, f: impl Fn(Option<Value>) -> F + Send + Sync + 'static) -> Self
+    where
+        F: std::future::Future<Output = Result<Value, FetchError>> + Send + 'static,
+    {
+        self.mutation_fn = Some(Arc::new(move |arg| f(arg).boxed()));
         self
     }
 

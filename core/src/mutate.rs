@@ -22,17 +22,24 @@ impl Driver {
     /// W1 `mutate`: resolves with the response data once the mutation settled (W4), or with
     /// its error (`MutationError` carrying `{status, data}`).
     pub fn mutate(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> impl std::future::Future<Output = Result<Value>> + Send + 'static {
-        let started = self.lock_open().and_then(|mut guard| {
-            let id = guard.engine.mutate_with(endpoint, arg, options)?;
-            let (tx, rx) = oneshot::channel();
-            guard.mutations.insert(id, tx);
-            self.run(guard);
-            Ok(rx)
-        });
-        async move {
-            // The engine settles every mutation, `close` included; a dropped sender is a close.
-            started?.await.unwrap_or(Err(Error::Closed))
-        }
+        let started = self.start_mutate(endpoint, arg, options);
+        async move { started?.await }
+    }
+
+    /// Starts a mutation: `Err` when the engine refuses it (nothing was sent), else its outcome.
+    pub fn start_mutate(
+        self: &Arc<Self>,
+        endpoint: &str,
+        arg: Option<Value>,
+        options: &MutateOptions,
+    ) -> Result<impl std::future::Future<Output = Result<Value>> + Send + 'static> {
+        let mut guard = self.lock_open()?;
+        let id = guard.engine.mutate_with(endpoint, arg, options)?;
+        let (tx, rx) = oneshot::channel();
+        guard.mutations.insert(id, tx);
+        self.run(guard);
+        // The engine settles every mutation, `close` included; a dropped sender is a close.
+        Ok(async move { rx.await.unwrap_or(Err(Error::Closed)) })
     }
 
     /// W2 `invalidateTags` from the host.
@@ -46,6 +53,16 @@ impl Driver {
     /// Runs one mutation off the lock and hands its outcome to the engine.
     pub(crate) fn start_mutation(self: &Arc<Self>, id: MutationId, endpoint: Arc<EndpointConfig>, arg: Option<Value>, request: MutationRequest) {
         let run = match request {
+            MutationRequest::Hook => {
+                let hook = self.endpoint_hooks(&endpoint.name).and_then(|h| h.mutation_fn.clone());
+                async move {
+                    match hook {
+                        Some(f) => f(arg).await.map_err(Error::Mutation),
+                        None => Err(Error::Mutation(json!({"status": "CUSTOM_ERROR", "error": "no mutationFn hook"}))),
+                    }
+                }
+                .boxed()
+            }
             MutationRequest::Send { key, message } => {
                 let sent = self.send(&key, &message);
                 async move { sent.await.map(|()| Value::Null) }.boxed()

@@ -129,3 +129,32 @@ fn w2_invalidate_tags_refetches_the_subscribed_and_removes_the_unused() {
     assert_eq!(client.snapshot("getMessages", Some(&json!("general"))).unwrap_err().kind(), "NotFound", "the unused entry went at once");
     wait_until("the removed entry's socket closed", || server.open_sockets() == 1);
 }
+
+#[test]
+fn w1_a_mutation_fn_hook_is_the_write_and_its_error_is_the_mutation_error() {
+    let (server, _rt) = server();
+    let mut config = config(&server);
+    config["endpoints"]["note"] = json!({"invalidatesTags": [{"type": "Messages", "id": "{arg.channel}"}]});
+    let hooks = Hooks::new().endpoint(
+        "note",
+        livecache_core::EndpointHooks::default().mutation_fn_sync(|arg| match arg {
+            Some(a) if a["ok"] == true => Ok(json!({"noted": a["text"]})),
+            _ => Err(json!({"status": "CUSTOM_ERROR", "error": "refused by the hook"})),
+        }),
+    );
+    let client = util::client(config.clone(), hooks);
+    let sub = client.subscribe("getMessages", Some(json!("redux")), |_| {}).unwrap();
+    wait_until("loaded and open", || settled(&sub));
+    let fetches = server.fetch_count();
+    let done = block_on(client.mutate("note", Some(json!({"channel": "redux", "text": "hi", "ok": true})))).unwrap();
+    assert_eq!(done, json!({"noted": "hi"}));
+    assert_eq!(server.fetch_count(), fetches + 1, "its invalidatesTags applied");
+    let e = block_on(client.mutate("note", Some(json!({"channel": "redux", "ok": false})))).unwrap_err();
+    assert!(matches!(&e, Error::Mutation(v) if v["error"] == "refused by the hook"), "{e:?}");
+    assert_eq!(client.subscribe("note", None, |_| {}).err().map(|e| e.kind()), Some("WrongEndpointKind"));
+    // A mutationFn beside a query (or a mutation config) is a ConfigError naming the hook.
+    config["endpoints"]["getMessages"]["invalidatesTags"] = Value::Null;
+    let both = Hooks::new().endpoint("getMessages", livecache_core::EndpointHooks::default().mutation_fn_sync(|_| Ok(json!(1))));
+    let e = livecache_core::Client::new(livecache_core::Config::from_value(&config).unwrap(), both).err().expect("a ConfigError");
+    assert!(e.to_string().contains("hooks.getMessages.mutationFn"), "{e}");
+}

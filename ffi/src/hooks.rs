@@ -138,8 +138,45 @@ pub unsafe extern "C" fn livecache_hooks_set_query_fn(
     boundary(|| {
         let f = query_fn.ok_or_else(|| null("query_fn"))?;
         let (h, name) = endpoint_hooks(hooks, endpoint)?;
-        let user_data = UserData(user_data);
-        h.query_fn = Some(Arc::new(move |arg: Option<Value>| {
+        h.query_fn = Some(request_fn(f, UserData(user_data), name, "query"));
+        Ok(())
+    })
+}
+
+/// Sets the `mutationFn` hook of `endpoint` (SPEC W1): the endpoint is then a mutation whose
+/// write is this function, called once per `livecache_mutate` with the arg, and answered like a
+/// `query_fn` — `livecache_request_fulfill` with the result, or `livecache_request_reject` with
+/// the error value the `MUTATION` result carries. The config must give the endpoint no `query`,
+/// `stream` or `mutation` (`CONFIG` at client creation). Thread rules as for `query_fn`.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+///
+/// # Safety
+/// As `livecache_hooks_set_query_fn`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_hooks_set_mutation_fn(
+    hooks: *mut livecache_hooks,
+    endpoint: *const c_char,
+    mutation_fn: livecache_query_fn,
+    user_data: *mut c_void,
+) -> livecache_result {
+    boundary(|| {
+        let f = mutation_fn.ok_or_else(|| null("mutation_fn"))?;
+        let (h, name) = endpoint_hooks(hooks, endpoint)?;
+        h.mutation_fn = Some(request_fn(f, UserData(user_data), name, "mutation"));
+        Ok(())
+    })
+}
+
+/// A host function answered through a `livecache_request` (`query_fn`, `mutation_fn`).
+fn request_fn(
+    f: unsafe extern "C" fn(user_data: *mut c_void, arg_json: *const c_char, request: *mut livecache_request),
+    user_data: UserData,
+    name: String,
+    what: &'static str,
+) -> livecache_core::hooks::QueryFn {
+    {
+        Arc::new(move |arg: Option<Value>| {
             let (answer, rx) = oneshot::channel();
             let key = c_string(cache_key(&name, arg.as_ref()));
             let arg = arg_text(arg.as_ref());
@@ -147,11 +184,10 @@ pub unsafe extern "C" fn livecache_hooks_set_query_fn(
             // SAFETY: `arg` outlives the call; `request` is handed over to the host.
             unsafe { f(user_data.get(), ptr_of(&arg), request) };
             Box::pin(async move {
-                rx.await.unwrap_or_else(|_| Err(json!({"status": "CUSTOM_ERROR", "error": "the query request was released unanswered"})))
+                rx.await.unwrap_or_else(|_| Err(json!({"status": "CUSTOM_ERROR", "error": format!("the {what} request was released unanswered")})))
             })
-        }));
-        Ok(())
-    })
+        })
+    }
 }
 
 /// Sets the `prepareHeaders` hook of `endpoint` (T1), replacing a previous one. `user_data`

@@ -3,8 +3,6 @@
 
 use std::ffi::{c_char, c_void};
 
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
 use livecache_core::{MutateOptions, PrefetchOptions};
 use serde_json::{json, Value};
 
@@ -60,15 +58,9 @@ pub unsafe extern "C" fn livecache_mutate(
             None => MutateOptions::default(),
             Some(v) => MutateOptions::from_value(&v).map_err(|m| Failure::new(LIVECACHE_RESULT_INVALID_ARGUMENT, m))?,
         };
-        let mut done = Box::pin(client.mutate_with(endpoint, arg, &options));
-        // What the engine refuses at once (wrong kind, bad arg, closed) is this call's error.
-        let ready = match done.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => None,
-        };
-        if let Some(Err(e)) = ready {
-            return Err(e.into());
-        }
+        // What the engine refuses before sending (wrong kind, bad arg, closed) is this call's
+        // error; everything after it, however soon it fails, reaches the callback.
+        let done = client.start_mutation(endpoint, arg, &options)?;
         let user_data = UserData(user_data);
         let complete = move |result: livecache_core::Result<Value>| {
             let (code, payload) = match result {
@@ -85,12 +77,7 @@ pub unsafe extern "C" fn livecache_mutate(
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { cb(user_data.get(), code, text.as_ptr(), len) }));
             drop(called);
         };
-        match ready {
-            Some(result) => complete(result),
-            None => {
-                client.runtime_handle().spawn(async move { complete(done.await) });
-            }
-        }
+        client.runtime_handle().spawn(async move { complete(done.await) });
         Ok(())
     })
 }

@@ -1352,8 +1352,71 @@ static void version_and_kinds(void) {
               livecache_result_kind((livecache_result)i));
 }
 
+/* W1: a mutation_fn hook is the endpoint's write: livecache_mutate's callback gets what the hook
+ * fulfilled, or LIVECACHE_RESULT_MUTATION with what it rejected with; a mutation_fn beside a
+ * query is a CONFIG error at client creation. */
+typedef struct {
+    pthread_mutex_t lock;
+    int calls;
+    livecache_result result;
+    char json[256];
+} mutate_seen;
+
+static void mutation_write(void *user_data, const char *arg_json, livecache_request *request) {
+    (void)user_data;
+    if (arg_json && strstr(arg_json, "\"ok\":true"))
+        livecache_request_fulfill(request, "{\"written\":true}");
+    else
+        livecache_request_reject(request, "{\"status\":409,\"data\":\"refused by the hook\"}");
+}
+
+static void on_mutated(void *user_data, livecache_result result, const char *json, size_t len) {
+    mutate_seen *s = user_data;
+    pthread_mutex_lock(&s->lock);
+    s->calls++;
+    s->result = result;
+    snprintf(s->json, sizeof s->json, "%.*s", (int)len, json);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int wait_mutated(mutate_seen *s, int calls) {
+    double deadline = now_seconds() + WAIT;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        int n = s->calls;
+        pthread_mutex_unlock(&s->lock);
+        if (n >= calls) return 1;
+        if (now_seconds() > deadline) return 0;
+        sleep_ms(2);
+    }
+}
+
+static void mutation_fn_hook(void) {
+    livecache_hooks *hooks = NULL;
+    CHECK_OK(livecache_hooks_new(&hooks));
+    CHECK_OK(livecache_hooks_set_mutation_fn(hooks, "write", mutation_write, NULL));
+    CHECK_RC(livecache_hooks_set_mutation_fn(hooks, "write", NULL, NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new_with_options("{\"endpoints\": {\"write\": {}}}", NULL, hooks, &client));
+    mutate_seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    CHECK_OK(livecache_mutate(client, "write", "{\"ok\":true}", NULL, on_mutated, &s));
+    CHECK(wait_mutated(&s, 1), "no completion");
+    CHECK(s.result == LIVECACHE_RESULT_OK && strcmp(s.json, "{\"written\":true}") == 0, "%d %s", (int)s.result, s.json);
+    CHECK_OK(livecache_mutate(client, "write", "{\"ok\":false}", NULL, on_mutated, &s));
+    CHECK(wait_mutated(&s, 2), "no completion");
+    CHECK(s.result == LIVECACHE_RESULT_MUTATION && strstr(s.json, "refused by the hook") && strstr(s.json, "409"), "%d %s", (int)s.result, s.json);
+    livecache_subscription *sub = NULL;
+    CHECK_RC(livecache_subscribe(client, "write", NULL, recorder_cb, NULL, &sub), LIVECACHE_RESULT_WRONG_ENDPOINT_KIND);
+    livecache_client_free(client);
+    livecache_client *bad = NULL;
+    CHECK_RC(livecache_client_new_with_options("{\"endpoints\": {\"write\": {\"query\": \"x\"}}}", NULL, hooks, &bad), LIVECACHE_RESULT_CONFIG);
+    CHECK(strstr(livecache_last_error(), "mutationFn") != NULL, "message: %s", livecache_last_error());
+    livecache_hooks_free(hooks);
+}
+
 int main(void) {
     run_case("subscribe_snapshot_patch_unsubscribe", subscribe_snapshot_patch_unsubscribe);
+    run_case("mutation_fn_hook", mutation_fn_hook);
     run_case("push_messages_through_the_pipeline", push_messages_through_the_pipeline);
     run_case("upsert_refetch_and_update_query_data", upsert_refetch_and_update_query_data);
     run_case("cache_keys_follow_k1", cache_keys_follow_k1);

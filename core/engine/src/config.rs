@@ -476,7 +476,9 @@ impl EndpointConfig {
                     return Err(err(&join(path, key), "a mutation endpoint cannot have one (it has no cache entry)"));
                 }
             }
-        } else {
+        } else if ["query", "stream"].iter().any(|k| obj.get(*k).is_some_and(|v| !v.is_null())) {
+            // Without `query` or `stream` it may be a `mutationFn` endpoint: the engine checks
+            // that against the hooks.
             for key in ["invalidatesTags", "optimistic", "confirm", "confirmTimeoutMs"] {
                 if obj.get(key).is_some_and(|v| !v.is_null()) {
                     return Err(err(&join(path, key), "only a mutation endpoint has one"));

@@ -85,7 +85,22 @@ fn validate(config: &Config, hooks: &HashMap<String, HostHooks>) -> Result<()> {
     }
     for (name, ep) in &config.endpoints {
         let h = hooks.get(name).copied().unwrap_or_default();
-        if ep.is_mutation() {
+        if h.mutation_fn {
+            let other = if ep.is_mutation() { Some("mutation") } else if ep.query.is_some() { Some("query") } else if ep.stream.is_some() { Some("stream") } else { None };
+            if let Some(key) = other {
+                return Err(Error::config(format!("hooks.{name}.mutationFn"), format!("the endpoint has a `{key}` too: a mutationFn endpoint is a mutation without one")));
+            }
+        }
+        if !ep.is_mutation() && !h.mutation_fn {
+            let writes = !ep.invalidates_tags.is_empty() || !ep.optimistic.layers.is_empty() || !ep.optimistic.confirm.is_empty();
+            if writes {
+                return Err(Error::config(
+                    format!("endpoints.{name}"),
+                    "invalidatesTags, optimistic and confirm belong to a mutation endpoint (a `mutation`, or a mutationFn hook)",
+                ));
+            }
+        }
+        if ep.is_mutation() || h.mutation_fn {
             if h.query_fn || h.on_message.is_some() || h.on_cache_entry_added {
                 return Err(Error::config(format!("hooks.{name}"), "a mutation endpoint has no cache entry for query or stream hooks"));
             }
@@ -208,10 +223,15 @@ impl<S: Clone> Engine<S> {
         self.config.endpoints.get(name).ok_or_else(|| Error::UnknownEndpoint(name.to_owned()))
     }
 
+    /// W1: a mutation endpoint: `mutation` in the config, or a `mutationFn` hook.
+    pub fn is_mutation(&self, ep: &EndpointConfig) -> bool {
+        ep.is_mutation() || self.hooks.get(&ep.name).is_some_and(|h| h.mutation_fn)
+    }
+
     /// A query endpoint: one with cache entries. `WrongEndpointKind` for a mutation (W1).
     pub fn query_endpoint(&self, name: &str) -> Result<&Arc<EndpointConfig>> {
         let ep = self.endpoint(name)?;
-        if ep.is_mutation() {
+        if self.is_mutation(ep) {
             return Err(Error::WrongEndpointKind(format!("endpoint {name:?} is a mutation endpoint; call mutate, it has no cache entry")));
         }
         Ok(ep)

@@ -30,16 +30,17 @@ impl<S: Clone> Engine<S> {
             return Err(Error::Closed);
         }
         let ep = self.endpoint(endpoint)?.clone();
-        let Some(mutation) = &ep.mutation else {
+        if !self.is_mutation(&ep) {
             return Err(Error::WrongEndpointKind(format!("endpoint {endpoint:?} is a query endpoint; mutate needs a mutation endpoint")));
-        };
+        }
         check_arg(arg.as_ref())?;
-        let request = match mutation {
-            MutationConfig::Request(q) => MutationRequest::Http {
+        let request = match &ep.mutation {
+            None => MutationRequest::Hook,
+            Some(MutationConfig::Request(q)) => MutationRequest::Http {
                 query: q.render(arg.as_ref()).map_err(Error::InvalidArgument)?,
                 headers: ep.headers.render(arg.as_ref()).map_err(Error::InvalidArgument)?,
             },
-            MutationConfig::Send { endpoint: target, arg: target_arg, message } => {
+            Some(MutationConfig::Send { endpoint: target, arg: target_arg, message }) => {
                 let target_arg = target_arg.as_ref().map(|t| t.render(arg.as_ref())).transpose().map_err(Error::InvalidArgument)?;
                 MutationRequest::Send {
                     key: cache_key(target, target_arg.as_ref()).into(),

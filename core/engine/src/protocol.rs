@@ -34,6 +34,8 @@ pub struct HostHooks {
     pub query_fn: bool,
     pub on_message: Option<HookShape>,
     pub on_cache_entry_added: bool,
+    /// W1: a `mutationFn` makes the endpoint a mutation endpoint.
+    pub mutation_fn: bool,
 }
 
 /// How the host's `onMessage` takes messages.
@@ -210,4 +212,6 @@ pub enum MutationRequest {
     Http { query: crate::request::RenderedQuery, headers: Headers },
     /// T2 `send` of `message` on the stream of the entry `key`; the result is `null`.
     Send { key: Arc<str>, message: Value },
+    /// The endpoint's host `mutationFn(arg)`.
+    Hook,
 }
