@@ -18,6 +18,7 @@ const TOKEN = 'gql-s3cret-token'
 const schema = buildSchema(`
   type Message { id: Int! room: String! text: String! }
   type Query { messages(room: String!): [Message!]! broken(room: String!): [Message!]! }
+  type Mutation { addMessage(room: String!, text: String!): Message! }
   type Subscription { messageAdded(room: String!): Message! failing(room: String!): Message! short(room: String!): Message! }
 `)
 
@@ -60,6 +61,11 @@ async function server({ ack = true } = {}) {
     messages: ({ room }) => stored.filter((m) => m.room === room),
     broken: () => {
       throw new Error('the query failed')
+    },
+    // W1: stores the message and sends it to the room's subscribers (its echo).
+    addMessage: ({ room, text }) => {
+      if (text === '') throw new Error('empty messages are refused')
+      return post(room, text)
     },
     messageAdded: ({ room }) => {
       const ch = channel()
@@ -120,16 +126,17 @@ async function server({ ack = true } = {}) {
   }
   await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve))
   const { port } = httpServer.address()
+  function post(room, text) {
+    const m = { id: nextId++, room, text }
+    stored.push(m)
+    for (const s of subscribers) if (s.room === room && s.kind === 'messageAdded') s.ch.push({ messageAdded: m })
+    return m
+  }
   return {
     port,
     seen,
     stored,
-    post(room, text) {
-      const m = { id: nextId++, room, text }
-      stored.push(m)
-      for (const s of subscribers) if (s.room === room && s.kind === 'messageAdded') s.ch.push({ messageAdded: m })
-      return m
-    },
+    post,
     failAll(room) {
       for (const s of subscribers) if (s.room === room && s.kind === 'failing') s.ch.push({ failing: null })
     },
@@ -312,4 +319,45 @@ test('T5: refused connectionParams and a server that never acks are failed conne
     await mute.close()
   }
   assert.throws(() => new Client({ endpoints: { e: { stream: { graphql: { url: 'http://x/', query: 'subscription { a }' } } } } }), ConfigError)
+})
+
+test('W1/W3: a GraphQL mutation over HTTP POST; its layer is confirmed by the subscription echo; errors are a MutationError', async () => {
+  const srv = await server()
+  const cfg = config(srv.port)
+  cfg.endpoints.addMessage = {
+    mutation: {
+      graphql: {
+        url: `http://127.0.0.1:${srv.port}/graphql`,
+        query: 'mutation ($room: String!, $text: String!) { addMessage(room: $room, text: $text) { id room text } }',
+        variables: { room: '{arg.room}', text: '{arg.text}' },
+      },
+    },
+    optimistic: [{ endpoint: 'room', arg: '{arg.room}', message: { id: 'local', room: '{arg.room}', text: '{arg.text}' } }],
+    confirm: { text: '{arg.text}' },
+  }
+  const client = new Client(cfg)
+  const rec = new Recorder()
+  try {
+    const sub = client.subscribe('room', 'lobby', rec.onEvent)
+    await sub.loaded()
+    await waitFor('subscribed', () => srv.has('messageAdded', 'lobby'))
+    const done = client.mutate('addMessage', { room: 'lobby', text: 'via graphql' })
+    assert.equal(sub.snapshot().optimistic, 1)
+    assert.deepEqual(await done, { id: 2, room: 'lobby', text: 'via graphql' }, "the single root field of the result's data")
+    assert.deepEqual(sub.snapshot().data.map((m) => m.id), [1, 2], 'the echo replaced the layer')
+    assert.equal(sub.snapshot().optimistic, undefined)
+    await settle(sub, rec)
+    rec.check(sub.snapshot(), 'after the echo')
+    const e = await client.mutate('addMessage', { room: 'lobby', text: '' }).then(
+      () => assert.fail('the mutation should fail'),
+      (e) => e,
+    )
+    assert.equal(e.code, 'MutationError')
+    assert.equal(e.status, 'GRAPHQL_ERROR')
+    assert.match(JSON.stringify(e.error), /empty messages are refused/)
+    assert.deepEqual(sub.snapshot().data.map((m) => m.id), [1, 2], 'the failed layer was taken back')
+  } finally {
+    client.close()
+    await srv.close()
+  }
 })
