@@ -1362,8 +1362,14 @@ typedef struct {
     char json[256];
 } mutate_seen;
 
+static livecache_request *held_write;
+
 static void mutation_write(void *user_data, const char *arg_json, livecache_request *request) {
     (void)user_data;
+    if (arg_json && strstr(arg_json, "\"hold\":true")) {
+        held_write = request; /* answered after the client is gone */
+        return;
+    }
     if (arg_json && strstr(arg_json, "\"ok\":true"))
         livecache_request_fulfill(request, "{\"written\":true}");
     else
@@ -1407,7 +1413,18 @@ static void mutation_fn_hook(void) {
     CHECK(s.result == LIVECACHE_RESULT_MUTATION && strstr(s.json, "refused by the hook") && strstr(s.json, "409"), "%d %s", (int)s.result, s.json);
     livecache_subscription *sub = NULL;
     CHECK_RC(livecache_subscribe(client, "write", NULL, recorder_cb, NULL, &sub), LIVECACHE_RESULT_WRONG_ENDPOINT_KIND);
+    /* A write still out when the client is freed: the callback runs with CLOSED before
+     * livecache_client_free returns. */
+    CHECK_OK(livecache_mutate(client, "write", "{\"hold\":true}", NULL, on_mutated, &s));
+    double deadline = now_seconds() + WAIT;
+    while (held_write == NULL && now_seconds() < deadline) sleep_ms(2);
+    CHECK(held_write != NULL, "the held write never reached the hook");
     livecache_client_free(client);
+    pthread_mutex_lock(&s.lock);
+    CHECK(s.calls == 3 && s.result == LIVECACHE_RESULT_CLOSED, "after free: %d calls, result %d", s.calls, (int)s.result);
+    pthread_mutex_unlock(&s.lock);
+    if (held_write) livecache_request_reject(held_write, NULL);
+    held_write = NULL;
     livecache_client *bad = NULL;
     CHECK_RC(livecache_client_new_with_options("{\"endpoints\": {\"write\": {\"query\": \"x\"}}}", NULL, hooks, &bad), LIVECACHE_RESULT_CONFIG);
     CHECK(strstr(livecache_last_error(), "mutationFn") != NULL, "message: %s", livecache_last_error());
