@@ -23,10 +23,10 @@ Chat port (one port, the `websockets` library):
   - `GET /seen`: what clients sent: `handshakes` and `requests` (the headers of the last 20
     upgrades / message fetches, names lower-case) and `frames` (the last 50 text frames).
   - `POST /post?...&silent=1`: stores the message without broadcasting it (one the stream loses).
-  - `POST /post?...&delayMs=N`: broadcasts at once but answers after N ms (a slow mutation);
-    `echoDelayMs=N` answers at once and broadcasts after N ms (a late echo); `hold=1` stores
-    (and broadcasts) only after `POST /release`, then answers (a slow write; `held` in
-    `GET /stats` counts the posts that waited); `fail=S` stores
+  - `POST /post?...&holdAnswer=1`: stores and broadcasts at once but answers only after
+    `POST /release` (a slow response); `holdEcho=1` answers at once and broadcasts after
+    `POST /release` (a late echo); `hold=1` stores (and broadcasts) only after `POST /release`,
+    then answers (a slow write). `held` in `GET /stats` counts what waits; `fail=S` stores
     nothing and answers status S (a failed mutation). Every `/post` counts in `posts`.
   - `POST /seed?channel=C&count=N`: stores N messages at once, silently (a long history, for
     benchmarks).
@@ -129,6 +129,10 @@ class Chat:
             if m["id"] > after:
                 await self._send(ws, json.dumps(m))
 
+    async def echo_on_release(self, message: dict) -> None:
+        await self.release.wait()
+        self.broadcast(json.dumps(message), message["channel"])
+
     def broadcast(self, frame: str, channel: str | None = None) -> None:
         for ws in list(self.sockets):
             subscribed = self.channels.get(ws)
@@ -200,13 +204,14 @@ class Chat:
                 # Stored only once a test says so (`POST /release`): other messages come first.
                 self.held += 1
                 await self.release.wait()
-            echo_delay = float(params.get("echoDelayMs") or 0) / 1000
-            silent = params.get("silent") == "1" or echo_delay > 0
-            message = self.post(params["channel"], params["userName"], params["text"], silent)
-            if echo_delay > 0:
-                asyncio.get_running_loop().call_later(echo_delay, self.broadcast, json.dumps(message), message["channel"])
-            if params.get("delayMs"):
-                await asyncio.sleep(float(params["delayMs"]) / 1000)
+            hold_echo = params.get("holdEcho") == "1"
+            message = self.post(params["channel"], params["userName"], params["text"], params.get("silent") == "1" or hold_echo)
+            if hold_echo:
+                self.held += 1
+                asyncio.ensure_future(self.echo_on_release(message))
+            if params.get("holdAnswer") == "1":
+                self.held += 1
+                await self.release.wait()
             return 200, message
         if method == "POST" and path == "/release":
             self.release.set()

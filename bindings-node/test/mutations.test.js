@@ -17,7 +17,9 @@ async function server() {
   const frames = []
   const sockets = new Set()
   const counts = { fetches: 0, posts: 0 }
-  const knobs = { postStatus: 201, echoDelayMs: 0 }
+  // holdEcho: a stored post's echo waits for `releaseEchoes()` (a late echo).
+  const knobs = { postStatus: 201, holdEcho: false }
+  const heldEchoes = []
   const broadcast = (m) => {
     for (const ws of sockets) ws.send(JSON.stringify(m))
   }
@@ -41,7 +43,7 @@ async function server() {
       const m = { id: stored.length + 1, channel, ...JSON.parse(body) }
       stored.push(m)
       // A late echo: the response (and the refetch it causes) come before the stream's copy.
-      if (knobs.echoDelayMs) setTimeout(() => broadcast(m), knobs.echoDelayMs)
+      if (knobs.holdEcho) heldEchoes.push(m)
       else broadcast(m)
       res.writeHead(201, { 'content-type': 'application/json' })
       res.end(JSON.stringify(m))
@@ -59,6 +61,9 @@ async function server() {
     counts,
     knobs,
     frames,
+    releaseEchoes() {
+      for (const m of heldEchoes.splice(0)) broadcast(m)
+    },
     /** Another user's message: stored and broadcast at once. */
     other(channel, text) {
       const m = { id: stored.length + 1, channel, text }
@@ -127,12 +132,13 @@ test('W1/W4: mutate resolves with the response after the invalidated entry refet
     const { rec, sub } = await subscribed(client)
     const fetches = srv.counts.fetches
     // The echo is late: only the refetch can show the message when mutate resolves (W4).
-    srv.knobs.echoDelayMs = 300
+    srv.knobs.holdEcho = true
     const result = await client.mutate('sendMessage', { channel: 'redux', text: 'from node' })
     assert.deepEqual(result, { id: 1, channel: 'redux', text: 'from node' })
     assert.equal(srv.counts.fetches, fetches + 1, 'one refetch, counted on the server')
     assert.deepEqual(sub.snapshot().data.map((m) => m.text), ['from node'])
     // The late echo is deduplicated by id: the message is there once.
+    srv.releaseEchoes()
     await waitFor('the echo', () => client.stats().messagesApplied >= 1)
     assert.deepEqual(sub.snapshot().data.map((m) => m.text), ['from node'])
     await settle(sub, rec)
@@ -194,7 +200,7 @@ test('W3: an optimistic post shows at once, stays above other messages, and its 
     const { rec, sub } = await subscribed(client, (ev, r) => {
       if (ev.type === 'snapshot' || ev.type === 'patch') states.push(structuredClone(r.data))
     })
-    srv.knobs.echoDelayMs = 300
+    srv.knobs.holdEcho = true
     const layer = { endpoint: 'getMessages', arg: 'redux', message: { id: 'local', text: 'mine', pending: true } }
     const done = client.mutate('sendMessage', { channel: 'redux', text: 'mine' }, { optimistic: [layer], confirm: { text: 'mine' } })
     const shown = sub.snapshot()
@@ -205,6 +211,7 @@ test('W3: an optimistic post shows at once, stays above other messages, and its 
     const after = sub.snapshot()
     assert.equal(after.optimistic, undefined, 'W4: confirmed when mutate resolves')
     assert.deepEqual(after.data, [{ id: 1, channel: 'redux', text: 'mine' }])
+    srv.releaseEchoes()
     srv.other('redux', 'someone else')
     await waitFor('the other message', () => sub.snapshot().data.length === 2)
     await settle(sub, rec)

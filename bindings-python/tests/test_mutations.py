@@ -2,7 +2,8 @@
 `websockets`) on 127.0.0.1: a mutation is the admin port's `POST /post` (JSON body), which
 stores the message and broadcasts it on the chat socket. The server counts message fetches, so
 invalidation is checked where it lands; slow answers and late echoes are the server's own
-`delayMs` / `echoDelayMs`. Every subscriber's events are replayed with `jsonpatch`."""
+`holdAnswer` / `holdEcho`, held until the test releases them. Every subscriber's events are
+replayed with `jsonpatch`."""
 
 from __future__ import annotations
 
@@ -39,14 +40,23 @@ def texts(sub: livecache.Subscription) -> List[str]:
     return [m["text"] for m in sub.snapshot()["data"]]
 
 
-@pytest.mark.parametrize("query", ["?delayMs=150", "?echoDelayMs=300"], ids=["slow-response", "late-echo"])
+@pytest.mark.parametrize("query", ["?holdAnswer=1", "?holdEcho=1"], ids=["slow-response", "late-echo"])
 def test_w1_w4_mutate_returns_after_the_refetch_landed(server: ChatServer, query: str) -> None:
     ev = Events()
     with livecache.Client(config(server, query)) as client:
         sub = client.subscribe("getMessages", "redux", on_event=ev)
         ready(sub)
         fetches = server.stats()["httpRequests"]
-        result = client.mutate("sendMessage", {"channel": "redux", "text": "from python"}).result(10)
+        done = client.mutate("sendMessage", {"channel": "redux", "text": "from python"})
+        if query == "?holdAnswer=1":
+            # The echo lands while the response is held: the message shows before mutate returns.
+            wait_until(lambda: "from python" in texts(sub), "the echo before the response")
+            assert not done.done()
+            server.call("POST", "/release")
+        result = done.result(10)
+        if query == "?holdEcho=1":
+            assert server.stats()["framesSent"] == 0, "the echo is still held: only the refetch shows the message"
+            server.call("POST", "/release")
         assert result["text"] == "from python" and result["channel"] == "redux"
         assert server.stats()["httpRequests"] == fetches + 1, "one refetch, counted on the server"
         # W4: whether the echo came first or not, the message is in the data now, once.

@@ -595,6 +595,28 @@ impl Driver {
         Ok(HostUpdate::new(result, self.host(), key.clone()))
     }
 
+    /// The HTTP request of a rendered `query` or `mutation`, its URL joined to `baseUrl`.
+    pub(crate) fn fetch_request(
+        &self,
+        key: String,
+        endpoint: &EndpointConfig,
+        arg: Option<Value>,
+        query: livecache_engine::request::RenderedQuery,
+        headers: livecache_engine::headers::Headers,
+    ) -> FetchRequest {
+        FetchRequest {
+            key,
+            endpoint: endpoint.name.clone(),
+            arg,
+            url: join_url(self.config.base_url.as_deref(), &query.url),
+            headers,
+            method: query.method,
+            body: query.body,
+            policy: endpoint.policy,
+            graphql: query.graphql,
+        }
+    }
+
     /// What starts one request of an entry: the host `queryFn`, else HTTP GET of `query`.
     fn start_fetch(self: &Arc<Self>, key: Arc<str>, entry: u64, request: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value>) {
         let hooks = self.endpoint_hooks(&endpoint.name);
@@ -615,20 +637,10 @@ impl Driver {
                 });
                 match (url, &self.query_source) {
                     (Some(Ok((query, headers))), Some(source)) => {
-                        let request = FetchRequest {
-                            key: key.to_string(),
-                            endpoint: endpoint.name.clone(),
-                            arg: arg.clone(),
-                            url: join_url(self.config.base_url.as_deref(), &query.url),
-                            headers,
-                            method: query.method,
-                            body: query.body,
-                            policy: endpoint.policy,
-                            graphql: query.graphql,
-                        };
+                        let request = self.fetch_request(key.to_string(), &endpoint, arg.clone(), query, headers);
                         match prepare {
                             None => source.fetch(request),
-                            Some(hook) => prepared_fetch(hook, source.clone(), request),
+                            Some(hook) => prepared_fetch(hook, source.clone(), request, "query"),
                         }
                     }
                     (Some(Err(e)), _) => std::future::ready(Err(serde_json::json!({"status": "CUSTOM_ERROR", "error": e}))).boxed(),
@@ -831,9 +843,14 @@ struct EntrySink {
 
 /// T1: a fetch whose headers the host's `prepareHeaders` has the last word on; its failure is
 /// the fetch's (`CUSTOM_ERROR`, rejected).
-fn prepared_fetch(hook: PrepareHeadersFn, source: Arc<dyn QuerySource>, mut request: FetchRequest) -> futures_util::future::BoxFuture<'static, Result<FetchResponse, FetchError>> {
+pub(crate) fn prepared_fetch(
+    hook: PrepareHeadersFn,
+    source: Arc<dyn QuerySource>,
+    mut request: FetchRequest,
+    kind: &'static str,
+) -> futures_util::future::BoxFuture<'static, Result<FetchResponse, FetchError>> {
     async move {
-        let context = HeaderContext { endpoint: &request.endpoint, arg: request.arg.as_ref(), url: &request.url, kind: "query" };
+        let context = HeaderContext { endpoint: &request.endpoint, arg: request.arg.as_ref(), url: &request.url, kind };
         match prepare_headers(&hook, &request.headers, context).await {
             Ok(headers) => {
                 request.headers = headers;

@@ -12,11 +12,8 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::config::EndpointConfig;
-use crate::driver::Driver;
+use crate::driver::{prepared_fetch, Driver};
 use crate::error::{Error, Result};
-use crate::prepare_headers::{prepare as prepare_headers, HeaderContext};
-use crate::template::join_url;
-use crate::transport::FetchRequest;
 
 impl Driver {
     /// W1 `mutate`: resolves with the response data once the mutation settled (W4), or with
@@ -68,34 +65,14 @@ impl Driver {
                 async move { sent.await.map(|()| Value::Null) }.boxed()
             }
             MutationRequest::Http { query, headers } => {
-                let request = FetchRequest {
-                    key: endpoint.name.clone(),
-                    endpoint: endpoint.name.clone(),
-                    arg: arg.clone(),
-                    url: join_url(self.config.base_url.as_deref(), &query.url),
-                    headers,
-                    method: query.method,
-                    body: query.body,
-                    policy: endpoint.policy,
-                    graphql: query.graphql,
-                };
-                let source = self.query_source.clone();
+                let request = self.fetch_request(endpoint.name.clone(), &endpoint, arg, query, headers);
                 let prepare = self.endpoint_hooks(&endpoint.name).and_then(|h| h.prepare_headers.clone());
-                async move {
-                    let Some(source) = source else {
-                        return Err(Error::Mutation(json!({"status": "FETCH_ERROR", "error": "no HTTP transport in this build"})));
-                    };
-                    let mut request = request;
-                    if let Some(hook) = prepare {
-                        let context = HeaderContext { endpoint: &request.endpoint, arg: request.arg.as_ref(), url: &request.url, kind: "mutation" };
-                        match prepare_headers(&hook, &request.headers, context).await {
-                            Ok(h) => request.headers = h,
-                            Err(error) => return Err(Error::Mutation(json!({"status": "CUSTOM_ERROR", "error": error}))),
-                        }
-                    }
-                    source.fetch(request).await.map(|r| r.data).map_err(Error::Mutation)
-                }
-                .boxed()
+                let fetched = match (&self.query_source, prepare) {
+                    (None, _) => std::future::ready(Err(json!({"status": "FETCH_ERROR", "error": "no HTTP transport in this build"}))).boxed(),
+                    (Some(source), None) => source.fetch(request),
+                    (Some(source), Some(hook)) => prepared_fetch(hook, source.clone(), request, "mutation"),
+                };
+                async move { fetched.await.map(|r| r.data).map_err(Error::Mutation) }.boxed()
             }
         };
         let weak = Arc::downgrade(self);
