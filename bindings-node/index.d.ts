@@ -214,7 +214,20 @@ export interface EndpointHooks<D = any, A = any> {
     headers: Record<string, string>,
     context: { endpoint: string; arg: A; url: string; kind: 'query' | 'mutation' | 'stream' },
   ) => Record<string, string | null> | Promise<Record<string, string | null>>
+  /** W1: makes the endpoint a mutation whose write this is (no `query`, `stream` or `mutation`
+   * beside it); a thrown value is the `MutationError`'s, as for `queryFn`. */
+  mutationFn?: (arg: A) => any | Promise<any>
+  /** W2: the tags a query entry provides, after every fetch and `upsertQueryData`, instead of the
+   * config's `providesTags`. Synchronous. An unknown tag type or a throw is an `error` event
+   * (reason `hook`) after a fetch, and a `PatchError` from `upsertQueryData`. */
+  providesTags?: (data: D, arg: A) => Tag[]
+  /** W2: the tags a mutation invalidates when it settles (success or failure), instead of the
+   * config's `invalidatesTags`. Synchronous. An unknown tag type or a throw fails the mutation
+   * with `{status: 'CUSTOM_ERROR', error, data}` (`data` is the write's own answer). */
+  invalidatesTags?: (result: any | undefined, error: { status: unknown; data?: unknown; error?: string } | undefined, arg: A) => Tag[]
 }
+/** W2: a tag, `"Type"` or `{type, id}`. */
+export type Tag = string | { type: string; id?: unknown }
 export type Hooks = Record<string, EndpointHooks>
 
 export declare class Subscription<D = any> {
@@ -257,7 +270,7 @@ export declare class Client {
    * landed (W4); rejects with MutationError, WrongEndpointKind or InvalidArgument. */
   mutate<R = any>(endpoint: string, arg?: unknown, options?: MutateOptions): Promise<R>
   /** W2: refetch the subscribed entries providing a matching tag, remove the unused ones. */
-  invalidateTags(tags: Array<string | { type: string; id?: unknown }>): void
+  invalidateTags(tags: Tag[]): void
   /** T1: closes the entry's stream and connects again at once, with fresh headers. */
   reconnect(endpoint: string, arg?: unknown): void
   pushMessage(endpoint: string, arg: unknown, message: unknown): void

@@ -34,8 +34,19 @@ const LIFECYCLE_LOADED = 6
 const LIFECYCLE_REMOVED = 7
 const PREPARE_HEADERS = 8
 const MUTATION_FN = 9
+const PROVIDES_TAGS = 10
+const INVALIDATES_TAGS = 11
 
-const HOOK_NAMES = ['queryFn', 'transformResponse', 'onMessage', 'onCacheEntryAdded', 'prepareHeaders', 'mutationFn']
+const HOOK_NAMES = [
+  'queryFn',
+  'transformResponse',
+  'onMessage',
+  'onCacheEntryAdded',
+  'prepareHeaders',
+  'mutationFn',
+  'providesTags',
+  'invalidatesTags',
+]
 
 /** Reports a callback's exception as an uncaught exception, after the others ran (SPEC §5). */
 function reportUncaught(e) {
@@ -55,6 +66,21 @@ function messageOf(e) {
 
 function argOf(call) {
   return Object.prototype.hasOwnProperty.call(call, 'a') ? call.a : undefined
+}
+
+/** W2: a tags hook's answer, `{tags}` or `{error}`; the engine checks the tags themselves. The
+ * hooks are synchronous, as RTK Query's are: a promise is refused rather than awaited. */
+function tagsAnswer(name, thunk) {
+  let tags
+  try {
+    tags = thunk()
+  } catch (e) {
+    return { error: messageOf(e) }
+  }
+  if (tags !== null && typeof tags === 'object' && typeof tags.then === 'function') {
+    return { error: `${name} returned a promise; it must return the tags` }
+  }
+  return { tags: tags === undefined ? null : tags }
 }
 
 /** A failed `queryFn` as the entry's `error` (L6): a thrown Error becomes RTK's CUSTOM_ERROR shape;
@@ -245,7 +271,8 @@ class Client {
 
   /**
    * @param config SPEC §2 config, as an object or JSON text.
-   * @param hooks `{ [endpoint]: { queryFn, transformResponse, onMessage, onCacheEntryAdded } }`
+   * @param hooks `{ [endpoint]: { queryFn, transformResponse, onMessage, onCacheEntryAdded, prepareHeaders,
+   *   mutationFn, providesTags, invalidatesTags } }`
    * @param options `{ clock: 'system' | 'manual' }`: `'manual'` is virtual time moved by `advance(ms)`
    */
   constructor(config, hooks = {}, options = {}) {
@@ -446,6 +473,28 @@ class Client {
         const call = JSON.parse(payload)
         const fn = this.#hooks[call.e].transformResponse
         this.#answer(id, () => fn(call.d, argOf(call)), (v) => toJSONText(v === undefined ? null : v), messageOf)
+        return
+      }
+      case PROVIDES_TAGS:
+      case INVALIDATES_TAGS: {
+        const call = JSON.parse(payload)
+        const answer =
+          kind === PROVIDES_TAGS
+            ? tagsAnswer('providesTags', () => this.#hooks[call.e].providesTags(call.d, argOf(call)))
+            : tagsAnswer('invalidatesTags', () =>
+                this.#hooks[call.e].invalidatesTags(call.r === null ? undefined : call.r, call.x === null ? undefined : call.x, argOf(call)),
+              )
+        if (answer.error !== undefined) this.#complete(id, false, answer.error)
+        else {
+          let text
+          try {
+            text = toJSONText(answer.tags)
+          } catch (e) {
+            this.#complete(id, false, messageOf(e))
+            return
+          }
+          this.#complete(id, true, text)
+        }
         return
       }
       case PREPARE_HEADERS: {
@@ -654,7 +703,18 @@ class Client {
   /** L9: sets the data, creating a fulfilled entry if absent. */
   upsertQueryData(endpoint, arg, data) {
     const text = toJSONText(data === undefined ? null : data)
-    native(() => this.#native.upsertQueryData(String(endpoint), argText(arg), text))
+    // W2: providesTags runs here, on this thread; the engine checks what it answered.
+    const hook = this.#hooks[endpoint] && this.#hooks[endpoint].providesTags
+    let tags
+    if (hook !== undefined) {
+      const answer = tagsAnswer('providesTags', () => hook(data === undefined ? null : data, arg))
+      try {
+        tags = toJSONText(answer)
+      } catch (e) {
+        tags = JSON.stringify({ error: messageOf(e) })
+      }
+    }
+    native(() => this.#native.upsertQueryData(String(endpoint), argText(arg), text, tags))
   }
 
   /** L5: re-runs the query. */

@@ -245,6 +245,32 @@ typedef void (*livecache_transform_fn)(void *user_data,
                                        livecache_update *update);
 
 /**
+ * W2 `providesTags`: the tags of one entry's data, answered on `tags` with
+ * `livecache_update_set_data` and a JSON list of `"Type"` / `{"type", "id"}` (types from
+ * `tagTypes`); untouched is no tags; `livecache_update_fail` is the hook's failure (after a fetch
+ * the data is kept and subscribers get an `error` event, reason `hook`; `livecache_upsert_query_data`
+ * returns `PATCH_FAILED`). Runs on an engine thread after each fetch, and on the calling thread
+ * inside `livecache_upsert_query_data`; pointers live only during the call.
+ */
+typedef void (*livecache_provides_tags_fn)(void *user_data,
+                                           const char *data_json,
+                                           const char *arg_json,
+                                           livecache_update *tags);
+
+/**
+ * W2 `invalidatesTags`: the tags a mutation invalidates, once when it settles: `result_json` is
+ * its result (NULL on failure), `error_json` its error value `{status, data}` (NULL on success).
+ * Answered as `livecache_provides_tags_fn` is; a failure or an unknown tag type makes the
+ * mutation fail (`MUTATION_FAILED`, `{"status": "CUSTOM_ERROR", "error", "data"}` with the write's
+ * own answer as `data`). Runs on an engine thread; pointers live only during the call.
+ */
+typedef void (*livecache_invalidates_tags_fn)(void *user_data,
+                                              const char *result_json,
+                                              const char *error_json,
+                                              const char *arg_json,
+                                              livecache_update *tags);
+
+/**
  * `onCacheEntryAdded`: called once per entry lifetime (SPEC L1) right after the entry is created,
  * with the arg (`arg_json`, NULL for "no arg", valid during the call) and a lifecycle handle the
  * hook now owns. Runs on an engine thread: do not wait there — hand the handle to a thread of
@@ -772,6 +798,35 @@ livecache_result livecache_hooks_set_transform_response(livecache_hooks *hooks,
                                                         const char *endpoint,
                                                         livecache_transform_fn transform,
                                                         void *user_data);
+
+/**
+ * Sets the `providesTags` hook of `endpoint` (W2), in place of the config's `providesTags`
+ * (both is a `CONFIG` error from `livecache_client_new_with_options`). `user_data` must stay
+ * valid until the client is freed.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+ *
+ * # Safety
+ * As `livecache_hooks_set_query_fn`.
+ */
+livecache_result livecache_hooks_set_provides_tags(livecache_hooks *hooks,
+                                                   const char *endpoint,
+                                                   livecache_provides_tags_fn provides_tags,
+                                                   void *user_data);
+
+/**
+ * Sets the `invalidatesTags` hook of mutation endpoint `endpoint` (W2), in place of the
+ * config's `invalidatesTags`. `user_data` must stay valid until the client is freed.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+ *
+ * # Safety
+ * As `livecache_hooks_set_query_fn`.
+ */
+livecache_result livecache_hooks_set_invalidates_tags(livecache_hooks *hooks,
+                                                      const char *endpoint,
+                                                      livecache_invalidates_tags_fn invalidates_tags,
+                                                      void *user_data);
 
 /**
  * Sets the `onCacheEntryAdded` hook of `endpoint`: called once per entry lifetime with a

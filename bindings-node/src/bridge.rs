@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{MessageUpdate, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, QueryFn, TransformFn};
+use livecache_core::hooks::{InvalidatesTagsFn, MessageUpdate, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, ProvidesTagsFn, QueryFn, TransformFn};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Error, Hooks, Lifecycle, PatchOp};
 use napi::bindgen_prelude::{FnArgs, Unknown};
@@ -36,6 +36,10 @@ pub mod kind {
     pub const PREPARE_HEADERS: u32 = 8;
     /// W1 `mutationFn(arg)`; answered as a `queryFn` is.
     pub const MUTATION_FN: u32 = 9;
+    /// W2 `providesTags(data, arg)`, synchronous.
+    pub const PROVIDES_TAGS: u32 = 10;
+    /// W2 `invalidatesTags(result, error, arg)`, synchronous.
+    pub const INVALIDATES_TAGS: u32 = 11;
 }
 
 pub type HostCalls =
@@ -130,6 +134,8 @@ impl Bridge {
                     "queryFn" => eh.query_fn = Some(self.query_fn(endpoint, kind::QUERY_FN)),
                     "mutationFn" => eh.mutation_fn = Some(self.query_fn(endpoint, kind::MUTATION_FN)),
                     "transformResponse" => eh.transform_response = Some(self.transform_response(endpoint)),
+                    "providesTags" => eh.provides_tags = Some(self.provides_tags(endpoint)),
+                    "invalidatesTags" => eh.invalidates_tags = Some(self.invalidates_tags(endpoint)),
                     "onMessage" => eh.on_messages = Some(self.on_messages(endpoint)),
                     "onCacheEntryAdded" => eh.on_cache_entry_added = Some(self.on_cache_entry_added(endpoint)),
                     "prepareHeaders" => eh.prepare_headers = Some(self.prepare_headers(endpoint)),
@@ -187,12 +193,40 @@ impl Bridge {
         Arc::new(move |data: Value, arg: Option<Value>| {
             let payload = to_text(&HookCall { e: &endpoint, a: arg.as_ref(), d: Some(&data), ..HookCall::default() });
             drop(data);
-            let (ok, text) = bridge.call_blocking(kind::TRANSFORM_RESPONSE, payload);
-            if !ok {
-                return Err(text);
-            }
-            livecache_core::json::parse_host(&text).map_err(|e| format!("returned an invalid value: {e}"))
+            bridge.sync_answer(kind::TRANSFORM_RESPONSE, payload)
         })
+    }
+
+    /// W2: runs on an engine thread after a fetch (an `upsertQueryData` from JavaScript computes
+    /// its tags in `index.js` instead: this thread is the one that would answer).
+    fn provides_tags(self: &Arc<Self>, endpoint: &str) -> ProvidesTagsFn {
+        let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
+        Arc::new(move |data: &Value, arg: Option<&Value>| {
+            let payload = to_text(&HookCall { e: &endpoint, a: arg, d: Some(data), ..HookCall::default() });
+            bridge.sync_answer(kind::PROVIDES_TAGS, payload)
+        })
+    }
+
+    /// W2: runs on an engine thread when a mutation settles.
+    fn invalidates_tags(self: &Arc<Self>, endpoint: &str) -> InvalidatesTagsFn {
+        let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
+        Arc::new(move |result: Option<&Value>, error: Option<&Value>, arg: Option<&Value>| {
+            let mut call = json!({"e": endpoint, "r": result, "x": error});
+            if let Some(a) = arg {
+                call["a"] = a.clone(); // absent for "no arg" (K1), as in HookCall
+            }
+            let payload = to_text(&call);
+            bridge.sync_answer(kind::INVALIDATES_TAGS, payload)
+        })
+    }
+
+    /// A synchronous hook's answer: the value it returned, or what it threw.
+    fn sync_answer(&self, call_kind: u32, payload: String) -> Result<Value, String> {
+        let (ok, text) = self.call_blocking(call_kind, payload);
+        if !ok {
+            return Err(text);
+        }
+        livecache_core::json::parse_host(&text).map_err(|e| format!("returned an invalid value: {e}"))
     }
 
     /// `onMessage`, batched: the messages queued for an entry cross in one call, so a burst costs

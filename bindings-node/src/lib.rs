@@ -264,11 +264,24 @@ impl NativeClient {
         Ok(update_text(&result))
     }
 
+    /// `tags_json`: the endpoint's `providesTags` answer, computed by `index.js` in this call
+    /// (`{"tags": …}`, or `{"error": "…"}` when it threw): the hook cannot be called back from
+    /// here, this being the JavaScript thread that would answer it.
     #[napi]
-    pub fn upsert_query_data(&self, endpoint: String, arg_json: String, data_json: String) -> napi::Result<()> {
+    pub fn upsert_query_data(&self, endpoint: String, arg_json: String, data_json: String, tags_json: Option<String>) -> napi::Result<()> {
         let arg = arg_of(&arg_json)?;
         let data = parse(&data_json)?;
-        self.client.upsert_query_data(&endpoint, arg, data).map_err(to_napi)
+        let tags = match tags_json {
+            None => None,
+            Some(text) => {
+                let answer = parse(&text)?;
+                Some(match answer.get("error") {
+                    Some(e) => Err(e.as_str().map_or_else(|| e.to_string(), str::to_owned)),
+                    None => Ok(answer.get("tags").cloned().unwrap_or(Value::Null)),
+                })
+            }
+        };
+        self.client.upsert_query_data_tagged(&endpoint, arg, data, tags).map_err(to_napi)
     }
 
     #[napi]

@@ -275,3 +275,137 @@ test('W1: a mutationFn hook is the write; a throw is a MutationError; beside a q
     }
     assert.throws(() => new Client(cfg, { getMessages: { mutationFn: () => 1 } }), (e) => e.code === 'ConfigError' && /mutationFn/.test(e.message))
   }))
+
+/** The config without its tag lists, and a client whose tags hooks stand in for them. */
+async function withTagsHooks(hooks, body) {
+  const srv = await server()
+  const cfg = config(srv.port)
+  delete cfg.endpoints.getMessages.providesTags
+  delete cfg.endpoints.sendMessage.invalidatesTags
+  const client = new Client(cfg, hooks)
+  try {
+    await body(srv, client)
+  } finally {
+    await client.close()
+    await srv.close()
+  }
+}
+
+test('W2: providesTags and invalidatesTags hooks compute the tags; upsertQueryData runs providesTags', () => {
+  const provided = []
+  const invalidated = []
+  const hooks = {
+    getMessages: {
+      providesTags: (data, arg) => {
+        provided.push({ data, arg })
+        return [{ type: 'Messages', id: arg }]
+      },
+    },
+    sendMessage: {
+      invalidatesTags: (result, error, arg) => {
+        invalidated.push({ result, error, arg })
+        return [{ type: 'Messages', id: arg.channel }]
+      },
+    },
+  }
+  return withTagsHooks(hooks, async (srv, client) => {
+    const { sub } = await subscribed(client)
+    assert.deepEqual(provided.at(-1), { data: sub.snapshot().data, arg: 'redux' }, 'it got the fetched data and the arg')
+    const fetches = srv.counts.fetches
+    const arg = { channel: 'redux', text: 'tagged by a hook' }
+    const result = await client.mutate('sendMessage', arg)
+    assert.equal(srv.counts.fetches, fetches + 1, 'the hook tag matched the hook-provided one')
+    assert.deepEqual(invalidated.at(-1), { result, error: undefined, arg })
+    // On failure: no result, the error value; its tags still apply (RTK).
+    srv.knobs.postStatus = 500
+    await assert.rejects(client.mutate('sendMessage', arg), MutationError)
+    assert.equal(invalidated.at(-1).result, undefined)
+    assert.equal(invalidated.at(-1).error.status, 500)
+    assert.equal(srv.counts.fetches, fetches + 2)
+    client.upsertQueryData('getMessages', 'general', [])
+    assert.deepEqual(provided.at(-1), { data: [], arg: 'general' })
+    client.invalidateTags([{ type: 'Messages', id: 'general' }])
+    expectThrows(() => client.snapshot('getMessages', 'general'), NotFound, 'NotFound') // unused and invalidated: removed
+    sub.unsubscribe()
+  })
+})
+
+test('W2: tags hooks that throw or answer unknown types are clear errors; nothing is invalidated', () => {
+  const hooks = {
+    getMessages: {
+      providesTags: (data, arg) => {
+        if (arg === 'bad') return ['Messages', 'Users']
+        if (arg === 'fails') throw new Error('no tags today')
+        if (arg === 'async') return Promise.resolve(['Messages'])
+        return [{ type: 'Messages', id: arg }]
+      },
+    },
+    sendMessage: {
+      invalidatesTags: (result, error, arg) => {
+        if (arg.text === 'bad') return [{ type: 'Nope', id: 1 }]
+        throw new Error('cannot tell')
+      },
+    },
+  }
+  return withTagsHooks(hooks, async (srv, client) => {
+    const cases = [
+      ['bad', /"Users" is not in tagTypes/],
+      ['fails', /providesTags failed: no tags today/],
+      ['async', /returned a promise/],
+    ]
+    for (const [arg, words] of cases) {
+      const rec = new Recorder()
+      const sub = client.subscribe('getMessages', arg, rec.onEvent)
+      await waitFor(`the ${arg} error`, () => rec.types().includes('error'))
+      const error = rec.events.find((e) => e.type === 'error')
+      assert.equal(error.reason, 'hook')
+      assert.match(error.message, words)
+      assert.ok(rec.types().indexOf('snapshot') < rec.types().indexOf('error'), 'the data first, then the error')
+      assert.deepEqual(sub.snapshot().data, [], 'the data is kept')
+      sub.unsubscribe()
+    }
+    client.invalidateTags(['Messages'])
+    assert.equal(client.stats().invalidations, 0, 'those entries provide no tags')
+    // upsertQueryData: refused, nothing changed.
+    for (const [arg, words] of cases) {
+      const e = expectThrows(() => client.upsertQueryData('getMessages', arg, [{ text: 'upserted' }]), LivecacheError, 'PatchError')
+      assert.match(e.message, words)
+      assert.deepEqual(client.snapshot('getMessages', arg).data, [], 'not upserted')
+    }
+    const posts = srv.counts.posts
+    for (const [text, words] of [['bad', /"Nope" is not in tagTypes/], ['other', /invalidatesTags failed: cannot tell/]]) {
+      const e = await client.mutate('sendMessage', { channel: 'redux', text }).then(
+        () => assert.fail('should fail'),
+        (e) => e,
+      )
+      assert.ok(e instanceof MutationError, `${e}`)
+      assert.equal(e.status, 'CUSTOM_ERROR')
+      assert.match(e.error.error, words)
+      assert.equal(e.data.text, text, "data is the write's own answer")
+    }
+    assert.equal(srv.counts.posts, posts + 2, 'the writes happened')
+    assert.equal(client.stats().invalidations, 0)
+  })
+})
+
+test('W2: a tags hook beside its config key, or on the wrong endpoint kind, is a ConfigError', async () => {
+  const srv = await server()
+  try {
+    const tagged = config(srv.port)
+    const untagged = config(srv.port)
+    delete untagged.endpoints.getMessages.providesTags
+    delete untagged.endpoints.sendMessage.invalidatesTags
+    const tags = () => []
+    const cases = [
+      [tagged, { getMessages: { providesTags: tags } }, /hooks\.getMessages\.providesTags.*in its config too/],
+      [tagged, { sendMessage: { invalidatesTags: tags } }, /hooks\.sendMessage\.invalidatesTags.*in its config too/],
+      [untagged, { getMessages: { invalidatesTags: tags } }, /hooks\.getMessages\.invalidatesTags.*mutation endpoint/],
+      [untagged, { sendMessage: { providesTags: tags } }, /hooks\.sendMessage.*providesTags/],
+    ]
+    for (const [cfg, hooks, words] of cases) {
+      assert.throws(() => new Client(cfg, hooks), (e) => e.code === 'ConfigError' && words.test(e.message), String(words))
+    }
+  } finally {
+    await srv.close()
+  }
+})

@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{message_base, MessageBase, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, QueryFn, TransformFn};
+use livecache_core::hooks::{
+    message_base, InvalidatesTagsFn, MessageBase, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, ProvidesTagsFn, QueryFn, TransformFn,
+};
 use livecache_core::json::{within_depth, MAX_DEPTH};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Hooks, Lifecycle, MessageUpdate, PatchOp};
@@ -32,7 +34,16 @@ use crate::convert::{from_py, to_py};
 use crate::errors::ConfigError;
 use crate::lifecycle::NativeLifecycle;
 
-const HOOK_NAMES: [&str; 6] = ["query_fn", "transform_response", "on_message", "on_cache_entry_added", "prepare_headers", "mutation_fn"];
+const HOOK_NAMES: [&str; 8] = [
+    "query_fn",
+    "transform_response",
+    "on_message",
+    "on_cache_entry_added",
+    "prepare_headers",
+    "mutation_fn",
+    "provides_tags",
+    "invalidates_tags",
+];
 
 /// The answer of a Python hook, sent back to the engine once (from any thread).
 #[pyclass(frozen, module = "livecache._livecache")]
@@ -152,6 +163,36 @@ fn transform_response(f: Py<PyAny>) -> TransformFn {
             let a = arg_to_py(py, arg.as_ref()).map_err(|e| e.to_string())?;
             let r = f.call1(py, (d, a)).map_err(|e| e.to_string())?;
             from_py(r.bind(py)).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|| Err("the interpreter is shutting down".into()))
+    })
+}
+
+/// W2 `provides_tags(data, arg)`, synchronous: the list it returns, or its exception's text.
+fn provides_tags(f: Py<PyAny>) -> ProvidesTagsFn {
+    Arc::new(move |data: &Value, arg: Option<&Value>| {
+        Python::try_attach(|py| -> Result<Value, String> {
+            let d = to_py(py, data).map_err(|e| e.to_string())?;
+            let a = arg_to_py(py, arg).map_err(|e| e.to_string())?;
+            let r = f.call1(py, (d, a)).map_err(|e| e.to_string())?;
+            from_py(r.bind(py)).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|| Err("the interpreter is shutting down".into()))
+    })
+}
+
+/// W2 `invalidates_tags(result, error, arg)`, synchronous; `None` stands for the side that is not.
+fn invalidates_tags(f: Py<PyAny>) -> InvalidatesTagsFn {
+    Arc::new(move |result: Option<&Value>, error: Option<&Value>, arg: Option<&Value>| {
+        Python::try_attach(|py| -> Result<Value, String> {
+            let optional = |v: Option<&Value>| match v {
+                Some(v) => to_py(py, v).map_err(|e| e.to_string()),
+                None => Ok(py.None().into_bound(py)),
+            };
+            let (r, e) = (optional(result)?, optional(error)?);
+            let a = arg_to_py(py, arg).map_err(|e| e.to_string())?;
+            let out = f.call1(py, (r, e, a)).map_err(|e| e.to_string())?;
+            from_py(out.bind(py)).map_err(|e| e.to_string())
         })
         .unwrap_or_else(|| Err("the interpreter is shutting down".into()))
     })
@@ -303,7 +344,7 @@ fn on_cache_entry_added(runner: Py<PyAny>, f: Option<Py<PyAny>>, replicas: Optio
 }
 
 /// `hooks`: `{endpoint: {"query_fn": f, "transform_response": f, "on_message": f, "on_cache_entry_added": f,
-/// "prepare_headers": f}}`.
+/// "prepare_headers": f, "mutation_fn": f, "provides_tags": f, "invalidates_tags": f}}`.
 pub fn build_hooks(py: Python<'_>, hooks: Option<&Bound<'_, PyAny>>, runner: &Py<PyAny>) -> PyResult<Hooks> {
     let mut out = Hooks::new();
     let Some(hooks) = hooks.filter(|h| !h.is_none()) else { return Ok(out) };
@@ -340,6 +381,8 @@ pub fn build_hooks(py: Python<'_>, hooks: Option<&Bound<'_, PyAny>>, runner: &Py
                 // W1: the same call as a query_fn; its QueryError value is the MutationError's.
                 "mutation_fn" => eh.mutation_fn = Some(query_fn(runner.clone_ref(py), f)),
                 "transform_response" => eh.transform_response = Some(transform_response(f)),
+                "provides_tags" => eh.provides_tags = Some(provides_tags(f)),
+                "invalidates_tags" => eh.invalidates_tags = Some(invalidates_tags(f)),
                 "prepare_headers" => eh.prepare_headers = Some(prepare_headers(runner.clone_ref(py), f)),
                 "on_message" => {
                     let replicas: Replicas = Default::default();

@@ -222,3 +222,107 @@ def test_w1_a_mutation_fn_hook_writes_and_its_query_error_is_the_mutation_error(
             client.subscribe("note")
     with pytest.raises(livecache.ConfigError, match="mutationFn"):
         livecache.Client(c, {"getMessages": {"mutation_fn": note}})
+
+
+def untagged(server: ChatServer, query: str = "") -> Dict[str, Any]:
+    """The config without its tag lists, for the tags hooks to stand in for them."""
+    c = config(server, query)
+    del c["endpoints"]["getMessages"]["providesTags"]
+    del c["endpoints"]["sendMessage"]["invalidatesTags"]
+    return c
+
+
+def test_w2_tags_hooks_compute_what_is_provided_and_invalidated(server: ChatServer) -> None:
+    provided: List[Any] = []
+    invalidated: List[Any] = []
+
+    def provides(data: Any, arg: Any) -> Any:
+        provided.append((data, arg))
+        return [{"type": "Messages", "id": arg}]
+
+    def invalidates(result: Any, error: Any, arg: Any) -> Any:
+        invalidated.append((result, error, arg))
+        return [{"type": "Messages", "id": arg["channel"]}]
+
+    hooks: Dict[str, Dict[str, Any]] = {"getMessages": {"provides_tags": provides}, "sendMessage": {"invalidates_tags": invalidates}}
+    with livecache.Client(untagged(server), hooks) as client:
+        sub = client.subscribe("getMessages", "redux")
+        ready(sub)
+        assert provided[-1] == (sub.snapshot()["data"], "redux"), "it got the fetched data and the arg"
+        fetches = server.stats()["httpRequests"]
+        arg = {"channel": "redux", "text": "tagged by a hook"}
+        result = client.mutate("sendMessage", arg).result(10)
+        assert server.stats()["httpRequests"] == fetches + 1, "the hook's tag matched the hook-provided one"
+        assert invalidated[-1] == (result, None, arg)
+        client.upsert_query_data("getMessages", "general", [])
+        assert provided[-1] == ([], "general")
+        client.invalidate_tags([{"type": "Messages", "id": "general"}])
+        with pytest.raises(livecache.NotFound):
+            client.snapshot("getMessages", "general")
+    # On failure: no result, the error value; its tags still apply (RTK).
+    with livecache.Client(untagged(server, "?fail=500"), hooks) as client:
+        sub = client.subscribe("getMessages", "redux")
+        ready(sub)
+        fetches = server.stats()["httpRequests"]
+        with pytest.raises(livecache.MutationError):
+            client.mutate("sendMessage", {"channel": "redux", "text": "refused"}).result(10)
+        result, error, _ = invalidated[-1]
+        assert result is None and error["status"] == 500, invalidated[-1]
+        assert server.stats()["httpRequests"] == fetches + 1
+
+
+def test_w2_tags_hooks_that_raise_or_answer_unknown_types_are_clear_errors(server: ChatServer) -> None:
+    def provides(data: Any, arg: Any) -> Any:
+        if arg == "bad":
+            return ["Messages", "Users"]
+        if arg == "fails":
+            raise ValueError("no tags today")
+        return [{"type": "Messages", "id": arg}]
+
+    def invalidates(result: Any, error: Any, arg: Any) -> Any:
+        if arg["text"] == "bad":
+            return [{"type": "Nope", "id": 1}]
+        raise RuntimeError("cannot tell")
+
+    hooks: Dict[str, Dict[str, Any]] = {"getMessages": {"provides_tags": provides}, "sendMessage": {"invalidates_tags": invalidates}}
+    cases = [("bad", '"Users" is not in tagTypes'), ("fails", "providesTags failed: ValueError: no tags today")]
+    with livecache.Client(untagged(server), hooks) as client:
+        for arg, words in cases:
+            ev = Events()
+            sub = client.subscribe("getMessages", arg, on_event=ev)
+            ev.wait_for("error")
+            error = next(e for e in ev.items if e["type"] == "error")
+            assert error["reason"] == "hook" and words in error["message"], error
+            assert ev.types().index("snapshot") < ev.types().index("error"), "the data first, then the error"
+            assert sub.snapshot()["data"] == [], "the data is kept"
+            sub.unsubscribe()
+        client.invalidate_tags(["Messages"])
+        assert client.stats()["invalidations"] == 0, "those entries provide no tags"
+        for arg, words in cases:
+            with pytest.raises(livecache.PatchError, match=words.split(":")[0]):
+                client.upsert_query_data("getMessages", arg, [{"text": "upserted"}])
+            assert client.snapshot("getMessages", arg)["data"] == [], "not upserted"
+        posts = server.stats()["posts"]
+        for text, words in [("bad", '"Nope" is not in tagTypes'), ("other", "invalidatesTags failed: RuntimeError: cannot tell")]:
+            with pytest.raises(livecache.MutationError) as info:
+                client.mutate("sendMessage", {"channel": "redux", "text": text}).result(10)
+            assert info.value.status == "CUSTOM_ERROR"
+            assert words in info.value.error["error"], info.value.error
+            assert info.value.data["text"] == text, "data is the write's own answer"
+        assert server.stats()["posts"] == posts + 2, "the writes happened"
+        assert client.stats()["invalidations"] == 0
+
+
+def test_w2_a_tags_hook_beside_its_config_key_or_on_the_wrong_kind_is_a_config_error(server: ChatServer) -> None:
+    def tags(*_: Any) -> Any:
+        return []
+
+    cases = [
+        (config(server), {"getMessages": {"provides_tags": tags}}, r"hooks\.getMessages\.providesTags.*in its config too"),
+        (config(server), {"sendMessage": {"invalidates_tags": tags}}, r"hooks\.sendMessage\.invalidatesTags.*in its config too"),
+        (untagged(server), {"getMessages": {"invalidates_tags": tags}}, r"hooks\.getMessages\.invalidatesTags.*mutation endpoint"),
+        (untagged(server), {"sendMessage": {"provides_tags": tags}}, r"hooks\.sendMessage.*providesTags"),
+    ]
+    for c, hooks, words in cases:
+        with pytest.raises(livecache.ConfigError, match=words):
+            livecache.Client(c, hooks)

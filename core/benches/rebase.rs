@@ -37,7 +37,7 @@ fn engine(n: usize, layers: usize) -> (Engine<u8>, Arc<str>, u64) {
     let mut out = Vec::new();
     engine.take_outputs(&mut out);
     let request = out.iter().find_map(|o| if let Output::Fetch { request, .. } = o { Some(*request) } else { None }).unwrap();
-    engine.fetch_done(&key, entry, request, Ok(livecache_engine::Fetched { data: entities(n), meta: Value::Null }));
+    engine.fetch_done(&key, entry, request, Ok(livecache_engine::Fetched::new(entities(n), Value::Null)));
     for k in 0..layers {
         engine.mutate("setOnline", Some(json!(k * 13 % n))).unwrap();
     }

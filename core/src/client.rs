@@ -196,8 +196,16 @@ impl Client {
     }
 
     /// `upsertQueryData`: sets the data, creating a fulfilled entry (with no subscriber, L7) if absent.
+    /// The endpoint's `providesTags` hook (W2), if any, runs in this call.
     pub fn upsert_query_data(&self, endpoint: &str, arg: Option<Value>, data: Value) -> Result<()> {
-        self.driver.upsert(endpoint, arg, data)
+        self.driver.upsert(endpoint, arg, data, None)
+    }
+
+    /// `upsertQueryData` with the `providesTags` answer the host already computed for `data`
+    /// (W2), for a host whose hooks cannot be called from inside its own call (a JavaScript
+    /// thread): `Some` is used instead of running the hook; `None` is `upsert_query_data`.
+    pub fn upsert_query_data_tagged(&self, endpoint: &str, arg: Option<Value>, data: Value, tags: Option<crate::hooks::HostTags>) -> Result<()> {
+        self.driver.upsert(endpoint, arg, data, tags)
     }
 
     /// W1 `mutate`: runs the mutation endpoint's request with `arg`; resolves with the
@@ -219,6 +227,21 @@ impl Client {
     /// outcome, which failures of the write itself reach.
     pub fn start_mutation(&self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> Result<impl Future<Output = Result<Value>> + Send + 'static> {
         self.driver.start_mutate(endpoint, arg, options)
+    }
+
+    /// `start_mutation` with the call's optimistic layers, host recipes among them (W3
+    /// `{endpoint, arg, recipe}`): they replace `options.optimistic` and the endpoint's config.
+    /// A recipe runs once, here, on a draft of its entry's visible data; the patch it made is the
+    /// layer. A recipe that fails (or a layer that does not apply) refuses the call at once:
+    /// nothing is sent, no layer stays on.
+    pub fn start_mutation_with_layers(
+        &self,
+        endpoint: &str,
+        arg: Option<Value>,
+        options: &MutateOptions,
+        layers: Vec<crate::mutate::OptimisticLayer>,
+    ) -> Result<impl Future<Output = Result<Value>> + Send + 'static> {
+        self.driver.start_mutate_layers(endpoint, arg, options, layers)
     }
 
     /// W2 `invalidateTags`: refetches the subscribed entries providing a matching tag and

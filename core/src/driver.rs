@@ -136,6 +136,8 @@ fn host_hooks(hooks: &Hooks) -> HashMap<String, livecache_engine::HostHooks> {
                 on_message,
                 on_cache_entry_added: h.on_cache_entry_added.is_some(),
                 mutation_fn: h.mutation_fn.is_some(),
+                provides_tags: h.provides_tags.is_some(),
+                invalidates_tags: h.invalidates_tags.is_some(),
             };
             (name.clone(), present)
         })
@@ -165,6 +167,11 @@ fn postprocess(
         return Err(serde_json::json!({"status": "PARSING_ERROR", "error": format!("data nested deeper than {MAX_DEPTH} levels")}));
     }
     Ok(data)
+}
+
+/// Runs a W2 tags hook; a panic is its failure.
+pub(crate) fn call_tags_hook(name: &str, f: impl FnOnce() -> std::result::Result<Value, String>) -> livecache_engine::HostTags {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(format!("{name} panicked")))
 }
 
 pub(crate) struct Parts {
@@ -533,10 +540,15 @@ impl Driver {
         Ok(())
     }
 
-    pub fn upsert(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, data: Value) -> Result<()> {
+    pub fn upsert(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, data: Value, tags: Option<livecache_engine::HostTags>) -> Result<()> {
+        // W2: the host's tags for the data, computed before the lock is taken (host code).
+        let tags = tags.or_else(|| {
+            let provides = self.endpoint_hooks(endpoint).and_then(|h| h.provides_tags.clone())?;
+            Some(call_tags_hook("providesTags", || provides(&data, arg.as_ref())))
+        });
         let mut guard = self.lock_open()?;
         let now = self.now();
-        guard.engine.upsert(now, endpoint, arg, data)?;
+        guard.engine.upsert_tagged(now, endpoint, arg, data, tags)?;
         self.run(guard);
         Ok(())
     }
@@ -621,6 +633,7 @@ impl Driver {
     fn start_fetch(self: &Arc<Self>, key: Arc<str>, entry: u64, request: u64, endpoint: Arc<EndpointConfig>, arg: Option<Value>) {
         let hooks = self.endpoint_hooks(&endpoint.name);
         let transform = hooks.and_then(|h| h.transform_response.clone());
+        let provides = hooks.and_then(|h| h.provides_tags.clone());
         let query_fn = hooks.and_then(|h| h.query_fn.clone());
         let prepare = hooks.and_then(|h| h.prepare_headers.clone());
         let adapter_cfg = endpoint.entity_adapter.clone();
@@ -661,8 +674,9 @@ impl Driver {
             };
             // Transforms run here, outside the engine lock (user code).
             let result = result.and_then(|resp| {
-                let data = postprocess(resp.data, transform.as_ref(), adapter_cfg.as_ref(), arg)?;
-                Ok(Fetched { data, meta: resp.meta })
+                let data = postprocess(resp.data, transform.as_ref(), adapter_cfg.as_ref(), arg.clone())?;
+                let tags = provides.map(|f| call_tags_hook("providesTags", || f(&data, arg.as_ref())));
+                Ok(Fetched { data, meta: resp.meta, tags })
             });
             if let Some(driver) = weak.upgrade() {
                 let mut guard = driver.state.lock();

@@ -17,7 +17,17 @@ pub type QueryFn = Arc<dyn Fn(Option<Value>) -> BoxFuture<'static, Result<Value,
 /// `transformResponse(data, arg) -> data`, applied to every response before `entityAdapter`.
 pub type TransformFn = Arc<dyn Fn(Value, Option<Value>) -> Result<Value, String> + Send + Sync>;
 
+/// W2 `providesTags(data, arg) -> tags`: a list of `"Type"` / `{type, id}` for a query entry's
+/// data, called after every fetch (after `transformResponse`) and every `upsertQueryData`.
+pub type ProvidesTagsFn = Arc<dyn Fn(&Value, Option<&Value>) -> Result<Value, String> + Send + Sync>;
+
+/// W2 `invalidatesTags(result, error, arg) -> tags`: the tags a mutation invalidates, called
+/// once when it settles, with its result on success or its error value (`{status, data}`) on
+/// failure.
+pub type InvalidatesTagsFn = Arc<dyn Fn(Option<&Value>, Option<&Value>, Option<&Value>) -> Result<Value, String> + Send + Sync>;
+
 pub use livecache_engine::on_message::MessageUpdate;
+pub use livecache_engine::protocol::HostTags;
 pub use livecache_engine::protocol::MessageBase;
 
 /// `onMessage(draft, message, arg)`: gets the current data (shared, read-only: clone it to make a
@@ -60,6 +70,10 @@ pub struct EndpointHooks {
     /// W1 `mutationFn(arg)`: the endpoint is a mutation whose write is this host function; its
     /// `Err` value is the `MutationError`'s `{status, data}` (same shape as a `queryFn`'s).
     pub mutation_fn: Option<QueryFn>,
+    /// W2: computes a query endpoint's tags instead of the config's `providesTags`.
+    pub provides_tags: Option<ProvidesTagsFn>,
+    /// W2: computes a mutation endpoint's tags instead of the config's `invalidatesTags`.
+    pub invalidates_tags: Option<InvalidatesTagsFn>,
 }
 
 impl EndpointHooks {
@@ -90,6 +104,21 @@ impl EndpointHooks {
         F: std::future::Future<Output = Result<Value, FetchError>> + Send + 'static,
     {
         self.mutation_fn = Some(Arc::new(move |arg| f(arg).boxed()));
+        self
+    }
+
+    /// A `providesTags` hook (W2).
+    pub fn provides_tags(mut self, f: impl Fn(&Value, Option<&Value>) -> Result<Value, String> + Send + Sync + 'static) -> Self {
+        self.provides_tags = Some(Arc::new(f));
+        self
+    }
+
+    /// An `invalidatesTags` hook (W2).
+    pub fn invalidates_tags(
+        mut self,
+        f: impl Fn(Option<&Value>, Option<&Value>, Option<&Value>) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.invalidates_tags = Some(Arc::new(f));
         self
     }
 

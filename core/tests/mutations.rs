@@ -158,3 +158,141 @@ fn w1_a_mutation_fn_hook_is_the_write_and_its_error_is_the_mutation_error() {
     let e = livecache_core::Client::new(livecache_core::Config::from_value(&config).unwrap(), both).err().expect("a ConfigError");
     assert!(e.to_string().contains("hooks.getMessages.mutationFn"), "{e}");
 }
+
+/// The config without its tag lists, for the tags hooks to stand in for them.
+fn untagged(server: &ChatServer) -> Value {
+    let mut config = config(server);
+    config["endpoints"]["getMessages"]["providesTags"] = Value::Null;
+    config["endpoints"]["sendMessage"]["invalidatesTags"] = Value::Null;
+    config
+}
+
+#[test]
+fn w2_tags_hooks_compute_what_is_provided_and_invalidated() {
+    let (server, _rt) = server();
+    let provided = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let invalidated = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let (p, i) = (provided.clone(), invalidated.clone());
+    let hooks = Hooks::new()
+        .endpoint(
+            "getMessages",
+            livecache_core::EndpointHooks::default().provides_tags(move |data, arg| {
+                p.lock().unwrap().push(json!({"data": data, "arg": arg}));
+                Ok(json!([{"type": "Messages", "id": arg}]))
+            }),
+        )
+        .endpoint(
+            "sendMessage",
+            livecache_core::EndpointHooks::default().invalidates_tags(move |result, error, arg| {
+                i.lock().unwrap().push(json!({"result": result, "error": error, "arg": arg}));
+                Ok(json!([{"type": "Messages", "id": arg.unwrap()["channel"]}]))
+            }),
+        );
+    let client = util::client(untagged(&server), hooks);
+    let sub = client.subscribe("getMessages", Some(json!("redux")), |_| {}).unwrap();
+    wait_until("loaded and open", || settled(&sub));
+    {
+        let calls = provided.lock().unwrap();
+        let last = calls.last().expect("providesTags ran on the fetch result");
+        assert_eq!(last["arg"], "redux");
+        assert_eq!(last["data"], sub.snapshot().unwrap().data, "it got the data the entry holds");
+    }
+    let fetches = server.fetch_count();
+    let arg = json!({"channel": "redux", "userName": "rust", "text": "tagged by a hook"});
+    let result = block_on(client.mutate("sendMessage", Some(arg.clone()))).unwrap();
+    assert_eq!(server.fetch_count(), fetches + 1, "the hook's tag matched the hook-provided one");
+    assert_eq!(invalidated.lock().unwrap().last().unwrap(), &json!({"result": result, "error": null, "arg": arg}));
+    // On failure the hook gets the error value and no result, and its tags still apply (RTK).
+    server.set_post_status(500);
+    let e = block_on(client.mutate("sendMessage", Some(arg.clone()))).unwrap_err();
+    assert!(matches!(&e, Error::Mutation(v) if v["status"] == 500), "{e:?}");
+    let call = invalidated.lock().unwrap().last().unwrap().clone();
+    assert_eq!((call["result"].clone(), call["error"]["status"].clone()), (Value::Null, json!(500)), "{call}");
+    assert_eq!(server.fetch_count(), fetches + 2);
+    // upsertQueryData runs providesTags too: the upserted entry is found by its tag.
+    client.upsert_query_data("getMessages", Some(json!("general")), json!([])).unwrap();
+    assert_eq!(provided.lock().unwrap().last().unwrap(), &json!({"data": [], "arg": "general"}));
+    client.invalidate_tags(&[json!({"type": "Messages", "id": "general"})]).unwrap();
+    assert_eq!(client.snapshot("getMessages", Some(&json!("general"))).unwrap_err().kind(), "NotFound", "unused and invalidated: removed");
+}
+
+#[test]
+fn w2_tags_hooks_that_fail_or_answer_unknown_types_are_clear_errors() {
+    let (server, _rt) = server();
+    // providesTags answers per arg: an unknown type for "bad", a failure for "fails".
+    let hooks = Hooks::new()
+        .endpoint(
+            "getMessages",
+            livecache_core::EndpointHooks::default().provides_tags(|_, arg| match arg.and_then(Value::as_str) {
+                Some("bad") => Ok(json!(["Messages", "Users"])),
+                Some("fails") => Err("no tags today".into()),
+                _ => Ok(json!([{"type": "Messages", "id": arg}])),
+            }),
+        )
+        .endpoint(
+            "sendMessage",
+            livecache_core::EndpointHooks::default().invalidates_tags(|_, _, arg| match arg.unwrap()["text"].as_str() {
+                Some("bad") => Ok(json!([{"type": "Nope", "id": 1}])),
+                _ => Err("cannot tell".into()),
+            }),
+        );
+    let client = util::client(untagged(&server), hooks);
+    for (arg, words) in [("bad", "\"Users\" is not in tagTypes"), ("fails", "providesTags failed: no tags today")] {
+        let rec = Recorder::default();
+        let sub = client.subscribe("getMessages", Some(json!(arg)), rec.callback()).unwrap();
+        rec.wait_type("error");
+        let events = rec.events();
+        let Some(livecache_core::Event::Error { reason, message, .. }) = events.iter().find(|e| matches!(e, livecache_core::Event::Error { .. })) else { unreachable!() };
+        assert_eq!(*reason, livecache_core::ErrorReason::Hook);
+        assert!(message.contains(words), "{message}");
+        let types = rec.types();
+        let at = |t: &str| types.iter().position(|x| *x == t);
+        assert!(at("snapshot") < at("error"), "the data arrived first, then the error: {types:?}");
+        assert_eq!(sub.snapshot().unwrap().data, json!([]), "the data is kept");
+    }
+    // Those entries provide no tags: invalidating every Messages tag matches neither.
+    client.invalidate_tags(&[json!("Messages")]).unwrap();
+    assert_eq!(client.stats().unwrap().invalidations, 0);
+    // An upsert whose hook fails is refused and changes nothing.
+    client.upsert_query_data("getMessages", Some(json!("ok")), json!([{"text": "kept"}])).unwrap();
+    let upserted = json!([{"text": "upserted"}]);
+    let e = client.upsert_query_data("getMessages", Some(json!("fails")), upserted.clone()).unwrap_err();
+    assert_eq!(e.kind(), "PatchError", "{e}");
+    assert!(e.to_string().contains("no tags today"), "{e}");
+    let e = client.upsert_query_data("getMessages", Some(json!("bad")), upserted.clone()).unwrap_err();
+    assert!(e.to_string().contains("\"Users\""), "{e}");
+    for arg in ["fails", "bad"] {
+        assert_ne!(client.snapshot("getMessages", Some(&json!(arg))).unwrap().data, upserted, "not upserted");
+    }
+    // A failed invalidatesTags fails the mutation with what the write answered; nothing is invalidated.
+    let posts = server.post_count();
+    for (text, words) in [("bad", "\"Nope\" is not in tagTypes"), ("other", "invalidatesTags failed: cannot tell")] {
+        let e = block_on(client.mutate("sendMessage", Some(json!({"channel": "redux", "userName": "u", "text": text})))).unwrap_err();
+        let Error::Mutation(v) = &e else { panic!("a MutationError, got {e:?}") };
+        assert_eq!(v["status"], "CUSTOM_ERROR");
+        assert!(v["error"].as_str().unwrap().contains(words), "{v}");
+        assert_eq!(v["data"]["text"], text, "data is the write's own answer: {v}");
+    }
+    assert_eq!(server.post_count(), posts + 2, "the writes happened");
+    assert_eq!(client.stats().unwrap().invalidations, 0);
+}
+
+#[test]
+fn w2_tags_hooks_beside_their_config_keys_or_on_the_wrong_kind_are_config_errors() {
+    let (server, _rt) = server();
+    let config = livecache_core::Config::from_value(&config(&server)).unwrap();
+    let untagged = livecache_core::Config::from_value(&untagged(&server)).unwrap();
+    let provides = || livecache_core::EndpointHooks::default().provides_tags(|_, _| Ok(json!([])));
+    let invalidates = || livecache_core::EndpointHooks::default().invalidates_tags(|_, _, _| Ok(json!([])));
+    let cases = [
+        (&config, Hooks::new().endpoint("getMessages", provides()), "hooks.getMessages.providesTags", "in its config too"),
+        (&config, Hooks::new().endpoint("sendMessage", invalidates()), "hooks.sendMessage.invalidatesTags", "in its config too"),
+        (&untagged, Hooks::new().endpoint("getMessages", invalidates()), "hooks.getMessages.invalidatesTags", "mutation endpoint"),
+        (&untagged, Hooks::new().endpoint("sendMessage", provides()), "hooks.sendMessage", "providesTags"),
+    ];
+    for (config, hooks, path, words) in cases {
+        let e = livecache_core::Client::new(config.clone(), hooks).err().expect("a ConfigError");
+        assert_eq!(e.kind(), "ConfigError");
+        assert!(e.to_string().contains(path) && e.to_string().contains(words), "{path}: {e}");
+    }
+}

@@ -77,6 +77,41 @@ pub type livecache_transform_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, data_json: *const c_char, arg_json: *const c_char, update: *mut livecache_update),
 >;
 
+/// W2 `providesTags`: the tags of one entry's data, answered on `tags` with
+/// `livecache_update_set_data` and a JSON list of `"Type"` / `{"type", "id"}` (types from
+/// `tagTypes`); untouched is no tags; `livecache_update_fail` is the hook's failure (after a fetch
+/// the data is kept and subscribers get an `error` event, reason `hook`; `livecache_upsert_query_data`
+/// returns `PATCH_FAILED`). Runs on an engine thread after each fetch, and on the calling thread
+/// inside `livecache_upsert_query_data`; pointers live only during the call.
+pub type livecache_provides_tags_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, data_json: *const c_char, arg_json: *const c_char, tags: *mut livecache_update),
+>;
+
+/// W2 `invalidatesTags`: the tags a mutation invalidates, once when it settles: `result_json` is
+/// its result (NULL on failure), `error_json` its error value `{status, data}` (NULL on success).
+/// Answered as `livecache_provides_tags_fn` is; a failure or an unknown tag type makes the
+/// mutation fail (`MUTATION_FAILED`, `{"status": "CUSTOM_ERROR", "error", "data"}` with the write's
+/// own answer as `data`). Runs on an engine thread; pointers live only during the call.
+pub type livecache_invalidates_tags_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        result_json: *const c_char,
+        error_json: *const c_char,
+        arg_json: *const c_char,
+        tags: *mut livecache_update,
+    ),
+>;
+
+/// A tags hook's answer, from the update it filled.
+fn tags_answer(update: livecache_update) -> Result<Value, String> {
+    match update.outcome {
+        UpdateOutcome::Unchanged => Ok(Value::Array(Vec::new())),
+        UpdateOutcome::Data(v) => Ok(v),
+        UpdateOutcome::Patches(_) => Err("answer the tags with livecache_update_set_data, not patches".into()),
+        UpdateOutcome::Failed(m) => Err(m),
+    }
+}
+
 fn arg_text(arg: Option<&Value>) -> Option<CString> {
     arg.map(|a| c_string(a.to_string()))
 }
@@ -299,6 +334,66 @@ pub unsafe extern "C" fn livecache_hooks_set_transform_response(
                 }
                 UpdateOutcome::Failed(m) => Err(m),
             }
+        }));
+        Ok(())
+    })
+}
+
+/// Sets the `providesTags` hook of `endpoint` (W2), in place of the config's `providesTags`
+/// (both is a `CONFIG` error from `livecache_client_new_with_options`). `user_data` must stay
+/// valid until the client is freed.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+///
+/// # Safety
+/// As `livecache_hooks_set_query_fn`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_hooks_set_provides_tags(
+    hooks: *mut livecache_hooks,
+    endpoint: *const c_char,
+    provides_tags: livecache_provides_tags_fn,
+    user_data: *mut c_void,
+) -> livecache_result {
+    boundary(|| {
+        let f = provides_tags.ok_or_else(|| null("provides_tags"))?;
+        let (h, _) = endpoint_hooks(hooks, endpoint)?;
+        let user_data = UserData(user_data);
+        h.provides_tags = Some(Arc::new(move |data: &Value, arg: Option<&Value>| {
+            let text = c_string(data.to_string());
+            let arg = arg_text(arg);
+            let mut update = livecache_update::new();
+            // SAFETY: every pointer outlives the call.
+            unsafe { f(user_data.get(), text.as_ptr(), ptr_of(&arg), &mut update) };
+            tags_answer(update)
+        }));
+        Ok(())
+    })
+}
+
+/// Sets the `invalidatesTags` hook of mutation endpoint `endpoint` (W2), in place of the
+/// config's `invalidatesTags`. `user_data` must stay valid until the client is freed.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+///
+/// # Safety
+/// As `livecache_hooks_set_query_fn`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_hooks_set_invalidates_tags(
+    hooks: *mut livecache_hooks,
+    endpoint: *const c_char,
+    invalidates_tags: livecache_invalidates_tags_fn,
+    user_data: *mut c_void,
+) -> livecache_result {
+    boundary(|| {
+        let f = invalidates_tags.ok_or_else(|| null("invalidates_tags"))?;
+        let (h, _) = endpoint_hooks(hooks, endpoint)?;
+        let user_data = UserData(user_data);
+        h.invalidates_tags = Some(Arc::new(move |result: Option<&Value>, error: Option<&Value>, arg: Option<&Value>| {
+            let (result, error, arg) = (arg_text(result), arg_text(error), arg_text(arg));
+            let mut update = livecache_update::new();
+            // SAFETY: every pointer outlives the call.
+            unsafe { f(user_data.get(), ptr_of(&result), ptr_of(&error), ptr_of(&arg), &mut update) };
+            tags_answer(update)
         }));
         Ok(())
     })

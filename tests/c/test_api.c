@@ -1431,9 +1431,122 @@ static void mutation_fn_hook(void) {
     livecache_hooks_free(hooks);
 }
 
+/* W2 tags hooks: providesTags answers per arg ("bad" an unknown type, "fails" a failure);
+ * invalidatesTags sees the outcome and answers Doc:1 unless the arg asks it to fail. */
+static int provides_calls;
+static char invalidates_seen[256];
+
+static void provides_doc(void *user_data, const char *data_json, const char *arg_json, livecache_update *tags) {
+    (void)user_data;
+    (void)data_json;
+    provides_calls++;
+    if (arg_json && strcmp(arg_json, "\"bad\"") == 0) {
+        CHECK_OK(livecache_update_set_data(tags, "[\"Doc\", \"Nope\"]"));
+    } else if (arg_json && strcmp(arg_json, "\"fails\"") == 0) {
+        livecache_update_fail(tags, "no tags today");
+    } else {
+        char out[128];
+        snprintf(out, sizeof out, "[{\"type\":\"Doc\",\"id\":%s}]", arg_json ? arg_json : "null");
+        CHECK_OK(livecache_update_set_data(tags, out));
+    }
+}
+
+static void invalidates_doc(void *user_data, const char *result_json, const char *error_json, const char *arg_json, livecache_update *tags) {
+    (void)user_data;
+    snprintf(invalidates_seen, sizeof invalidates_seen, "result=%s error=%s", result_json ? result_json : "NULL", error_json ? error_json : "NULL");
+    if (arg_json && strstr(arg_json, "\"failtags\":true"))
+        livecache_update_fail(tags, "cannot tell");
+    else
+        CHECK_OK(livecache_update_set_data(tags, "[{\"type\":\"Doc\",\"id\":1}]"));
+}
+
+static double stat_of(livecache_client *client, const char *name) {
+    char *stats = NULL;
+    CHECK_OK(livecache_stats(client, &stats));
+    jvalue *st = take_json(stats);
+    double n = json_get(st, name)->num;
+    json_free(st);
+    return n;
+}
+
+static void tags_hooks(void) {
+    livecache_hooks *hooks = NULL;
+    CHECK_OK(livecache_hooks_new(&hooks));
+    CHECK_OK(livecache_hooks_set_query_fn(hooks, "doc", query_const, (void *)"[1,2]"));
+    CHECK_OK(livecache_hooks_set_provides_tags(hooks, "doc", provides_doc, NULL));
+    CHECK_RC(livecache_hooks_set_provides_tags(hooks, "doc", NULL, NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    CHECK_OK(livecache_hooks_set_mutation_fn(hooks, "write", mutation_write, NULL));
+    CHECK_OK(livecache_hooks_set_invalidates_tags(hooks, "write", invalidates_doc, NULL));
+    CHECK_RC(livecache_hooks_set_invalidates_tags(hooks, "write", NULL, NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    const char *config = "{\"tagTypes\": [\"Doc\"], \"endpoints\": {\"doc\": {}, \"write\": {}}}";
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new_with_options(config, NULL, hooks, &client));
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "doc", "1", recorder_cb, &rec, &sub));
+    CHECK(recorder_wait_version(&rec, 1, WAIT), "no data");
+    CHECK(provides_calls == 1, "providesTags calls: %d", provides_calls);
+    /* A write: the hook sees its result, and its Doc:1 matches the hook-provided tag. */
+    mutate_seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    CHECK_OK(livecache_mutate(client, "write", "{\"ok\":true}", NULL, on_mutated, &s));
+    CHECK(wait_mutated(&s, 1), "no completion");
+    CHECK(s.result == LIVECACHE_RESULT_OK, "%d %s", (int)s.result, s.json);
+    CHECK(strcmp(invalidates_seen, "result={\"written\":true} error=NULL") == 0, "%s", invalidates_seen);
+    CHECK(stat_of(client, "invalidations") == 1, "invalidations");
+    CHECK(provides_calls == 2, "the refetch ran providesTags again: %d", provides_calls);
+    /* A refused write: the hook sees the error value, no result. */
+    CHECK_OK(livecache_mutate(client, "write", "{\"ok\":false}", NULL, on_mutated, &s));
+    CHECK(wait_mutated(&s, 2), "no completion");
+    CHECK(strstr(invalidates_seen, "result=NULL error={") && strstr(invalidates_seen, "409"), "%s", invalidates_seen);
+    CHECK(stat_of(client, "invalidations") == 2, "invalidations on failure too");
+    /* A hook that fails: the mutation fails with the write's answer, nothing is invalidated. */
+    CHECK_OK(livecache_mutate(client, "write", "{\"ok\":true,\"failtags\":true}", NULL, on_mutated, &s));
+    CHECK(wait_mutated(&s, 3), "no completion");
+    CHECK(s.result == LIVECACHE_RESULT_MUTATION && strstr(s.json, "invalidatesTags failed: cannot tell") && strstr(s.json, "\"written\":true"),
+          "%d %s", (int)s.result, s.json);
+    CHECK(stat_of(client, "invalidations") == 2, "nothing invalidated");
+    /* providesTags answering an unknown type after a fetch: an error event, the data kept. */
+    recorder bad;
+    recorder_init(&bad);
+    livecache_subscription *bad_sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "doc", "\"bad\"", recorder_cb, &bad, &bad_sub));
+    CHECK(recorder_wait_count(&bad, "error", 1, WAIT), "no error event");
+    pthread_mutex_lock(&bad.lock);
+    for (size_t i = 0; i < bad.events->n; i++) {
+        jvalue *ev = bad.events->items[i];
+        if (strcmp(json_string(json_get(ev, "type")), "error") != 0) continue;
+        CHECK(strcmp(json_string(json_get(ev, "reason")), "hook") == 0, "reason");
+        CHECK(strstr(json_string(json_get(ev, "message")), "\"Nope\" is not in tagTypes") != NULL, "%s", json_string(json_get(ev, "message")));
+    }
+    pthread_mutex_unlock(&bad.lock);
+    CHECK(recorder_wait_version(&bad, 1, WAIT), "the data is kept");
+    /* upsertQueryData with a failing hook: PATCH, nothing changed. */
+    CHECK_RC(livecache_upsert_query_data(client, "doc", "\"fails\"", "[3]"), LIVECACHE_RESULT_PATCH);
+    CHECK(strstr(livecache_last_error(), "providesTags failed: no tags today") != NULL, "message: %s", livecache_last_error());
+    CHECK_RC(livecache_upsert_query_data(client, "doc", "\"bad\"", "[3]"), LIVECACHE_RESULT_PATCH);
+    jvalue *snap = snapshot_of(client, "doc", "\"bad\"");
+    char *data = json_dump(json_get(snap, "data"));
+    CHECK(strcmp(data, "[1,2]") == 0, "not upserted: %s", data);
+    free(data);
+    json_free(snap);
+    livecache_unsubscribe(bad_sub);
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&bad);
+    recorder_destroy(&rec);
+    /* A tags hook beside the config key of its name is a ConfigError naming the hook. */
+    livecache_client *both = NULL;
+    const char *tagged = "{\"tagTypes\": [\"Doc\"], \"endpoints\": {\"doc\": {\"providesTags\": [\"Doc\"]}, \"write\": {}}}";
+    CHECK_RC(livecache_client_new_with_options(tagged, NULL, hooks, &both), LIVECACHE_RESULT_CONFIG);
+    CHECK(strstr(livecache_last_error(), "hooks.doc.providesTags") != NULL, "message: %s", livecache_last_error());
+    livecache_hooks_free(hooks);
+}
+
 int main(void) {
     run_case("subscribe_snapshot_patch_unsubscribe", subscribe_snapshot_patch_unsubscribe);
     run_case("mutation_fn_hook", mutation_fn_hook);
+    run_case("tags_hooks", tags_hooks);
     run_case("push_messages_through_the_pipeline", push_messages_through_the_pipeline);
     run_case("upsert_refetch_and_update_query_data", upsert_refetch_and_update_query_data);
     run_case("cache_keys_follow_k1", cache_keys_follow_k1);

@@ -1,5 +1,5 @@
 // A typed use of every call; `tsc --noEmit --strict` must accept it (run_tests.sh runs it).
-import { Client, CacheEntryRemoved, LivecacheError, type LivecacheEvent, type PatchOperation, type EntryState, type UninitializedEntry, type Stats } from 'livecache'
+import { Client, CacheEntryRemoved, LivecacheError, type LivecacheEvent, type PatchOperation, type EntryState, type UninitializedEntry, type Stats, type Tag } from 'livecache'
 
 interface Message {
   id: number
@@ -11,15 +11,18 @@ const client = new Client(
   {
     baseUrl: 'http://127.0.0.1:8080/',
     keepUnusedDataFor: 60,
+    tagTypes: ['Doc'],
     endpoints: {
       getMessages: { query: 'messages/{arg}', stream: { url: 'ws://127.0.0.1:8080/', filter: { channel: '{arg}' }, apply: 'append' } },
       getDoc: {},
+      saveDoc: {},
     },
   },
   {
     getDoc: {
       queryFn: async (id: number) => ({ id, title: 'doc' }),
       transformResponse: (data: { id: number; title: string }) => data,
+      providesTags: (data: { id: number }, id: number): Tag[] => [{ type: 'Doc', id: data.id ?? id }],
       async onCacheEntryAdded(arg, { cacheDataLoaded, cacheEntryRemoved, updateCachedData, getCacheEntry }) {
         const { data } = await cacheDataLoaded
         updateCachedData((draft: { title: string }) => {
@@ -29,6 +32,10 @@ const client = new Client(
         if (state.status !== 'uninitialized') console.log(arg, state.version)
         await cacheEntryRemoved
       },
+    },
+    saveDoc: {
+      mutationFn: async (doc: { id: number }) => doc,
+      invalidatesTags: (result, error, doc: { id: number }) => (error ? ['Doc'] : [{ type: 'Doc', id: doc.id }]),
     },
   },
 )

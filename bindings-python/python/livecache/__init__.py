@@ -432,8 +432,9 @@ class Client:
     ``on_message(draft, message, arg)``, ``on_cache_entry_added(arg, lifecycle)``,
     ``prepare_headers(headers, context)`` (T1: returns the headers dict to send before every
     request and every stream connect; ``context`` is ``{endpoint, arg, url, kind}``, ``kind`` being
-    ``"query"`` or ``"stream"``; may be a coroutine; raising fails that fetch or connect attempt).
-    Hooks receive ``None`` for "no arg". Also a context manager that closes on exit. ``clock="manual"`` gives
+    ``"query"``, ``"mutation"`` or ``"stream"``; may be a coroutine; raising fails that fetch or connect
+    attempt), ``mutation_fn(arg)`` (W1), ``provides_tags(data, arg)`` and ``invalidates_tags(result, error,
+    arg)`` (W2: plain functions returning a list of ``"Type"`` / ``{"type", "id"}``). Hooks receive ``None`` for "no arg". Also a context manager that closes on exit. ``clock="manual"`` gives
     virtual time that moves only with ``advance(ms)``, for tests of ``keepUnusedDataFor`` (L7).
     """
 

@@ -36,7 +36,7 @@ pub enum Input<S> {
     StreamError { key: Arc<str>, entry: EntryId, reason: ErrorReason, message: String },
     HookDone { key: Arc<str>, base: MessageBase, result: HookResult },
     Refetch { key: Arc<str> },
-    Upsert { endpoint: String, arg: Option<Value>, data: Value },
+    Upsert { endpoint: String, arg: Option<Value>, data: Value, tags: Option<crate::protocol::HostTags> },
     Tick,
 }
 
@@ -46,6 +46,15 @@ pub enum Input<S> {
 pub struct Fetched {
     pub data: Value,
     pub meta: Value,
+    /// W2: the `providesTags` host hook's answer for this data (`None` without the hook).
+    pub tags: Option<crate::protocol::HostTags>,
+}
+
+impl Fetched {
+    /// A result whose tags (if any) come from the config's `providesTags`.
+    pub fn new(data: Value, meta: Value) -> Fetched {
+        Fetched { data, meta, tags: None }
+    }
 }
 
 /// One entry's place in the removal heap (L7): the soonest first.
@@ -91,6 +100,19 @@ fn validate(config: &Config, hooks: &HashMap<String, HostHooks>) -> Result<()> {
                 return Err(Error::config(format!("hooks.{name}.mutationFn"), format!("the endpoint has a `{key}` too: a mutationFn endpoint is a mutation without one")));
             }
         }
+        // W2: a tags hook stands in for the config key of its name, so not beside it.
+        if h.provides_tags && !ep.provides_tags.is_empty() {
+            return Err(Error::config(format!("hooks.{name}.providesTags"), "the endpoint has `providesTags` in its config too: give one of them"));
+        }
+        if h.invalidates_tags && !ep.invalidates_tags.is_empty() {
+            return Err(Error::config(format!("hooks.{name}.invalidatesTags"), "the endpoint has `invalidatesTags` in its config too: give one of them"));
+        }
+        if h.invalidates_tags && !ep.is_mutation() && !h.mutation_fn {
+            return Err(Error::config(
+                format!("hooks.{name}.invalidatesTags"),
+                "invalidatesTags belongs to a mutation endpoint (a `mutation`, or a mutationFn hook)",
+            ));
+        }
         if !ep.is_mutation() && !h.mutation_fn {
             let writes = !ep.invalidates_tags.is_empty() || !ep.optimistic.layers.is_empty() || !ep.optimistic.confirm.is_empty();
             if writes {
@@ -101,8 +123,8 @@ fn validate(config: &Config, hooks: &HashMap<String, HostHooks>) -> Result<()> {
             }
         }
         if ep.is_mutation() || h.mutation_fn {
-            if h.query_fn || h.on_message.is_some() || h.on_cache_entry_added {
-                return Err(Error::config(format!("hooks.{name}"), "a mutation endpoint has no cache entry for query or stream hooks"));
+            if h.query_fn || h.on_message.is_some() || h.on_cache_entry_added || h.provides_tags {
+                return Err(Error::config(format!("hooks.{name}"), "a mutation endpoint has no cache entry for query, stream or providesTags hooks"));
             }
             continue;
         }
@@ -203,8 +225,8 @@ impl<S: Clone> Engine<S> {
             Input::Refetch { key } => {
                 let _ = self.refetch(&key);
             }
-            Input::Upsert { endpoint, arg, data } => {
-                let _ = self.upsert(now, &endpoint, arg, data);
+            Input::Upsert { endpoint, arg, data, tags } => {
+                let _ = self.upsert_tagged(now, &endpoint, arg, data, tags);
             }
             Input::Tick => self.tick(now),
         }
@@ -371,7 +393,7 @@ impl<S: Clone> Engine<S> {
             entry.data = Some(Arc::new(data));
             entry.status = Status::Fulfilled;
             entry.version = 1;
-            entry.retag();
+            entry.retag(None, &self.config.tag_types);
         }
         if let Some(target) = stream_target {
             self.out.push(Output::OpenStream { key: key.clone(), entry: id, endpoint: ep.clone(), target, config: stream_config, arg: arg.clone() });

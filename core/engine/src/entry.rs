@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::apply::Change;
 use crate::config::{EndpointConfig, StreamConfig};
 use crate::error::Error;
-use crate::event::{Event, Status, StreamState};
-use crate::protocol::{EntryId, HostHooks, Output, SubscriberId, WaiterId};
+use crate::event::{ErrorReason, Event, Status, StreamState};
+use crate::protocol::{EntryId, HostHooks, HostTags, Output, SubscriberId, WaiterId};
 // `cacheDataLoaded`'s value, at the path it always had.
 pub use crate::protocol::Loaded;
 
@@ -132,15 +132,42 @@ pub(crate) struct Entry<S> {
 }
 
 impl<S: Clone> Entry<S> {
-    /// W2: the tags of `data` (from a fetch or an upsert). An id template the arg cannot fill
-    /// leaves the entry without tags (the arg was checked when the entry was created).
-    pub fn retag(&mut self) {
+    /// W2: the tags of the data (from a fetch or an upsert): the `providesTags` hook's answer
+    /// when the host gave one, else the config's specs. An id template the arg cannot fill leaves
+    /// the entry without tags (the arg was checked when the entry was created). A hook that failed
+    /// or answered a tag type not in `tagTypes` leaves it without tags too, and gives the `error`
+    /// event (reason `hook`) to send after the data's own event: the data is kept.
+    pub fn retag(&mut self, host: Option<HostTags>, tag_types: &[String]) -> Option<Event> {
+        if let Some(answer) = host {
+            let tags = match answer {
+                Ok(v) => crate::tags::from_host(&v, tag_types).map_err(|m| format!("providesTags answered a bad tag {m}")),
+                Err(m) => Err(format!("providesTags failed: {m}")),
+            };
+            return match tags {
+                Ok(tags) => {
+                    self.tags = tags;
+                    None
+                }
+                Err(message) => {
+                    self.tags.clear();
+                    Some(Event::Error { key: self.key.clone(), reason: ErrorReason::Hook, message })
+                }
+            };
+        }
         let specs = &self.endpoint.provides_tags;
         if specs.is_empty() {
-            return;
+            return None;
         }
         let data = self.data.as_deref();
         self.tags = crate::tags::resolve(specs, self.arg.as_ref(), data, self.endpoint.default_select_id()).unwrap_or_default();
+        None
+    }
+
+    /// Sends `retag`'s `error` event, if it gave one.
+    pub fn report(&self, event: Option<Event>, out: &mut Vec<Output<S>>) {
+        if let Some(event) = event {
+            self.broadcast(out, event);
+        }
     }
 
     pub fn has_query(&self) -> bool {

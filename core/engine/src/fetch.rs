@@ -80,7 +80,7 @@ impl<S: Clone> Engine<S> {
             return;
         }
         match result {
-            Ok(Fetched { mut data, meta }) => {
+            Ok(Fetched { mut data, meta, tags }) => {
                 let refetch = std::mem::take(&mut entry.refetch_in_flight);
                 let logged = std::mem::take(&mut entry.reapply);
                 if let Some(position) = entry.position.as_mut() {
@@ -88,7 +88,8 @@ impl<S: Clone> Engine<S> {
                 }
                 if entry.data.is_none() {
                     entry.first_data(data, meta, &mut self.out);
-                    entry.retag();
+                    let bad_tags = entry.retag(tags, &self.config.tag_types);
+                    entry.report(bad_tags, &mut self.out);
                     self.flush_buffer(key, id);
                     return;
                 }
@@ -102,12 +103,13 @@ impl<S: Clone> Engine<S> {
                     }
                 }
                 entry.data = Some(Arc::new(data));
-                entry.retag();
+                let bad_tags = entry.retag(tags, &self.config.tag_types);
                 entry.status = Status::Fulfilled;
                 entry.error = None;
                 // W3: what this response holds includes the writes answered before it started.
                 entry.confirm_by_refetch(request);
                 entry.commit(Change::Replaced, &mut self.out);
+                entry.report(bad_tags, &mut self.out);
             }
             Err(error) => {
                 self.stats.fetch_errors += 1;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::apply::{change_between, Change};
 use crate::engine::Engine;
-use crate::protocol::EntryId;
+use crate::protocol::{EntryId, HostTags};
 use crate::error::{Error, Result};
 use crate::event::Status;
 use crate::json::{self, MAX_DEPTH};
@@ -109,6 +109,12 @@ impl<S: Clone> Engine<S> {
     /// `upsertQueryData`: sets the data, creating a fulfilled entry (with no subscriber, so L7
     /// applies) if absent.
     pub fn upsert(&mut self, now: Duration, endpoint: &str, arg: Option<Value>, data: Value) -> Result<()> {
+        self.upsert_tagged(now, endpoint, arg, data, None)
+    }
+
+    /// `upsert` with the `providesTags` host hook's answer for `data` (W2). A hook that failed or
+    /// answered a tag type not in `tagTypes` fails the call, and nothing changes.
+    pub fn upsert_tagged(&mut self, now: Duration, endpoint: &str, arg: Option<Value>, data: Value, tags: Option<HostTags>) -> Result<()> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
@@ -116,9 +122,17 @@ impl<S: Clone> Engine<S> {
         if !json::within_depth(&data, MAX_DEPTH) {
             return Err(Error::Patch(format!("data nested deeper than {MAX_DEPTH} levels")));
         }
+        if let Some(answer) = &tags {
+            let checked = answer.as_ref().map_err(|m| format!("providesTags failed: {m}"));
+            checked
+                .and_then(|v| crate::tags::from_host(v, &self.config.tag_types).map_err(|m| format!("providesTags answered a bad tag {m}")))
+                .map_err(Error::Patch)?;
+        }
         let key: Arc<str> = cache_key(endpoint, arg.as_ref()).into();
         if !self.entries.contains_key(&*key) {
             self.create_entry(&ep, key.clone(), arg, Some(data))?;
+            let entry = self.entries.get_mut(&*key).expect("created");
+            entry.retag(tags, &self.config.tag_types);
             self.stats.host_updates += 1;
             self.schedule_removal(now, &key);
             return Ok(());
@@ -126,13 +140,14 @@ impl<S: Clone> Engine<S> {
         let entry = self.entries.get_mut(&*key).expect("entry");
         self.stats.host_updates += 1;
         let id = entry.id;
+        // Checked above: retag gives no error event here.
         if entry.data.is_none() {
             entry.first_data(data, Value::Null, &mut self.out);
-            entry.retag();
+            entry.retag(tags, &self.config.tag_types);
             self.flush_buffer(&key, id);
         } else {
             entry.data = Some(Arc::new(data));
-            entry.retag();
+            entry.retag(tags, &self.config.tag_types);
             entry.status = Status::Fulfilled;
             entry.commit(Change::Replaced, &mut self.out);
         }

@@ -1,18 +1,30 @@
-//! One W3 optimistic layer: its message and what ends it (the rebase is in `layers`).
+//! One W3 optimistic layer: its body (a message or a host recipe's patch) and what ends it (the
+//! rebase is in `layers`).
 
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::message::MessageFilter;
-use crate::patch::Applied;
+use crate::patch::{Applied, PatchOp};
 use crate::protocol::MutationId;
+
+/// What a layer puts on the server data, again on every rebase.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerBody {
+    /// `{endpoint, arg, message}`: already rendered; goes through the endpoint's apply rule.
+    Message(Value),
+    /// `{endpoint, arg, recipe}` from a host: the RFC 6902 operations its recipe made on the data
+    /// it saw (host code runs once, in the host's call; only its patch is re-applied). An `add`
+    /// that appended to an array is kept as an append (`/-`), so it stays last when the server
+    /// appends too.
+    Patch(Vec<PatchOp>),
+}
 
 /// One pending optimistic layer.
 pub struct Layer {
     pub mutation: MutationId,
-    /// Already rendered; goes through the endpoint's apply rule on every rebase.
-    pub message: Value,
+    pub body: LayerBody,
     /// How the layer was applied to the visible data last (`None`: it changed nothing).
     pub applied: Option<Applied>,
     /// Set once the mutation succeeded: a stream message matching it confirms the layer.

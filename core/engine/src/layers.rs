@@ -2,7 +2,8 @@
 //! server data (`data`, what every server change applies to) and what subscribers see
 //! (`visible`: the server data with the layers applied in mutation order). A server change is
 //! carried over to `visible` by taking the layers off (each layer's recorded undo), applying the
-//! change, and putting the layers back through the endpoint's apply rule on the new data, so the
+//! change, and putting the layers back (a message through the endpoint's apply rule, a host
+//! recipe's patch as it is) on the new data, so the
 //! cost is the layers' size plus the change, never the document's. The event is the patch from
 //! the old visible data to the new one (E1 holds for the visible data); a layer confirmed in the
 //! same step is simply not put back, so a confirmed item never disappears and comes back.
@@ -18,7 +19,7 @@ use crate::json::MAX_DEPTH;
 use crate::message::MessageFilter;
 use crate::patch::{apply_patch, Applied, PatchOp};
 use crate::plan::{plan_rule, Planned};
-use crate::layer::Layer;
+use crate::layer::{Layer, LayerBody};
 use crate::protocol::{MutationId, Output};
 
 /// Why layers left (for the caller's bookkeeping of its mutations).
@@ -32,16 +33,21 @@ impl<S: Clone> Entry<S> {
         self.visible.as_ref().or(self.data.as_ref())
     }
 
-    /// W3: puts `message` on as a new layer above the others. `Err` when it does not apply
+    /// W3: puts `body` on as a new layer above the others. `Err` when it does not apply
     /// (nothing changed; the caller reports it).
-    pub fn add_layer(&mut self, mutation: MutationId, message: Value, early: Option<MessageFilter>, out: &mut Vec<Output<S>>) -> Result<(), String> {
-        let Some(rule) = self.stream_config.apply.clone() else {
+    pub fn add_layer(&mut self, mutation: MutationId, body: LayerBody, early: Option<MessageFilter>, out: &mut Vec<Output<S>>) -> Result<(), String> {
+        let rule = self.stream_config.apply.clone();
+        if rule.is_none() && matches!(body, LayerBody::Message(_)) {
             return Err(format!("endpoint {:?} has no apply rule for an optimistic message", self.endpoint.name));
-        };
+        }
         let data = self.data.clone().ok_or_else(|| format!("cache entry {} has no data yet", self.key))?;
         // The one copy of the document a layer costs: when the first layer goes on.
         let visible = self.visible.get_or_insert_with(|| Arc::new((*data).clone()));
-        let applied = match apply_layer(&rule, self.endpoint.entity_adapter.as_ref(), Arc::make_mut(visible), &message) {
+        let body = match body {
+            LayerBody::Patch(ops) => LayerBody::Patch(keep_appends(visible, ops)),
+            message => message,
+        };
+        let applied = match apply_layer(rule.as_ref(), self.endpoint.entity_adapter.as_ref(), Arc::make_mut(visible), &body) {
             Ok(a) => a,
             Err(e) => {
                 if self.layers.is_empty() {
@@ -51,7 +57,7 @@ impl<S: Clone> Entry<S> {
             }
         };
         let (ops, root) = applied.as_ref().map_or((Vec::new(), false), |a| (a.patches.clone(), a.replaced_root));
-        self.layers.push(Layer { mutation, message, applied, confirm: None, refetch_after: None, deadline: None, confirmed: false, early });
+        self.layers.push(Layer { mutation, body, applied, confirm: None, refetch_after: None, deadline: None, confirmed: false, early });
         self.publish(ops, root, out);
         Ok(())
     }
@@ -65,11 +71,11 @@ impl<S: Clone> Entry<S> {
             return dropped;
         }
         let Some(visible) = self.visible.as_mut() else { return dropped };
-        let Some(rule) = self.stream_config.apply.clone() else { return dropped };
+        let rule = self.stream_config.apply.clone();
         let v = Arc::make_mut(visible);
-        if let Change::Patch(p) = &change {
+        if let (Change::Patch(p), Some(r)) = (&change, rule.as_ref()) {
             let leaving = self.layers.iter().any(|l| l.confirmed || drop(l));
-            if !leaving && commutes(&rule, self.endpoint.entity_adapter.as_ref(), &self.layers, p, v) {
+            if !leaving && commutes(r, self.endpoint.entity_adapter.as_ref(), &self.layers, p, v) {
                 // The change touches nothing the layers touch or read: it applies to the visible
                 // data as it is, and the layers stay as they were applied.
                 if let Ok(a) = apply_patch(v, p, usize::MAX) {
@@ -116,7 +122,7 @@ impl<S: Clone> Entry<S> {
                 dropped.mutations.push(layer.mutation);
                 continue;
             }
-            match apply_layer(&rule, adapter.as_ref(), v, &layer.message) {
+            match apply_layer(rule.as_ref(), adapter.as_ref(), v, &layer.body) {
                 Ok(applied) => {
                     if let Some(a) = &applied {
                         root |= a.replaced_root;
@@ -184,19 +190,60 @@ impl<S: Clone> Entry<S> {
     }
 }
 
-/// Applies a layer's message through the rule with `apply_patch`, which records its undo.
+/// Applies a layer with `apply_patch`, which records its undo: a message through the rule, a
+/// recipe's patch as it is.
 fn apply_layer(
-    rule: &crate::config::ApplyRule,
+    rule: Option<&crate::config::ApplyRule>,
     adapter: Option<&crate::config::EntityAdapterConfig>,
     v: &mut Value,
-    message: &Value,
+    body: &LayerBody,
 ) -> Result<Option<Applied>, String> {
-    let ops = match plan_rule(rule, adapter, v, message).map_err(|e| e.message)? {
-        Planned::Unchanged => return Ok(None),
-        Planned::Ops(ops) => ops,
-        Planned::Root(value) => vec![PatchOp::Replace { path: String::new(), value }],
+    let ops = match body {
+        LayerBody::Patch(ops) if ops.is_empty() => return Ok(None),
+        LayerBody::Patch(ops) => return apply_patch(v, ops, MAX_DEPTH).map(Some).map_err(|e| e.to_string()),
+        LayerBody::Message(message) => {
+            let rule = rule.ok_or("the endpoint has no apply rule for an optimistic message")?;
+            match plan_rule(rule, adapter, v, message).map_err(|e| e.message)? {
+                Planned::Unchanged => return Ok(None),
+                Planned::Ops(ops) => ops,
+                Planned::Root(value) => vec![PatchOp::Replace { path: String::new(), value }],
+            }
+        }
     };
     apply_patch(v, &ops, MAX_DEPTH).map(Some).map_err(|e| e.to_string())
+}
+
+/// A recipe's `add` at the end of an array (index = its length, counting the adds before it
+/// there) becomes an append (`/-`): re-applied over server data that grew, the item stays last,
+/// as the recipe put it. An array any other op of the patch touches is left as it is.
+fn keep_appends(v: &Value, mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
+    use std::collections::HashMap;
+    let split = |path: &str| path.rfind('/').map(|i| (path[..i].to_owned(), path[i + 1..].to_owned()));
+    let mut touched: HashMap<String, bool> = HashMap::new(); // array path -> only appends so far
+    let mut appended: HashMap<String, usize> = HashMap::new();
+    for op in &ops {
+        let path = match op {
+            PatchOp::Add { path, .. } | PatchOp::Remove { path } | PatchOp::Replace { path, .. } => path,
+            _ => return ops, // move/copy/test: positions are the recipe's own business
+        };
+        let Some((parent, last)) = split(path) else { continue };
+        let Some(Value::Array(items)) = v.pointer(&parent) else { continue };
+        let n = appended.entry(parent.clone()).or_insert(0);
+        let append = matches!(op, PatchOp::Add { .. }) && last.parse::<usize>().is_ok_and(|i| i == items.len() + *n);
+        *n += usize::from(append);
+        let only = touched.entry(parent).or_insert(true);
+        *only &= append;
+    }
+    for op in &mut ops {
+        if let PatchOp::Add { path, .. } = op {
+            if let Some((parent, _)) = split(path) {
+                if touched.get(&parent) == Some(&true) {
+                    *path = format!("{parent}/-");
+                }
+            }
+        }
+    }
+    ops
 }
 
 /// Whether the server change `p` can skip the rebase: the layers' rule plans from what their
@@ -215,7 +262,9 @@ fn commutes(
     let local = matches!(rule, ApplyRule::Append { .. } | ApplyRule::Upsert { .. } | ApplyRule::Remove { .. });
     // A layer that changed nothing still read the data to find that out: it has no ops to
     // compare with, so it is rebased.
-    if !local || adapter.is_some_and(|a| a.sort_by.is_some()) || layers.iter().any(|l| l.applied.is_none()) {
+    // A recipe's patch is positional (array indexes): it is always rebased.
+    let recipes = layers.iter().any(|l| matches!(l.body, LayerBody::Patch(_)));
+    if !local || recipes || adapter.is_some_and(|a| a.sort_by.is_some()) || layers.iter().any(|l| l.applied.is_none()) {
         return false;
     }
     // A layer reads the whole record its message is about (an upsert compares every field of the

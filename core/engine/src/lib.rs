@@ -40,7 +40,7 @@ pub mod template;
 pub use config::Config;
 pub use engine::{Engine, Fetched, Input, LoadedNow};
 pub use entry::{EntryState, StreamInfo};
-pub use protocol::{EntryId, HookCall, HookShape, HostHooks, Loaded, MessageBase, MutateOptions, MutationId, MutationRequest, Output, StreamTarget, SubscriberId, WaiterId};
+pub use protocol::{EntryId, HookCall, HookShape, HostHooks, HostTags, Loaded, MessageBase, MutateOptions, MutationId, MutationRequest, Output, StreamTarget, SubscriberId, WaiterId};
 pub use error::{Error, Result};
 pub use event::{ErrorReason, Event, Status, StreamState};
 pub use message::{Prepared, RawMessage};

@@ -13,7 +13,7 @@ use crate::engine::{check_arg, Engine};
 use crate::error::{Error, Result};
 use crate::key::cache_key;
 use crate::pending_mutation::Mutation;
-use crate::protocol::{EntryId, MutateOptions, MutationId, MutationRequest, Output};
+use crate::protocol::{EntryId, HostTags, MutateOptions, MutationId, MutationRequest, Output};
 use crate::tags::{self, Tag};
 
 impl<S: Clone> Engine<S> {
@@ -63,17 +63,46 @@ impl<S: Clone> Engine<S> {
     /// The driver's report: the response data, or the failure (`Error::Mutation` with the
     /// server's `{status, data}`, or a local error such as `NotConnected`).
     pub fn mutation_done(&mut self, now: Duration, id: MutationId, result: Result<Value>) {
+        self.mutation_done_tagged(now, id, result, None)
+    }
+
+    /// `mutation_done` with the `invalidatesTags` host hook's answer for this outcome (W2). A
+    /// hook that failed or answered a tag type not in `tagTypes` invalidates nothing and makes
+    /// the mutation fail with `{status: "CUSTOM_ERROR", error, data}`, `data` being what the write
+    /// answered: the write itself happened, so its layers still wait for their confirmation.
+    pub fn mutation_done_tagged(&mut self, now: Duration, id: MutationId, result: Result<Value>, host_tags: Option<HostTags>) {
         if self.mutations.get(&id).is_none_or(|m| m.outcome.is_some()) {
             return;
         }
         // W3 first: the layers' confirmation is set before the invalidation's refetches start.
         self.layers_answered(now, id, &result);
         let m = self.mutations.get_mut(&id).expect("checked above");
+        let (invalidated, result) = match host_tags {
+            None => {
+                let select_id = m.endpoint.default_select_id().to_owned();
+                (tags::resolve(&m.endpoint.invalidates_tags, m.arg.as_ref(), result.as_ref().ok(), &select_id).unwrap_or_default(), result)
+            }
+            Some(answer) => {
+                let checked = match answer {
+                    Ok(v) => tags::from_host(&v, &self.config.tag_types).map_err(|e| format!("invalidatesTags answered a bad tag {e}")),
+                    Err(e) => Err(format!("invalidatesTags failed: {e}")),
+                };
+                match checked {
+                    Ok(tags) => (tags, result),
+                    Err(message) => {
+                        let data = match &result {
+                            Ok(v) => v.clone(),
+                            Err(Error::Mutation(v)) => v.clone(),
+                            Err(other) => Value::String(other.to_string()),
+                        };
+                        (Vec::new(), Err(Error::Mutation(serde_json::json!({"status": "CUSTOM_ERROR", "error": message, "data": data}))))
+                    }
+                }
+            }
+        };
         if result.is_err() {
             self.stats.mutation_errors += 1;
         }
-        let select_id = m.endpoint.default_select_id().to_owned();
-        let invalidated = tags::resolve(&m.endpoint.invalidates_tags, m.arg.as_ref(), result.as_ref().ok(), &select_id).unwrap_or_default();
         m.outcome = Some(result);
         let waiting = self.invalidate(&invalidated);
         if let Some(m) = self.mutations.get_mut(&id) {

@@ -15,17 +15,17 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::{ErrorReason, Event};
 use crate::key::cache_key;
+use crate::layer::LayerBody;
 use crate::message::MessageFilter;
 use crate::pending_mutation::Confirm;
 use crate::protocol::{EntryId, MutateOptions, MutationId};
 
-/// One layer to put on, rendered: the entry's endpoint and arg, and the message.
+/// One layer to put on, rendered: the entry's endpoint and arg, and the message or patch.
 pub(crate) struct LayerTarget {
     endpoint: String,
     arg: Option<Value>,
-    message: Value,
+    body: LayerBody,
 }
-
 
 impl<S: Clone> Engine<S> {
     /// The layers of a `mutate` call and how they are confirmed; checked before anything is sent.
@@ -41,7 +41,7 @@ impl<S: Clone> Engine<S> {
                     Ok(LayerTarget {
                         endpoint: t.endpoint.clone(),
                         arg: t.arg.as_ref().map(|a| a.render(arg)).transpose().map_err(|m| bad(format!("optimistic: {m}")))?,
-                        message: t.message.render(arg).map_err(|m| bad(format!("optimistic: {m}")))?,
+                        body: LayerBody::Message(t.message.render(arg).map_err(|m| bad(format!("optimistic: {m}")))?),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
@@ -54,20 +54,41 @@ impl<S: Clone> Engine<S> {
         Ok((targets, Confirm { fields, timeout: Duration::from_millis(ms) }))
     }
 
-    /// A host's `{endpoint, arg?, message}`: a query endpoint whose apply rule takes the message.
+    /// A host's `{endpoint, arg?, message}` (a query endpoint whose apply rule takes the
+    /// message), or `{endpoint, arg?, patch}` (RFC 6902 operations on the entry's visible data:
+    /// what a host recipe made, for any query endpoint).
     fn layer_from_value(&self, item: &Value) -> Result<LayerTarget> {
         let bad = |m: String| Error::InvalidArgument(format!("optimistic: {m}"));
-        let Value::Object(o) = item else { return Err(bad(format!("a layer is {{endpoint, arg, message}}, found {item}"))) };
-        if let Some(k) = o.keys().find(|k| !["endpoint", "arg", "message"].contains(&k.as_str())) {
-            return Err(bad(format!("a layer has no key {k:?} (expected endpoint, arg, message)")));
+        let Value::Object(o) = item else { return Err(bad(format!("a layer is {{endpoint, arg, message}} or {{endpoint, arg, patch}}, found {item}"))) };
+        if let Some(k) = o.keys().find(|k| !["endpoint", "arg", "message", "patch"].contains(&k.as_str())) {
+            return Err(bad(format!("a layer has no key {k:?} (expected endpoint, arg, and message or patch)")));
         }
         let endpoint = o.get("endpoint").and_then(Value::as_str).ok_or_else(|| bad("a layer needs a string `endpoint`".into()))?;
         let target = self.query_endpoint(endpoint)?;
-        if target.stream.as_ref().is_none_or(|s| s.apply.is_none()) {
-            return Err(bad(format!("endpoint {endpoint:?} has no stream.apply rule for the layer's message")));
+        let body = match (o.get("message"), o.get("patch")) {
+            (Some(_), Some(_)) => return Err(bad("give a layer a `message` or a `patch`, not both".into())),
+            (None, None) => return Err(bad("a layer needs a `message` (or a recipe's `patch`)".into())),
+            (None, Some(patch)) => LayerBody::Patch(crate::patch::parse_patch(patch).map_err(|e| bad(format!("the layer's patch: {e}")))?),
+            (Some(message), None) => {
+                if target.stream.as_ref().is_none_or(|s| s.apply.is_none()) {
+                    return Err(bad(format!("endpoint {endpoint:?} has no stream.apply rule for the layer's message")));
+                }
+                LayerBody::Message(message.clone())
+            }
+        };
+        Ok(LayerTarget { endpoint: endpoint.to_owned(), arg: o.get("arg").cloned(), body })
+    }
+
+    /// W3: the data a host recipe for a layer on `(endpoint, arg)` runs on: the entry's visible
+    /// data (server data and the layers pending), `None` when there is no entry or no data yet
+    /// (the layer is then skipped, as a message layer is).
+    pub fn layer_base(&self, endpoint: &str, arg: Option<&Value>) -> Result<Option<Arc<Value>>> {
+        if self.is_closed() {
+            return Err(Error::Closed);
         }
-        let message = o.get("message").cloned().ok_or_else(|| bad("a layer needs a `message`".into()))?;
-        Ok(LayerTarget { endpoint: endpoint.to_owned(), arg: o.get("arg").cloned(), message })
+        self.query_endpoint(endpoint)?;
+        let key = cache_key(endpoint, arg);
+        Ok(self.entries.get(key.as_str()).and_then(|e| e.shown().cloned()))
     }
 
     /// Puts mutation `id`'s layers on their entries (an entry that does not exist or has no data
@@ -80,7 +101,7 @@ impl<S: Clone> Engine<S> {
         for t in targets {
             let key: Arc<str> = cache_key(&t.endpoint, t.arg.as_ref()).into();
             let Some(entry) = self.entries.get_mut(&*key).filter(|e| e.data.is_some()) else { continue };
-            if let Err(message) = entry.add_layer(id, t.message, early.clone(), &mut self.out) {
+            if let Err(message) = entry.add_layer(id, t.body, early.clone(), &mut self.out) {
                 for (k, e) in &on {
                     if let Some(entry) = self.entries.get_mut(&**k).filter(|x| x.id == *e) {
                         entry.rebase(crate::apply::Change::Unchanged, |l| l.mutation == id, &mut self.out);

@@ -36,7 +36,18 @@ pub struct HostHooks {
     pub on_cache_entry_added: bool,
     /// W1: a `mutationFn` makes the endpoint a mutation endpoint.
     pub mutation_fn: bool,
+    /// W2: the host computes a query endpoint's `providesTags(data, arg)`; the driver hands its
+    /// answer in with each fetch result and upsert (`HostTags`).
+    pub provides_tags: bool,
+    /// W2: the host computes a mutation's `invalidatesTags(result, error, arg)`; the driver hands
+    /// its answer in with the mutation's outcome.
+    pub invalidates_tags: bool,
 }
+
+/// W2: what a `providesTags` / `invalidatesTags` host hook answered: a list of `"Type"` /
+/// `{type, id}` values, or the hook's failure message. The engine checks it (tag types in
+/// `tagTypes`) before it uses it.
+pub type HostTags = std::result::Result<Value, String>;
 
 /// How the host's `onMessage` takes messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,6 +36,25 @@ impl Tag {
     }
 }
 
+/// W2: the tags a host hook answered: a list of `"Type"` / `{type, id}`, each type in
+/// `tag_types` (the same check as the config's).
+pub fn from_host(answer: &Value, tag_types: &[String]) -> Result<Vec<Tag>, String> {
+    let Value::Array(items) = answer else {
+        return Err(format!("expected a list of tags, found {answer}"));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let tag = Tag::from_value(v).map_err(|m| format!("[{i}]: {m}"))?;
+            if !tag_types.contains(&tag.kind) {
+                return Err(format!("[{i}]: tag type {:?} is not in tagTypes ({})", tag.kind, tag_types.join(", ")));
+            }
+            Ok(tag)
+        })
+        .collect()
+}
+
 impl serde::Serialize for Tag {
     fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
         match &self.id {
@@ -191,5 +210,17 @@ mod tests {
         assert!(Tag::from_value(&json!({"type": 1})).is_err());
         assert!(Tag::from_value(&json!(["Post"])).is_err());
         assert_eq!(Tag::from_value(&json!({"type": "Post", "id": 3})).unwrap().id, Some(json!(3)));
+    }
+
+    #[test]
+    fn w2_host_tags_are_checked_like_config_tags() {
+        let tags = from_host(&json!(["Post", {"type": "User", "id": 4}, {"type": "Post", "id": null}]), &types()).unwrap();
+        assert_eq!(serde_json::to_value(&tags).unwrap(), json!(["Post", {"type": "User", "id": 4}, "Post"]));
+        assert_eq!(from_host(&json!([]), &types()).unwrap(), vec![]);
+        let e = from_host(&json!(["Post", "Comment"]), &types()).unwrap_err();
+        assert!(e.starts_with("[1]") && e.contains("\"Comment\" is not in tagTypes"), "{e}");
+        assert!(from_host(&json!("Post"), &types()).unwrap_err().contains("expected a list"));
+        assert!(from_host(&json!([{"type": "Post", "idsFrom": "/a"}]), &types()).unwrap_err().contains("no key \"idsFrom\""));
+        assert!(from_host(&json!([7]), &types()).unwrap_err().starts_with("[0]"));
     }
 }

@@ -28,7 +28,8 @@ fn config(extra: Value) -> Value {
                             "stream": {"url": "ws://127.0.0.1:1/", "apply": {"append": {"dedupeBy": "id"}}}},
             "sendMessage": send,
             "editDoc": {"mutation": "doc", "optimistic": [{"endpoint": "getDoc", "message": [{"op": "test", "path": "/v", "value": 1}, {"op": "replace", "path": "/title", "value": "{arg}"}]}]},
-            "getDoc": {"query": "doc", "stream": {"url": "ws://127.0.0.1:1/doc", "apply": "jsonPatch"}}
+            "getDoc": {"query": "doc", "stream": {"url": "ws://127.0.0.1:1/doc", "apply": "jsonPatch"}},
+            "getNote": {"query": "note"}
         }
     })
 }
@@ -263,4 +264,94 @@ fn w3_an_echo_before_the_response_confirms_too_and_the_mutation_settles_with_the
     assert_eq!(settled(&mut h).len(), 1);
     assert_eq!(texts(&h.data(&key)), ["first", "quick"]);
     assert_eq!(h.replay("s").0, h.data(&key));
+}
+
+/// Per-call layers as a host recipe leaves them: `{endpoint, arg, patch}`.
+fn patch_layer(endpoint: &str, arg: Option<Value>, patch: Value) -> MutateOptions {
+    let mut layer = json!({"endpoint": endpoint, "patch": patch});
+    if let Some(a) = arg {
+        layer["arg"] = a;
+    }
+    MutateOptions { optimistic: Some(vec![layer]), ..Default::default() }
+}
+
+#[test]
+fn w3_a_recipe_patch_is_put_back_on_every_server_change_and_an_append_stays_last() {
+    let (mut h, key, entry) = chat(json!({}));
+    // What a recipe that pushed a message made: an add at the array's end.
+    let options = patch_layer("getMessages", Some(json!("redux")), json!([{"op": "add", "path": "/1", "value": {"id": "tmp", "clientId": "c-mine", "text": "mine"}}]));
+    let id = h.engine.mutate_with("sendMessage", Some(json!({"channel": "redux", "clientId": "c-mine", "text": "mine"})), &options).unwrap();
+    h.drain();
+    assert_eq!(texts(&h.data(&key)), ["first", "mine"]);
+    h.push(&key, entry, vec![m(2, "other"), m(3, "another")]);
+    assert_eq!(texts(&h.data(&key)), ["first", "other", "another", "mine"], "the append stays an append");
+    h.engine.mutation_done(h.now, id, Ok(json!({"id": 4})));
+    h.drain();
+    h.push(&key, entry, vec![json!({"id": 4, "clientId": "c-mine", "text": "mine"})]);
+    assert_eq!(texts(&h.data(&key)), ["first", "other", "another", "mine"], "confirmed by its echo, no flicker");
+    assert_eq!(h.engine.entry_state(&key, None).unwrap().optimistic, 0);
+    assert_eq!(settled(&mut h).len(), 1);
+    assert_eq!(h.replay("s").0, h.data(&key));
+    let shown: Vec<Value> = h.states_from("s", 0);
+    let first = shown.iter().position(|s| texts(s).contains(&"mine".to_owned())).unwrap();
+    assert!(shown[first..].iter().all(|s| texts(s).contains(&"mine".to_owned())), "never gone once shown");
+}
+
+#[test]
+fn w3_a_recipe_patch_needs_no_apply_rule_and_a_refetch_it_no_longer_fits_drops_it() {
+    let mut h = Harness::new(config(json!({})), &[]);
+    let (key, entry) = h.subscribe("n", "getNote", None);
+    let (_, _, request) = h.fetches().pop().unwrap();
+    h.respond(&key, entry, request, json!({"title": "a", "body": "x"}));
+    let options = patch_layer("getNote", None, json!([{"op": "replace", "path": "/title", "value": "mine"}]));
+    let id = h.engine.mutate_with("sendMessage", Some(json!({"channel": "c", "clientId": "c", "text": "t"})), &options).unwrap();
+    h.drain();
+    assert_eq!(h.data(&key), json!({"title": "mine", "body": "x"}));
+    // A refetch that started before the response: new server data, the patch goes back on.
+    h.engine.refetch(&key).unwrap();
+    let (_, _, request) = h.fetches().pop().unwrap();
+    h.respond(&key, entry, request, json!({"title": "a", "body": "y"}));
+    assert_eq!(h.data(&key), json!({"title": "mine", "body": "y"}));
+    // A second write whose patch stops fitting the server data: dropped with a conflict.
+    let options = patch_layer("getNote", None, json!([{"op": "remove", "path": "/body"}]));
+    let other = h.engine.mutate_with("sendMessage", Some(json!({"channel": "c", "clientId": "d", "text": "t"})), &options).unwrap();
+    h.drain();
+    assert_eq!(h.data(&key), json!({"title": "mine"}));
+    h.engine.refetch(&key).unwrap();
+    let (_, _, request) = h.fetches().pop().unwrap();
+    h.respond(&key, entry, request, json!({"title": "b"}));
+    assert_eq!(h.data(&key), json!({"title": "mine"}), "the first layer stays, the second no longer applies");
+    assert_eq!(errors(&h, "n"), [ErrorReason::OptimisticConflict]);
+    // The first one's response, then the first refetch after it, confirms it.
+    h.engine.mutation_done(h.now, id, Ok(json!({})));
+    h.engine.mutation_done(h.now, other, Ok(json!({})));
+    h.engine.refetch(&key).unwrap();
+    let (_, _, request) = h.fetches().pop().unwrap();
+    h.respond(&key, entry, request, json!({"title": "mine"}));
+    assert_eq!(h.engine.entry_state(&key, None).unwrap().optimistic, 0);
+    assert_eq!(h.data(&key), json!({"title": "mine"}));
+    assert_eq!(h.replay("n").0, h.data(&key));
+}
+
+#[test]
+fn w3_bad_recipe_patches_fail_the_call_and_change_nothing() {
+    let (mut h, key, _) = chat(json!({}));
+    let arg = json!({"channel": "redux", "clientId": "c", "text": "t"});
+    let bad = [
+        json!([{"endpoint": "getMessages", "arg": "redux", "patch": [{"op": "add", "path": "/-", "value": 1}], "message": {"id": 1}}]),
+        json!([{"endpoint": "getMessages", "arg": "redux", "patch": {"op": "add"}}]),
+        json!([{"endpoint": "getMessages", "arg": "redux", "patch": [{"op": "remove", "path": "/7"}]}]),
+        json!([{"endpoint": "sendMessage", "patch": []}]),
+    ];
+    for layers in bad {
+        let options = MutateOptions { optimistic: Some(layers.as_array().unwrap().clone()), ..Default::default() };
+        let e = h.engine.mutate_with("sendMessage", Some(arg.clone()), &options);
+        assert!(matches!(&e, Err(Error::InvalidArgument(_)) | Err(Error::WrongEndpointKind(_))), "{layers}: {e:?}");
+        assert!(mutations(&mut h).is_empty(), "{layers}: nothing sent");
+        assert_eq!(texts(&h.data(&key)), ["first"], "{layers}: nothing shown");
+    }
+    // An empty patch (a recipe that changed nothing) is a layer that shows nothing.
+    let options = patch_layer("getMessages", Some(json!("redux")), json!([]));
+    assert!(h.engine.mutate_with("sendMessage", Some(arg), &options).is_ok());
+    assert_eq!(texts(&h.data(&key)), ["first"]);
 }

@@ -37,7 +37,7 @@ fn sub_with(h: &mut Harness, name: Sub, options: SubscribeOptions) -> (std::sync
 fn answer(h: &mut Harness, key: &str, entry: u64) -> usize {
     let open = h.fetches();
     for (_, _, request) in &open {
-        h.engine.fetch_done_at(h.now, key, entry, *request, Ok(livecache_engine::Fetched { data: json!({"n": request}), meta: Value::Null }));
+        h.engine.fetch_done_at(h.now, key, entry, *request, Ok(livecache_engine::Fetched::new(json!({"n": request}), Value::Null)));
     }
     h.drain();
     open.len()
@@ -57,7 +57,7 @@ fn p1_the_smallest_interval_wins_and_counts_from_the_end_of_the_last_fetch() {
     // Never two in flight: the fetch is still open when the next interval passes.
     h.advance(ms(2_000));
     assert!(h.fetches().is_empty(), "no second fetch while one is in flight");
-    h.engine.fetch_done_at(h.now, &key, entry, polls[0].2, Ok(livecache_engine::Fetched { data: json!(2), meta: Value::Null }));
+    h.engine.fetch_done_at(h.now, &key, entry, polls[0].2, Ok(livecache_engine::Fetched::new(json!(2), Value::Null)));
     h.drain();
     h.advance(ms(299));
     assert!(h.fetches().is_empty(), "the next poll counts from the answer");

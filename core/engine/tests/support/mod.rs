@@ -97,7 +97,7 @@ impl Harness {
     }
 
     pub fn respond(&mut self, key: &str, entry: EntryId, request: u64, data: Value) {
-        self.engine.fetch_done(key, entry, request, Ok(Fetched { data, meta: Value::Null }));
+        self.engine.fetch_done(key, entry, request, Ok(Fetched::new(data, Value::Null)));
         self.drain();
     }
 
