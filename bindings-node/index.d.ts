@@ -290,8 +290,16 @@ export interface SubscribeOptions {
 
 /** W3: a mutation's optimistic layers and how the server confirms them (each overrides the endpoint's config). */
 export interface MutateOptions {
-  /** Shown at once above the server data; each message goes through that endpoint's apply rule. */
-  optimistic?: Array<{ endpoint: string; arg?: unknown; message: unknown }>
+  /** Shown at once above the server data until the server confirms them. A `message` goes
+   * through that endpoint's apply rule; a `recipe` runs once, in this call, on a draft of the
+   * entry's shown data (mutate it or return new data) and the change it made is the layer, put
+   * back as a patch on every server change. A recipe that throws rejects with its error; nothing
+   * is sent. */
+  optimistic?: Array<
+    | { endpoint: string; arg?: unknown; message: unknown }
+    | { endpoint: string; arg?: unknown; recipe: Recipe<any> }
+    | { endpoint: string; arg?: unknown; patch: PatchOperation[] }
+  >
   /** Fields a stream message must have to confirm the layers (compared as `filter` compares). */
   confirm?: Record<string, unknown>
   confirmTimeoutMs?: number

@@ -756,8 +756,9 @@ class Client {
     const settles = this[SETTLES]
     let optionsText
     try {
-      optionsText = toJSONText(options === undefined ? null : options)
+      optionsText = toJSONText(this.#withRecipesRun(options === undefined ? null : options))
     } catch (e) {
+      // A recipe that threw rejects with its own error; nothing was sent.
       d.reject(e)
       return d.promise
     }
@@ -769,6 +770,46 @@ class Client {
       d.reject(fromNative(e))
     }
     return d.promise
+  }
+
+  /** W3: `options` with each `{endpoint, arg?, recipe}` layer replaced by the patch its recipe
+   * makes, now, on the entry's shown data (`{endpoint, arg?, patch}`); the engine puts that patch
+   * back on every server change (the recipe is not run again). A layer for an entry without data
+   * is left out, as a message layer is skipped there. */
+  #withRecipesRun(options) {
+    if (options === null || typeof options !== 'object' || !Array.isArray(options.optimistic)) return options
+    if (!options.optimistic.some((l) => l !== null && typeof l === 'object' && 'recipe' in l)) return options
+    const layers = []
+    for (const layer of options.optimistic) {
+      if (layer === null || typeof layer !== 'object' || !('recipe' in layer)) {
+        layers.push(layer)
+        continue
+      }
+      const patched = this.#recipeLayer(layer)
+      if (patched !== null) layers.push(patched)
+    }
+    return { ...options, optimistic: layers }
+  }
+
+  #recipeLayer(layer) {
+    const bad = (m) => makeError('InvalidArgument', `invalid argument: optimistic: ${m}`)
+    for (const k of Object.keys(layer)) {
+      if (!['endpoint', 'arg', 'recipe'].includes(k)) throw bad(`a recipe layer has no key ${JSON.stringify(k)} (expected endpoint, arg, recipe)`)
+    }
+    if (typeof layer.recipe !== 'function') throw bad("a layer's recipe must be a function")
+    if (typeof layer.endpoint !== 'string') throw bad('a layer needs a string endpoint')
+    const a = argText(layer.arg)
+    const key = native(() => this.#native.cacheKey(layer.endpoint, a))
+    let out = this.#recordOnReplica(key, layer.endpoint, a, layer.recipe)
+    if (out === null) {
+      const state = JSON.parse(native(() => this.#native.snapshot(layer.endpoint, a)))
+      if (!(state.version > 0)) return null
+      out = record(state.data, layer.recipe, new Recorder())
+    }
+    const patch = out.mode === 0 ? JSON.parse(out.payload) : [{ op: 'replace', path: '', value: JSON.parse(out.payload) }]
+    const patched = { endpoint: layer.endpoint, patch }
+    if (layer.arg !== undefined) patched.arg = layer.arg // absent is "no arg" (K1)
+    return patched
   }
 
   /** P3: creates and fetches the entry without subscribing (it goes after keepUnusedDataFor), or

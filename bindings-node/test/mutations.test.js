@@ -409,3 +409,89 @@ test('W2: a tags hook beside its config key, or on the wrong endpoint kind, is a
     await srv.close()
   }
 })
+
+/** A client whose `post` mutation is a `mutationFn` the test answers when it chooses. */
+async function withHeldPost(body) {
+  const srv = await server()
+  const cfg = config(srv.port)
+  cfg.endpoints.post = { confirm: { text: '{arg.text}' } }
+  const writes = []
+  const client = new Client(cfg, {
+    post: {
+      mutationFn: (arg) => {
+        const d = deferred()
+        writes.push(d)
+        return d.promise
+      },
+    },
+  })
+  try {
+    await body(srv, client, writes)
+  } finally {
+    await client.close()
+    await srv.close()
+  }
+}
+
+function deferred() {
+  let resolve
+  const promise = new Promise((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+test('W3: a recipe layer runs once on the shown data, stays above other messages, and its echo confirms it', () =>
+  withHeldPost(async (srv, client, writes) => {
+    const { rec, sub } = await subscribed(client)
+    const given = []
+    const recipe = (draft) => {
+      given.push(JSON.parse(JSON.stringify(draft))) // a recording draft: copied as JSON
+      draft.push({ id: 'local', text: 'from a recipe', pending: true })
+    }
+    const done = client.mutate('post', { text: 'from a recipe' }, { optimistic: [{ endpoint: 'getMessages', arg: 'redux', recipe }] })
+    assert.deepEqual(given, [[]], 'ran once, on the data shown')
+    assert.equal(sub.snapshot().optimistic, 1)
+    await waitFor('the write reached the hook', () => writes.length === 1)
+    srv.other('redux', 'someone else')
+    await waitFor('the other message', () => sub.snapshot().data.some((m) => m.text === 'someone else'))
+    assert.deepEqual(sub.snapshot().data.map((m) => m.text), ['someone else', 'from a recipe'], 'the append stays on top')
+    writes[0].resolve({ stored: true })
+    srv.other('redux', 'from a recipe') // the echo
+    assert.deepEqual(await done, { stored: true })
+    const after = sub.snapshot()
+    assert.equal(after.optimistic, undefined, 'W4: confirmed when mutate resolves')
+    assert.deepEqual(after.data.map((m) => m.text), ['someone else', 'from a recipe'])
+    assert.equal(given.length, 1, 'not run again on a rebase')
+    await settle(sub, rec)
+    rec.check(sub.snapshot(), 'after the echo')
+    sub.unsubscribe()
+  }))
+
+test('W3: a recipe that throws rejects with its own error; bad recipe layers reject; nothing is sent', () =>
+  withHeldPost(async (srv, client, writes) => {
+    const { sub } = await subscribed(client)
+    const before = sub.snapshot()
+    const refused = new Error('not this one')
+    const layers = [
+      { endpoint: 'getMessages', arg: 'redux', recipe: (d) => [...d, { id: 'ok' }] },
+      {
+        endpoint: 'getMessages',
+        arg: 'redux',
+        recipe: (d) => {
+          d.push({ id: 'half' })
+          throw refused
+        },
+      },
+    ]
+    await assert.rejects(client.mutate('post', { text: 'x' }, { optimistic: layers }), (e) => e === refused)
+    const cases = [
+      [{ endpoint: 'getMessages', arg: 'redux', recipe: 3 }, InvalidArgument, /must be a function/],
+      [{ endpoint: 'getMessages', arg: 'redux', recipe: () => {}, message: {} }, InvalidArgument, /no key "message"/],
+      [{ endpoint: 'post', recipe: () => {} }, WrongEndpointKind, /mutation endpoint/],
+    ]
+    for (const [layer, cls, words] of cases) {
+      await assert.rejects(client.mutate('post', { text: 'x' }, { optimistic: [layer] }), (e) => e instanceof cls && words.test(e.message))
+    }
+    assert.equal(writes.length, 0, 'nothing was sent')
+    assert.deepEqual(sub.snapshot(), before, 'nothing changed')
+    sub.unsubscribe()
+  }))

@@ -3,7 +3,9 @@
 
 use std::future::Future;
 
-use livecache_core::{Error, HostUpdate};
+use std::sync::Arc;
+
+use livecache_core::{Error, HostUpdate, LayerRecipe, OptimisticLayer};
 use pyo3::prelude::*;
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -81,6 +83,53 @@ pub fn recipe_fn<'a>(recipe: Py<PyAny>, failure: &'a mut Option<PyErr>) -> impl 
             }
         }
     }
+}
+
+/// W3: a `mutate` call's `optimistic` list as the core takes it: `{"endpoint", "arg"?, "recipe"}`
+/// items are host recipes (run by the core on a draft of the entry's visible data, in the call);
+/// the others cross as JSON (`{"endpoint", "arg"?, "message"}`). A recipe's exception lands in
+/// `failure`, to be raised as it is.
+pub fn optimistic_layers(items: &Bound<'_, PyAny>, failure: &Arc<parking_lot::Mutex<Option<PyErr>>>) -> PyResult<Vec<OptimisticLayer>> {
+    let bad = |m: String| crate::errors::InvalidArgument::new_err(format!("optimistic: {m}"));
+    let list = items.cast::<pyo3::types::PyList>().map_err(|_| bad("expected a list of layers".into()))?;
+    let mut layers = Vec::with_capacity(list.len());
+    for item in list.iter() {
+        let recipe = item.cast::<pyo3::types::PyDict>().ok().and_then(|d| d.get_item("recipe").ok().flatten());
+        let Some(recipe) = recipe else {
+            layers.push(OptimisticLayer::Value(from_py(&item)?));
+            continue;
+        };
+        let d = item.cast::<pyo3::types::PyDict>()?;
+        for key in d.keys() {
+            let key: String = key.extract()?;
+            if !["endpoint", "arg", "recipe"].contains(&key.as_str()) {
+                return Err(bad(format!("a recipe layer has no key {key:?} (expected endpoint, arg, recipe)")));
+            }
+        }
+        if !recipe.is_callable() {
+            return Err(bad("a layer's `recipe` must be callable".into()));
+        }
+        let endpoint: String = d.get_item("endpoint")?.and_then(|e| e.extract().ok()).ok_or_else(|| bad("a layer needs a str `endpoint`".into()))?;
+        let arg = d.get_item("arg")?.map(|a| from_py(&a)).transpose()?;
+        let (f, slot) = (recipe.unbind(), Arc::clone(failure));
+        let run = move |draft: &mut Value| -> Result<Option<Value>, String> {
+            Python::attach(|py| {
+                let obj = to_py(py, draft).map_err(|e| e.to_string())?;
+                let returned = match f.call1(py, (obj.clone(),)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let message = e.to_string();
+                        *slot.lock() = Some(e);
+                        return Err(message);
+                    }
+                };
+                let data = if returned.is_none(py) { from_py(&obj) } else { from_py(returned.bind(py)) };
+                data.map(Some).map_err(|e| e.to_string())
+            })
+        };
+        layers.push(OptimisticLayer::Recipe(LayerRecipe { endpoint, arg, recipe: Box::new(run) }));
+    }
+    Ok(layers)
 }
 
 /// The result of a host update (L9): `patches`, `inverse_patches`, `undo()`.

@@ -4,11 +4,13 @@
 
 use livecache_core::{Client, ClientOptions, Clock, Config, Event, RawMessage, Subscription};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 use serde_json::Value;
 use tokio::runtime::Handle;
 
-use crate::bridge::{recipe_fn, spawn_notify, NativeHostUpdate};
+use std::future::Future;
+
+use crate::bridge::{optimistic_layers, recipe_fn, spawn_notify, NativeHostUpdate};
 use crate::convert::{event_to_py, from_py, state_to_py, stats_to_py, to_py};
 use crate::errors::{to_pyerr, ConfigError};
 use crate::hooks::build_hooks;
@@ -179,11 +181,29 @@ impl NativeClient {
 
     /// W1: runs the mutation; `callback(ok, value)` gets the response data once the refetches
     /// it caused have landed (W4), or the error (`MutationError`, `WrongEndpointKind`, …).
-    fn mutate(&self, endpoint: &str, arg: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<()> {
+    /// `options`: `{"optimistic", "confirm", "confirmTimeoutMs"}`; `optimistic` items may hold a
+    /// `recipe` (W3), run here. A refusal (a recipe that raised: its own exception) reaches
+    /// `callback` at once; nothing was sent.
+    fn mutate(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, options: &Bound<'_, PyDict>, callback: Py<PyAny>) -> PyResult<()> {
         let arg = arg_of(arg)?;
-        let options = livecache_core::MutateOptions::from_value(&from_py(options)?).map_err(crate::errors::InvalidArgument::new_err)?;
-        let done = self.client.mutate_with(endpoint, arg, &options);
-        spawn_notify(&self.handle, done, callback, |py, v| to_py(py, &v));
+        let optimistic = options.get_item("optimistic")?.filter(|o| !o.is_none());
+        let rest = options.copy()?;
+        rest.del_item("optimistic").ok();
+        let options = livecache_core::MutateOptions::from_value(&from_py(rest.as_any())?).map_err(crate::errors::InvalidArgument::new_err)?;
+        let failure = Default::default();
+        let layers = optimistic.map(|items| optimistic_layers(&items, &failure)).transpose()?;
+        let client = &self.client;
+        let started = py.detach(|| match layers {
+            Some(layers) => client.start_mutation_with_layers(endpoint, arg, &options, layers).map(|f| Box::pin(f) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>),
+            None => client.start_mutation(endpoint, arg, &options).map(|f| Box::pin(f) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>),
+        });
+        match started {
+            Ok(done) => spawn_notify(&self.handle, done, callback, |py, v| to_py(py, &v)),
+            Err(e) => {
+                let err = failure.lock().take().unwrap_or_else(|| crate::errors::to_pyerr_in(py, e));
+                callback.call1(py, (false, err.into_value(py)))?;
+            }
+        }
         Ok(())
     }
 

@@ -326,3 +326,75 @@ def test_w2_a_tags_hook_beside_its_config_key_or_on_the_wrong_kind_is_a_config_e
     for c, hooks, words in cases:
         with pytest.raises(livecache.ConfigError, match=words):
             livecache.Client(c, hooks)
+
+
+def test_w3_a_recipe_layer_survives_other_messages_and_its_echo_confirms_it(server: ChatServer) -> None:
+    states: List[Any] = []
+    data: Any = None
+
+    def on_event(e: Dict[str, Any]) -> None:
+        nonlocal data
+        if e["type"] == "snapshot":
+            data = e["data"]
+        elif e["type"] == "patch":
+            data = jsonpatch.apply_patch(data, e["patches"])
+        else:
+            return
+        states.append(data)
+
+    given: List[Any] = []
+
+    def recipe(draft: Any) -> None:
+        given.append(list(draft))
+        draft.append({"id": "local", "text": "from a recipe", "pending": True})
+
+    with livecache.Client(config(server, "?hold=1")) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=on_event)
+        ready(sub)
+        layer = {"endpoint": "getMessages", "arg": "redux", "recipe": recipe}
+        done = client.mutate("sendMessage", {"channel": "redux", "text": "from a recipe"}, optimistic=[layer],
+                             confirm={"userName": "py", "text": "{arg.text}"})
+        assert given == [sub.snapshot()["data"][:-1]], "the recipe ran once, on the data shown"
+        assert sub.snapshot()["optimistic"] == 1 and texts(sub)[-1] == "from a recipe"
+        # Another user's message lands in the server data: the recipe's append stays on top.
+        wait_until(lambda: server.stats()["held"] == 1, "the post reached the server")
+        server.post("redux", "someone else")
+        wait_until(lambda: "someone else" in texts(sub), "the other message")
+        assert texts(sub)[-2:] == ["someone else", "from a recipe"]
+        server.call("POST", "/release")
+        assert done.result(10)["text"] == "from a recipe"
+        assert "optimistic" not in sub.snapshot(), "W4: confirmed when mutate returns"
+        assert texts(sub)[-2:] == ["someone else", "from a recipe"]
+        assert len(given) == 1, "the recipe is not run again on a rebase"
+        wait_until(lambda: bool(states) and states[-1] == sub.snapshot()["data"], "the replica caught up")
+        first = next(i for i, s in enumerate(states) if any(m["text"] == "from a recipe" for m in s))
+        assert all(sum(m["text"] == "from a recipe" for m in s) == 1 for s in states[first:]), "no flicker, never twice"
+
+
+def test_w3_a_recipe_that_raises_is_its_own_error_and_nothing_is_sent(server: ChatServer) -> None:
+    class Refused(Exception):
+        pass
+
+    def raises(draft: Any) -> None:
+        draft.append({"id": "half", "text": "half done"})
+        raise Refused("not this one")
+
+    def fine(draft: Any) -> Any:
+        return draft + [{"id": "ok", "text": "ok"}]
+
+    with livecache.Client(config(server)) as client:
+        sub = client.subscribe("getMessages", "redux")
+        ready(sub)
+        before, posts = sub.snapshot(), server.stats()["posts"]
+        arg = {"channel": "redux", "text": "x"}
+        layers = [{"endpoint": "getMessages", "arg": "redux", "recipe": fine}, {"endpoint": "getMessages", "arg": "redux", "recipe": raises}]
+        with pytest.raises(Refused, match="not this one"):
+            client.mutate("sendMessage", arg, optimistic=layers).result(10)
+        with pytest.raises(livecache.InvalidArgument, match="callable"):
+            client.mutate("sendMessage", arg, optimistic=[{"endpoint": "getMessages", "arg": "redux", "recipe": 3}]).result(10)
+        with pytest.raises(livecache.InvalidArgument, match="no key"):
+            client.mutate("sendMessage", arg, optimistic=[{"endpoint": "getMessages", "recipe": fine, "message": {}}]).result(10)
+        with pytest.raises(livecache.WrongEndpointKind):
+            client.mutate("sendMessage", arg, optimistic=[{"endpoint": "sendMessage", "recipe": fine}]).result(10)
+        assert server.stats()["posts"] == posts, "nothing was sent"
+        assert sub.snapshot() == before, "nothing changed"

@@ -296,3 +296,55 @@ fn w2_tags_hooks_beside_their_config_keys_or_on_the_wrong_kind_are_config_errors
         assert!(e.to_string().contains(path) && e.to_string().contains(words), "{path}: {e}");
     }
 }
+
+#[test]
+fn w3_a_recipe_layer_shows_at_once_and_a_failing_recipe_sends_nothing() {
+    let (server, _rt) = server();
+    let client = util::client(config(&server), Hooks::new());
+    let rec = Recorder::default();
+    let sub = client.subscribe("getMessages", Some(json!("redux")), rec.callback()).unwrap();
+    wait_until("loaded and open", || settled(&sub));
+    let shown = sub.snapshot().unwrap().data;
+    let given = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = given.clone();
+    let recipe = livecache_core::LayerRecipe {
+        endpoint: "getMessages".into(),
+        arg: Some(json!("redux")),
+        recipe: Box::new(move |draft: &mut Value| {
+            seen.lock().unwrap().push(draft.clone());
+            draft.as_array_mut().ok_or("not a list")?.push(json!({"id": "local", "text": "from a recipe"}));
+            Ok(None)
+        }),
+    };
+    let arg = json!({"channel": "redux", "userName": "rust", "text": "from a recipe"});
+    let options = livecache_core::MutateOptions { confirm: Some(json!({"text": "{arg.text}"})), ..Default::default() };
+    let layers = vec![livecache_core::OptimisticLayer::Recipe(recipe)];
+    let done = client.start_mutation_with_layers("sendMessage", Some(arg.clone()), &options, layers).unwrap();
+    assert_eq!(*given.lock().unwrap(), [shown], "the recipe ran once, on the data shown");
+    let snap = sub.snapshot().unwrap();
+    assert_eq!((snap.optimistic, texts(&snap.data).last().cloned()), (1, Some("from a recipe".to_owned())), "the layer shows at once");
+    block_on(done).unwrap();
+    let snap = sub.snapshot().unwrap();
+    assert_eq!(snap.optimistic, 0, "W4: confirmed when mutate returns");
+    assert_eq!(texts(&snap.data).iter().filter(|t| *t == "from a recipe").count(), 1);
+    assert_eq!(given.lock().unwrap().len(), 1, "not run again on a rebase");
+    rec.wait_version(snap.version);
+    rec.assert_replica(&snap.data, snap.version);
+    // A recipe that fails refuses the call: no layer, nothing sent.
+    let posts = server.post_count();
+    let before = sub.snapshot().unwrap();
+    let failing = livecache_core::LayerRecipe {
+        endpoint: "getMessages".into(),
+        arg: Some(json!("redux")),
+        recipe: Box::new(|draft: &mut Value| {
+            *draft = json!("half done");
+            Err("not this one".into())
+        }),
+    };
+    let layers = vec![livecache_core::OptimisticLayer::Recipe(failing)];
+    let e = client.start_mutation_with_layers("sendMessage", Some(arg), &options, layers).err().expect("refused");
+    assert_eq!(e.kind(), "InvalidArgument");
+    assert!(e.to_string().contains("the recipe for getMessages(\"redux\") failed: not this one"), "{e}");
+    assert_eq!(server.post_count(), posts, "nothing was sent");
+    assert_eq!(sub.snapshot().unwrap(), before, "nothing changed");
+}

@@ -22,9 +22,11 @@ pub type livecache_mutate_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, result: livecache_result, result_json: *const c_char, len: usize)>;
 
 /// `mutate` (SPEC W1, W4): runs the mutation endpoint's request with `arg_json` (NULL: no arg).
-/// `options_json` is NULL or `{"optimistic"?: [{"endpoint", "arg"?, "message"}], "confirm"?: {…},
-/// "confirmTimeoutMs"?: n}` (SPEC W3: layers shown at once above the server data until the server
-/// confirms them; each key overrides the endpoint's config).
+/// `options_json` is NULL or `{"optimistic"?: [layer…], "confirm"?: {…}, "confirmTimeoutMs"?: n}`
+/// (SPEC W3: layers shown at once above the server data until the server confirms them; each key
+/// overrides the endpoint's config). A layer is `{"endpoint", "arg"?, "message"}` (through that
+/// endpoint's apply rule) or `{"endpoint", "arg"?, "patch": [RFC 6902 ops]}` (a host recipe's
+/// change to the entry's shown data, put back as it is on every server change).
 ///
 /// On `LIVECACHE_RESULT_OK`, `cb` runs exactly once, on one of the client's threads (in both
 /// delivery modes), after the response arrived and the refetches its `invalidatesTags` started

@@ -1506,6 +1506,31 @@ static void tags_hooks(void) {
     CHECK(s.result == LIVECACHE_RESULT_MUTATION && strstr(s.json, "invalidatesTags failed: cannot tell") && strstr(s.json, "\"written\":true"),
           "%d %s", (int)s.result, s.json);
     CHECK(stat_of(client, "invalidations") == 2, "nothing invalidated");
+    /* W3: a layer as the patch a host recipe made, {endpoint, arg, patch}: shown at once, taken
+     * off by the refetch the write's invalidation started; a patch that does not apply refuses
+     * the call and nothing is sent. */
+    const char *layer = "{\"optimistic\": [{\"endpoint\": \"doc\", \"arg\": 1, \"patch\": [{\"op\": \"replace\", \"path\": \"/0\", \"value\": 9}]}]}";
+    CHECK_OK(livecache_mutate(client, "write", "{\"ok\":true,\"hold\":true}", layer, on_mutated, &s));
+    double deadline = now_seconds() + WAIT;
+    while (held_write == NULL && now_seconds() < deadline) sleep_ms(2);
+    CHECK(held_write != NULL, "the held write never reached the hook");
+    jvalue *shown = snapshot_of(client, "doc", "1");
+    char *shown_data = json_dump(json_get(shown, "data"));
+    CHECK(strcmp(shown_data, "[9,2]") == 0 && json_get(shown, "optimistic")->num == 1, "the layer shows: %s", shown_data);
+    free(shown_data);
+    json_free(shown);
+    livecache_request_fulfill(held_write, "{\"written\":true}");
+    held_write = NULL;
+    CHECK(wait_mutated(&s, 4), "no completion");
+    CHECK(s.result == LIVECACHE_RESULT_OK, "%d %s", (int)s.result, s.json);
+    shown = snapshot_of(client, "doc", "1");
+    shown_data = json_dump(json_get(shown, "data"));
+    CHECK(strcmp(shown_data, "[1,2]") == 0 && json_get(shown, "optimistic") == NULL, "confirmed by the refetch: %s", shown_data);
+    free(shown_data);
+    json_free(shown);
+    const char *bad_layer = "{\"optimistic\": [{\"endpoint\": \"doc\", \"arg\": 1, \"patch\": [{\"op\": \"remove\", \"path\": \"/7\"}]}]}";
+    CHECK_RC(livecache_mutate(client, "write", "{\"ok\":true}", bad_layer, on_mutated, &s), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(strstr(livecache_last_error(), "does not apply") != NULL, "message: %s", livecache_last_error());
     /* providesTags answering an unknown type after a fetch: an error event, the data kept. */
     recorder bad;
     recorder_init(&bad);

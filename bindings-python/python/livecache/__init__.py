@@ -529,8 +529,12 @@ class Client:
         ``WrongEndpointKind``; an arg missing a templated field raises ``InvalidArgument`` and
         sends nothing. Await it, or call ``.result(timeout)`` from a thread.
 
-        ``optimistic`` (W3) lists layers ``{"endpoint", "arg", "message"}`` shown at once above
-        the server data (each message goes through that endpoint's apply rule) until the server
+        ``optimistic`` (W3) lists layers ``{"endpoint", "arg", "message"}`` (the message goes
+        through that endpoint's apply rule) or ``{"endpoint", "arg", "recipe"}`` (``recipe(draft)``
+        runs once, now, on a copy of the entry's shown data: mutate it or return new data; the
+        change it made is the layer, put back as a patch on every server change; if it raises,
+        that exception is the result's and nothing is sent). Layers show at once above the
+        server data until the server
         confirms them: a stream message matching ``confirm`` (fields compared as ``filter``
         compares), the first refetch after the response, or ``confirm_timeout_ms`` (then an
         ``error`` event with reason ``unconfirmed``). Each overrides the endpoint's config; the
