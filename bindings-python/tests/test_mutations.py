@@ -140,19 +140,22 @@ def test_w1_send_mutation_and_w2_invalidate_tags(server: ChatServer) -> None:
             client.snapshot("getMessages", "general")
 
 
-def test_w3_an_optimistic_post_survives_other_messages_and_its_late_echo_confirms_it(server: ChatServer) -> None:
-    states: List[Any] = []
-    data: Any = None
+class States:
+    """Every state a subscriber saw, rebuilt from its events with `jsonpatch`."""
 
-    def on_event(e: Dict[str, Any]) -> None:
-        nonlocal data
+    def __init__(self) -> None:
+        self.items: List[Any] = []
+
+    def __call__(self, e: Dict[str, Any]) -> None:
         if e["type"] == "snapshot":
-            data = e["data"]
+            self.items.append(e["data"])
         elif e["type"] == "patch":
-            data = jsonpatch.apply_patch(data, e["patches"])
-        else:
-            return
-        states.append(data)
+            self.items.append(jsonpatch.apply_patch(self.items[-1], e["patches"]))
+
+
+def test_w3_an_optimistic_post_survives_other_messages_and_its_late_echo_confirms_it(server: ChatServer) -> None:
+    on_event = States()
+    states = on_event.items
 
     # The server holds the post until the test releases it: other users' messages come first.
     with livecache.Client(config(server, "?hold=1")) as client:
@@ -329,19 +332,8 @@ def test_w2_a_tags_hook_beside_its_config_key_or_on_the_wrong_kind_is_a_config_e
 
 
 def test_w3_a_recipe_layer_survives_other_messages_and_its_echo_confirms_it(server: ChatServer) -> None:
-    states: List[Any] = []
-    data: Any = None
-
-    def on_event(e: Dict[str, Any]) -> None:
-        nonlocal data
-        if e["type"] == "snapshot":
-            data = e["data"]
-        elif e["type"] == "patch":
-            data = jsonpatch.apply_patch(data, e["patches"])
-        else:
-            return
-        states.append(data)
-
+    on_event = States()
+    states = on_event.items
     given: List[Any] = []
 
     def recipe(draft: Any) -> None:
