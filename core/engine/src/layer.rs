@@ -27,6 +27,9 @@ pub struct Layer {
     pub body: LayerBody,
     /// How the layer was applied to the visible data last (`None`: it changed nothing).
     pub applied: Option<Applied>,
+    /// The records `applied` touches, as path tokens (see `layers::commutes`), parsed once per
+    /// application rather than once per server message; `None` when they cannot be told.
+    pub reach: Option<Vec<Vec<String>>>,
     /// Set once the mutation succeeded: a stream message matching it confirms the layer.
     pub confirm: Option<MessageFilter>,
     /// Set once the mutation succeeded: a refetch numbered above this confirms the layer.

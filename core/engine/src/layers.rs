@@ -57,7 +57,8 @@ impl<S: Clone> Entry<S> {
             }
         };
         let (ops, root) = applied.as_ref().map_or((Vec::new(), false), |a| (a.patches.clone(), a.replaced_root));
-        self.layers.push(Layer { mutation, body, applied, confirm: None, refetch_after: None, deadline: None, confirmed: false, early });
+        let reach = reach(applied.as_ref(), self.endpoint.entity_adapter.is_some());
+        self.layers.push(Layer { mutation, body, applied, reach, confirm: None, refetch_after: None, deadline: None, confirmed: false, early });
         self.publish(ops, root, out);
         Ok(())
     }
@@ -128,6 +129,7 @@ impl<S: Clone> Entry<S> {
                         root |= a.replaced_root;
                         ops.extend(a.patches.iter().cloned());
                     }
+                    layer.reach = reach(applied.as_ref(), adapter.is_some());
                     layer.applied = applied;
                     kept.push(layer);
                 }
@@ -267,25 +269,32 @@ fn commutes(
     if !local || recipes || adapter.is_some_and(|a| a.sort_by.is_some()) || layers.iter().any(|l| l.applied.is_none()) {
         return false;
     }
-    // A layer reads the whole record its message is about (an upsert compares every field of the
-    // message), so its ops stand for their record: `/entities/<id>` in an adapter state, `/<i>`
-    // in an array.
-    let record = if adapter.is_some() { 2 } else { 1 };
-    let layer_ops = layers.iter().filter_map(|l| l.applied.as_ref()).flat_map(|a| a.patches.iter());
-    let paths = |ops: &mut dyn Iterator<Item = &PatchOp>| -> Option<Vec<Vec<String>>> {
-        ops.map(|op| match op {
-            PatchOp::Add { path, .. } | PatchOp::Remove { path } | PatchOp::Replace { path, .. } => {
-                crate::patch::parse_pointer(path).ok().map(|t| t.into_iter().map(|c| c.into_owned()).collect())
-            }
-            _ => None,
-        })
-        .collect()
-    };
-    let (Some(mut mine), Some(theirs)) = (paths(&mut layer_ops.into_iter()), paths(&mut p.iter())) else { return false };
-    for path in &mut mine {
+    let Some(theirs) = op_paths(p.iter()) else { return false };
+    let mut mine = layers.iter().map(|l| l.reach.as_deref());
+    mine.all(|reach| reach.is_some_and(|r| theirs.iter().all(|a| r.iter().all(|b| apart(a, b, v)))))
+}
+
+/// The path tokens of each op (add, remove and replace only: `None` otherwise).
+fn op_paths<'p>(ops: impl Iterator<Item = &'p PatchOp>) -> Option<Vec<Vec<String>>> {
+    ops.map(|op| match op {
+        PatchOp::Add { path, .. } | PatchOp::Remove { path } | PatchOp::Replace { path, .. } => {
+            crate::patch::parse_pointer(path).ok().map(|t| t.into_iter().map(|c| c.into_owned()).collect())
+        }
+        _ => None,
+    })
+    .collect()
+}
+
+/// What a layer's ops reach, for `commutes`: a layer reads the whole record its message is about
+/// (an upsert compares every field of the message), so its ops stand for their record:
+/// `/entities/<id>` in an adapter state, `/<i>` in an array.
+fn reach(applied: Option<&Applied>, adapter: bool) -> Option<Vec<Vec<String>>> {
+    let record = if adapter { 2 } else { 1 };
+    let mut paths = op_paths(applied?.patches.iter())?;
+    for path in &mut paths {
         path.truncate(record);
     }
-    theirs.iter().all(|a| mine.iter().all(|b| apart(a, b, v)))
+    Some(paths)
 }
 
 /// Two op paths that neither contain each other nor meet inside an array of `v`.
