@@ -7,7 +7,9 @@ prints `PORT <n>` as its first line of stdout (the chat port) and `ADMIN <m>` as
 (the same admin routes, with JSON request bodies), then serves until killed.
 
 Chat port (one port, the `websockets` library):
-- `GET /messages/{channel}`: the channel's messages as a JSON array (the `query` of the seed).
+- `GET /messages/{channel}`: the channel's messages as a JSON array (the `query` of the seed);
+  with `?envelope=1`, `{"items": [...], "last": N}`, N being the newest stored id (where a resume
+  after this answer starts).
 - WebSocket upgrade on `/`: every posted message `{id, channel, userName, text}` is broadcast to
   every socket as one text frame (clients filter by channel, as the seed does).
 - Admin routes, for tests (no request body here: the WebSocket library refuses one, so
@@ -185,6 +187,9 @@ class Chat:
             self.stats["httpRequests"] += 1
             found = [m for m in self.messages if m["channel"] == channel]
             self.stats["httpBytes"] += len(json.dumps(found).encode())
+            if params.get("envelope") == "1":
+                # Where the answer stands, beside it (what a client resumes after: T6 `initial`).
+                return 200, {"items": found, "last": max((m["id"] for m in self.messages), default=0)}
             return 200, found
         if method == "GET" and path == "/stats":
             return 200, self.snapshot_stats()

@@ -19,7 +19,7 @@ const schema = buildSchema(`
   type Message { id: Int! room: String! text: String! }
   type Query { messages(room: String!): [Message!]! broken(room: String!): [Message!]! }
   type Mutation { addMessage(room: String!, text: String!): Message! }
-  type Subscription { messageAdded(room: String!): Message! failing(room: String!): Message! short(room: String!): Message! }
+  type Subscription { messageAdded(room: String!, after: Int): Message! failing(room: String!): Message! short(room: String!): Message! }
 `)
 
 /** A queue of events as an async iterator, ended by `end()`. */
@@ -56,7 +56,7 @@ async function server({ ack = true } = {}) {
   const stored = [{ id: 1, room: 'lobby', text: 'welcome' }]
   let nextId = 2
   const subscribers = new Set()
-  const seen = { connections: 0, inits: [], subscribes: 0, completes: 0, closes: [], posts: 0, frames: [], registered: 0 }
+  const seen = { connections: 0, inits: [], subscribes: 0, completes: 0, closes: [], posts: 0, frames: [], registered: 0, resumedAfter: [] }
   const rootValue = {
     messages: ({ room }) => stored.filter((m) => m.room === room),
     broken: () => {
@@ -67,8 +67,13 @@ async function server({ ack = true } = {}) {
       if (text === '') throw new Error('empty messages are refused')
       return post(room, text)
     },
-    messageAdded: ({ room }) => {
+    messageAdded: ({ room, after }) => {
       const ch = channel()
+      // T6: a resuming subscriber gets what it missed first.
+      if (after !== undefined && after !== null) {
+        seen.resumedAfter.push(after)
+        for (const m of stored) if (m.room === room && m.id > after) ch.push({ messageAdded: m })
+      }
       const sub = { room, ch, kind: 'messageAdded' }
       subscribers.add(sub)
       seen.registered++
@@ -237,6 +242,48 @@ test('T5: a drop reconnects once for every entry; each resubscribes and resyncs'
     assert.equal(srv.seen.connections, 2, 'one reconnect for both entries')
     srv.post('lobby', 'after')
     await waitFor('live again', () => a.snapshot().data.length === 3)
+  } finally {
+    client.close()
+    await srv.close()
+  }
+})
+
+test('T6: a GraphQL subscription resumes with its cursor in a variable: no refetch, nothing lost or doubled', async () => {
+  const srv = await server()
+  const cfg = config(srv.port)
+  const stream = cfg.endpoints.room.stream
+  stream.graphql.query = 'subscription ($room: String!, $after: Int) { messageAdded(room: $room, after: $after) { id room text } }'
+  stream.graphql.variables = { room: '{arg}', after: '{cursor}' }
+  stream.resume = { cursor: '/id' }
+  const client = new Client(cfg)
+  const rec = new Recorder()
+  try {
+    const sub = client.subscribe('room', 'lobby', rec.onEvent)
+    await sub.loaded()
+    await waitFor('subscribed', () => srv.has('messageAdded', 'lobby'))
+    // The open's resync (L8), if any, has landed: a response leaves the position unknown
+    // (no `resume.initial`), so the cursor is the next message's.
+    await waitFor('open, no fetch in flight', () => sub.snapshot().stream.state === 'open' && sub.snapshot().status === 'fulfilled')
+    const first = srv.seen.frames.find((f) => f.type === 'subscribe')
+    assert.equal(first.payload.variables.after, null, 'no cursor before the first message')
+    srv.post('lobby', 'before the drop')
+    await waitFor('applied', () => sub.snapshot().data.length === 2)
+    const queries = srv.seen.posts
+    srv.drop()
+    await waitFor('dropped', () => sub.snapshot().stream.state !== 'open')
+    srv.post('lobby', 'while away 1')
+    srv.post('lobby', 'while away 2')
+    await waitFor('resubscribed', () => srv.seen.resumedAfter.length === 1)
+    assert.deepEqual(srv.seen.resumedAfter, [2], 'the cursor of the last message applied')
+    await waitFor('caught up', () => sub.snapshot().data.length === 4)
+    srv.post('lobby', 'after')
+    await waitFor('live again', () => sub.snapshot().data.length === 5)
+    const lobby = srv.stored.filter((m) => m.room === 'lobby')
+    assert.deepEqual(sub.snapshot().data, lobby, "the server's messages, each once")
+    assert.equal(srv.seen.posts, queries, 'resumed: no refetch')
+    assert.ok(client.stats().resumes >= 1, 'counted as a resume')
+    await settle(sub, rec)
+    rec.check(sub.snapshot(), 'after the resume')
   } finally {
     client.close()
     await srv.close()

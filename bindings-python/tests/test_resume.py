@@ -61,6 +61,29 @@ def test_t6_a_drop_resumes_after_the_last_cursor_without_a_refetch(server: ChatS
         wait_until(lambda: sub.snapshot()["data"][-1]["text"] == "live again", "live after the resume")
 
 
+def test_t6_resume_initial_reads_the_response_as_sent_before_transform_response(server: ChatServer) -> None:
+    # The server says where its answer stands (`last`); transform_response keeps only the items.
+    config = resuming(server, initial="/last")
+    config["endpoints"]["getMessages"]["query"] = "messages/{arg}?envelope=1"
+    hooks = {"getMessages": {"transform_response": lambda data, arg: data["items"]}}
+    with livecache.Client(config, hooks) as client:
+        sub = client.subscribe("getMessages", "redux", on_event=lambda e: None)
+        sub.loaded().result(10)
+        wait_until(lambda: open_and_settled(sub), "open")
+        assert ids(sub) == stored(server, "redux"), "the data is the transformed answer"
+        last = server.call("GET", "/messages/redux?envelope=1")["last"]
+        fetches = server.stats()["httpRequests"]
+        server.call("POST", "/require?header=X-Never&value=1")
+        server.call("POST", "/drop")
+        wait_until(lambda: sub.snapshot()["stream"]["state"] == "reconnecting", "dropped")
+        missed = [server.post("redux", f"missed {i}")["id"] for i in range(2)]
+        server.call("POST", "/require?header=X-Never&value=")
+        wait_until(lambda: bool(ids(sub)) and ids(sub)[-1] == missed[-1], "caught up")
+        assert server.stats()["httpRequests"] == fetches, "resumed from the answer's own position: no refetch"
+        assert f"after={last}" in server.stats()["paths"][-1]
+        assert ids(sub) == stored(server, "redux"), "nothing lost or doubled"
+
+
 def test_t6_a_server_that_cannot_resume_answers_409_and_the_client_refetches(server: ChatServer) -> None:
     with livecache.Client(resuming(server)) as client:
         sub = client.subscribe("getMessages", "redux", on_event=lambda e: None)

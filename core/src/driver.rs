@@ -637,6 +637,7 @@ impl Driver {
         let query_fn = hooks.and_then(|h| h.query_fn.clone());
         let prepare = hooks.and_then(|h| h.prepare_headers.clone());
         let adapter_cfg = endpoint.entity_adapter.clone();
+        let initial = endpoint.stream.as_ref().and_then(|s| s.resume.as_ref()).and_then(|r| r.initial.clone());
         let fetch = match query_fn {
             Some(query_fn) => {
                 let arg = arg.clone();
@@ -674,9 +675,11 @@ impl Driver {
             };
             // Transforms run here, outside the engine lock (user code).
             let result = result.and_then(|resp| {
+                // T6: `resume.initial` points into the response as the server sent it.
+                let initial = initial.and_then(|p| resp.data.pointer(&p).cloned());
                 let data = postprocess(resp.data, transform.as_ref(), adapter_cfg.as_ref(), arg.clone())?;
                 let tags = provides.map(|f| call_tags_hook("providesTags", || f(&data, arg.as_ref())));
-                Ok(Fetched { data, meta: resp.meta, tags })
+                Ok(Fetched { data, meta: resp.meta, tags, initial })
             });
             if let Some(driver) = weak.upgrade() {
                 let mut guard = driver.state.lock();

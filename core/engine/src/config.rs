@@ -800,6 +800,22 @@ fn parse_stream(v: &Value, path: &str, endpoint_headers: &HeaderTemplates) -> Re
         None | Some(Value::Null) => None,
         Some(r) => Some(resume_at(r, &join(path, "resume"))?),
     };
+    // T6 on a shared connection (T3, T5): its URL is every member's, so no cursor goes in it.
+    if (share || graphql.is_some()) && resume.as_ref().is_some_and(|r| r.param.is_some()) {
+        return Err(err(
+            &join(path, "resume.param"),
+            "a shared connection's URL is the same for every entry: send the cursor as \"{cursor}\" in subscribeMessage (GraphQL: in variables)",
+        ));
+    }
+    if let Some(g) = &graphql {
+        // T6: a GraphQL subscription resumes by a `{cursor}` variable.
+        if g.operation.has_cursor() && resume.is_none() {
+            return Err(err(&join(path, "graphql.variables"), "`{cursor}` is the resume cursor: it needs stream.resume"));
+        }
+        if resume.is_some() && !g.operation.has_cursor() {
+            return Err(err(&join(path, "resume"), "a GraphQL subscription sends its cursor as a \"{cursor}\" variable: give one"));
+        }
+    }
     let sequence = match obj.get("sequence") {
         None | Some(Value::Null) => None,
         Some(s) => Some(pointer_at(s, &join(path, "sequence"))?),
@@ -1240,6 +1256,23 @@ mod tests {
             "resume": {"cursor": "/seq", "initial": "/last", "mustRefetch": {"type": "reset"}},
             "sequence": "/seq", "subscribeMessage": {"from": "{cursor}"}
         }}}})).is_ok());
+        // A GraphQL subscription resumes by a `{cursor}` variable or the URL's param.
+        let graphql = |variables: Value| json!({"url": "ws://h/", "query": "subscription ($after: Int) { a(after: $after) }", "variables": variables});
+        let (p, m) = stream(json!({"graphql": graphql(json!({"after": "{cursor}"})), "apply": "append"}));
+        assert_eq!((p.as_str(), m.contains("stream.resume")), ("endpoints.e.stream.graphql.variables", true), "{m}");
+        let (p, m) = stream(json!({"graphql": graphql(json!({})), "apply": "append", "resume": {"cursor": "/id"}}));
+        assert_eq!((p.as_str(), m.contains("{cursor}")), ("endpoints.e.stream.resume", true), "{m}");
+        let ok = json!({"endpoints": {"e": {"stream": {"graphql": graphql(json!({"after": "{cursor}"})), "apply": "append", "resume": {"cursor": "/id"}}}}});
+        assert!(Config::from_value(&ok).is_ok(), "{ok}");
+        // One URL for every entry of a shared connection: no cursor in it.
+        let (p, _) = stream(json!({"graphql": graphql(json!({"after": "{cursor}"})), "apply": "append", "resume": {"cursor": "/id", "param": "after"}}));
+        assert_eq!(p, "endpoints.e.stream.resume.param");
+        let (p, m) = stream(json!({"url": "ws://h/", "share": true, "apply": "append", "resume": {"cursor": "/id", "param": "after"}}));
+        assert_eq!((p.as_str(), m.contains("subscribeMessage")), ("endpoints.e.stream.resume.param", true), "{m}");
+        // A request has no cursor.
+        let query = json!({"graphql": {"url": "http://h/", "query": "query { a }", "variables": {"after": "{cursor}"}}});
+        let (p, _) = config_error(json!({"endpoints": {"e": {"query": query}}}));
+        assert_eq!(p, "endpoints.e.query.graphql.variables");
     }
 
     #[test]

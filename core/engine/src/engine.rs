@@ -48,12 +48,16 @@ pub struct Fetched {
     pub meta: Value,
     /// W2: the `providesTags` host hook's answer for this data (`None` without the hook).
     pub tags: Option<crate::protocol::HostTags>,
+    /// T6: what `resume.initial` points at in the response as the server sent it (before
+    /// `transformResponse`, which may drop it); `None`: the pointer is read from `data`.
+    pub initial: Option<Value>,
 }
 
 impl Fetched {
-    /// A result whose tags (if any) come from the config's `providesTags`.
+    /// A result whose tags (if any) come from the config's `providesTags`, and whose
+    /// `resume.initial` (if any) is read from `data`.
     pub fn new(data: Value, meta: Value) -> Fetched {
-        Fetched { data, meta, tags: None }
+        Fetched { data, meta, tags: None, initial: None }
     }
 }
 

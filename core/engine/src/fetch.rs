@@ -80,11 +80,11 @@ impl<S: Clone> Engine<S> {
             return;
         }
         match result {
-            Ok(Fetched { mut data, meta, tags }) => {
+            Ok(Fetched { mut data, meta, tags, initial }) => {
                 let refetch = std::mem::take(&mut entry.refetch_in_flight);
                 let logged = std::mem::take(&mut entry.reapply);
                 if let Some(position) = entry.position.as_mut() {
-                    position.fetched(&entry.stream_config, &data);
+                    position.fetched(&entry.stream_config, initial, &data);
                 }
                 if entry.data.is_none() {
                     entry.first_data(data, meta, &mut self.out);

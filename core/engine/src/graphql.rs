@@ -53,13 +53,24 @@ impl GraphqlOperation {
         Ok(GraphqlOperation { query, variables, operation_name })
     }
 
+    /// Whether a variable is `"{cursor}"` (T6; only a resuming subscription has a cursor).
+    pub fn has_cursor(&self) -> bool {
+        self.variables.as_ref().is_some_and(ValueTemplate::has_cursor)
+    }
+
     /// `{query, variables, operationName}` for `arg`: the `payload` of a `subscribe`, the body
     /// of a POST.
     pub fn payload(&self, arg: Option<&Value>) -> Result<Value, String> {
+        self.payload_at(arg, None)
+    }
+
+    /// `payload`, with a variable that is exactly `"{cursor}"` set to the T6 resume cursor (null
+    /// when there is none yet): a subscription resumes where its last message left off.
+    pub fn payload_at(&self, arg: Option<&Value>, cursor: Option<&Value>) -> Result<Value, String> {
         let mut out = Map::new();
         out.insert("query".into(), Value::String(self.query.clone()));
         if let Some(v) = &self.variables {
-            out.insert("variables".into(), v.render(arg)?);
+            out.insert("variables".into(), v.render_with_cursor(arg, cursor)?);
         }
         if let Some(n) = &self.operation_name {
             out.insert("operationName".into(), Value::String(n.clone()));
@@ -127,6 +138,12 @@ mod tests {
             op.payload(Some(&json!("redux"))).unwrap(),
             json!({"query": "subscription ($room: ID!) { messageAdded(room: $room) { id } }", "variables": {"room": "redux"}, "operationName": "Room"})
         );
+        // T6: a `"{cursor}"` variable is the resume cursor, null before there is one.
+        let obj = json!({"query": "subscription ($after: Int) { a(after: $after) }", "variables": {"room": "{arg}", "after": "{cursor}"}});
+        let op = GraphqlOperation::parse(obj.as_object().unwrap(), "q").unwrap();
+        assert!(op.has_cursor());
+        assert_eq!(op.payload_at(Some(&json!("r")), Some(&json!(41))).unwrap()["variables"], json!({"room": "r", "after": 41}));
+        assert_eq!(op.payload(Some(&json!("r"))).unwrap()["variables"], json!({"room": "r", "after": null}));
         assert_eq!(root_field(json!({"messageAdded": {"id": 1}})), json!({"id": 1}));
         assert_eq!(root_field(json!({"a": 1, "b": 2})), json!({"a": 1, "b": 2}));
     }

@@ -75,11 +75,13 @@ impl Position {
         Admit::Apply
     }
 
-    /// A query response replaced the data: the position is the response's (`resume.initial`),
-    /// or unknown until the next message — a cursor from before the response could replay what
-    /// it already holds.
-    pub fn fetched(&mut self, config: &StreamConfig, data: &Value) {
-        let initial = config.resume.as_ref().and_then(|r| r.initial.as_deref()).and_then(|p| data.pointer(p)).cloned();
+    /// A query response replaced the data: the position is the response's (`resume.initial`:
+    /// `read`, what the driver found at that pointer in the response as the server sent it, else
+    /// the pointer into `data`), or unknown until the next message — a cursor from before the
+    /// response could replay what it already holds.
+    pub fn fetched(&mut self, config: &StreamConfig, read: Option<Value>, data: &Value) {
+        let pointer = config.resume.as_ref().and_then(|r| r.initial.as_deref());
+        let initial = pointer.and_then(|p| read.or_else(|| data.pointer(p).cloned()));
         self.last_sequence = match (&config.sequence, &initial) {
             (Some(_), Some(cursor)) => cursor.as_i64(),
             _ => None,
@@ -124,7 +126,7 @@ mod tests {
     fn t6_the_cursor_follows_applied_messages_and_the_response() {
         let c = stream(json!({"resume": {"cursor": "/id", "initial": "/last", "mustRefetch": {"type": "reset"}}}));
         let mut p = Position::new(&c, None).unwrap();
-        p.fetched(&c, &json!({"last": 10, "items": []}));
+        p.fetched(&c, None, &json!({"last": 10, "items": []}));
         assert_eq!(p.cursor, Some(json!(10)));
         assert_eq!(p.admit(&c, &json!({"id": 11})), Admit::Apply);
         assert_eq!(p.admit(&c, &json!({"text": "no cursor here"})), Admit::Apply);
@@ -136,7 +138,7 @@ mod tests {
         let c = stream(json!({"resume": {"cursor": "/id"}}));
         let mut p = Position::new(&c, None).unwrap();
         p.admit(&c, &json!({"id": "a"}));
-        p.fetched(&c, &json!([]));
+        p.fetched(&c, None, &json!([]));
         assert_eq!(p.cursor, None, "without `initial`, a response makes the position unknown");
     }
 
@@ -144,7 +146,7 @@ mod tests {
     fn t6_sequence_and_resume_together_start_from_the_initial_cursor() {
         let c = stream(json!({"sequence": "/seq", "resume": {"cursor": "/seq", "initial": "/seq"}}));
         let mut p = Position::new(&c, None).unwrap();
-        p.fetched(&c, &json!({"seq": 3}));
+        p.fetched(&c, None, &json!({"seq": 3}));
         assert_eq!(p.admit(&c, &json!({"seq": 3})), Admit::Duplicate, "the response holds it");
         assert_eq!(p.admit(&c, &json!({"seq": 4})), Admit::Apply);
         assert_eq!(p.cursor, Some(json!(4)));

@@ -135,7 +135,8 @@ impl StreamTarget {
     }
 
     /// `render`, resuming after `cursor` (T6): in the URL's `resume.param`, as `{cursor}` in
-    /// `subscribeMessage`, and as `cursor` for SSE's `Last-Event-ID`.
+    /// `subscribeMessage` or in a GraphQL subscription's variables, and as `cursor` for SSE's
+    /// `Last-Event-ID`.
     pub fn render_at(config: &StreamConfig, arg: Option<&Value>, cursor: Option<&Value>) -> Result<StreamTarget, String> {
         let mut url = match &config.url {
             Some(t) => t.render_url(arg)?,
@@ -154,7 +155,7 @@ impl StreamTarget {
         };
         let (subscribe, init) = match &config.graphql {
             Some(g) => (
-                Some(g.operation.payload(arg)?.to_string()),
+                Some(g.operation.payload_at(arg, cursor)?.to_string()),
                 g.connection_params.as_ref().map(|p| p.render(arg).map(|v| v.to_string())).transpose()?,
             ),
             None => (message(&config.subscribe_message)?, None),

@@ -156,6 +156,9 @@ impl QueryConfig {
             None => return Err((at("url"), "missing".into())),
         };
         let operation = GraphqlOperation::parse(obj, path)?;
+        if operation.has_cursor() {
+            return Err((format!("{path}.variables"), "`{cursor}` is a subscription's resume cursor: a request has none".into()));
+        }
         Ok(QueryConfig { url, method: "POST".into(), body: None, params: Vec::new(), graphql: Some(operation) })
     }
 

@@ -202,3 +202,16 @@ fn t6_buffered_messages_the_response_holds_are_dropped_by_sequence() {
     assert_eq!(h.engine.stats().messages_duplicate, 2, "7 and 8 are in the response already");
     assert_eq!(h.data(&key), json!({"seq": 9}));
 }
+
+#[test]
+fn t6_initial_read_from_the_response_as_sent_wins_over_the_transformed_data() {
+    // The driver read `/last` in the response before transformResponse dropped it.
+    let mut h = Harness::new(config(json!({"resume": {"cursor": "/id", "param": "after", "initial": "/last"}})), &[("feed", query_fn())]);
+    let (key, entry) = h.subscribe("s", "feed", None);
+    let (_, _, request) = h.fetches().pop().unwrap();
+    let fetched = livecache_engine::Fetched { initial: Some(json!(41)), ..livecache_engine::Fetched::new(json!([{"id": 40}]), Value::Null) };
+    h.engine.fetch_done(&key, entry, request, Ok(fetched));
+    h.drain();
+    let target = h.engine.stream_target(&key, entry).unwrap();
+    assert_eq!(target.url, "ws://127.0.0.1:1/feed?after=41");
+}
