@@ -33,7 +33,14 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+#[cfg(feature = "graphql")]
+mod graphql;
+
 enum SocketCommand {
+    /// A posted message, as the plain broadcast sends it (GraphQL sockets get theirs through
+    /// their subscriptions instead).
+    Message(Utf8Bytes),
+    /// A frame sent as it is (`broadcast_raw`), to every socket.
     Send(Utf8Bytes),
     SendBinary(Bytes),
     /// Drop the TCP connection without a close frame (a network failure, as the client sees it).
@@ -47,6 +54,8 @@ enum SocketCommand {
 struct Shared {
     /// Every posted message, in id order.
     messages: Mutex<Vec<Value>>,
+    /// Every posted message, as it is stored (GraphQL subscriptions listen here).
+    posted: tokio::sync::broadcast::Sender<Value>,
     next_id: AtomicU64,
     sockets: Mutex<Vec<(u64, mpsc::UnboundedSender<SocketCommand>)>>,
     /// Silenced sockets, kept so their connections stay open until dropped.
@@ -89,6 +98,7 @@ impl ChatServer {
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             messages: Mutex::new(Vec::new()),
+            posted: tokio::sync::broadcast::channel(1024).0,
             next_id: AtomicU64::new(1),
             sockets: Mutex::new(Vec::new()),
             silenced: Mutex::new(Vec::new()),
@@ -289,8 +299,9 @@ fn post(shared: &Shared, channel: &str, user: &str, text: &str) -> Value {
         .sockets
         .lock()
         .unwrap()
-        .retain(|(_, tx)| tx.send(SocketCommand::Send(frame.clone())).is_ok());
+        .retain(|(_, tx)| tx.send(SocketCommand::Message(frame.clone())).is_ok());
     messages.push(message.clone());
+    let _ = shared.posted.send(message.clone());
     message
 }
 
@@ -329,10 +340,17 @@ async fn handle(
         .get(UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if is_upgrade {
-        return Ok(upgrade(shared, &mut req));
-    }
     let path = req.uri().path().to_owned();
+    if is_upgrade {
+        return Ok(upgrade(shared, &mut req, &path));
+    }
+    #[cfg(feature = "graphql")]
+    if path == "/graphql" && req.method() == Method::POST {
+        let Ok(body) = req.into_body().collect().await else {
+            return Ok(respond(StatusCode::BAD_REQUEST, "text/plain", "unreadable body"));
+        };
+        return Ok(graphql::http(&shared, &body.to_bytes()).await);
+    }
     let Some(channel) = path.strip_prefix("/messages/") else {
         return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found"));
     };
@@ -403,7 +421,7 @@ async fn handle(
     }
 }
 
-fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>) -> Response<Body> {
+fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>, path: &str) -> Response<Body> {
     let refused = shared
         .refuse_upgrades
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -424,17 +442,40 @@ fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>) -> Response<Body> {
         );
     };
     let accept = derive_accept_key(key.as_bytes());
+    // `/graphql` speaks graphql-transport-ws, and only that.
+    #[cfg(feature = "graphql")]
+    let graphql = match path == "/graphql" {
+        true => match graphql::protocol(req.headers().get(hyper::header::SEC_WEBSOCKET_PROTOCOL)) {
+            Some(p) => Some(p),
+            None => return respond(StatusCode::BAD_REQUEST, "text/plain", "/graphql speaks the graphql-transport-ws subprotocol"),
+        },
+        false => None,
+    };
+    #[cfg(not(feature = "graphql"))]
+    let graphql: Option<HeaderValue> = {
+        let _ = path;
+        None
+    };
     let on_upgrade = hyper::upgrade::on(req);
+    let is_graphql = graphql.is_some();
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        #[cfg(feature = "graphql")]
+        if is_graphql {
+            return graphql::serve(shared, socket).await;
+        }
+        let _ = is_graphql;
         serve_socket(shared, socket).await;
     });
     let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
     let headers = response.headers_mut();
+    if let Some(protocol) = graphql {
+        headers.insert(hyper::header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
     headers.remove(CONTENT_TYPE);
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
@@ -456,7 +497,7 @@ where
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(SocketCommand::Send(text)) => {
+                Some(SocketCommand::Message(text) | SocketCommand::Send(text)) => {
                     if socket.send(Message::Text(text)).await.is_err() {
                         break;
                     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 pub struct DemoArgs {
     pub duration: Duration,
     pub json: bool,
+    /// The same chat over GraphQL (T5) instead of REST + WebSocket.
+    pub graphql: bool,
 }
 
 pub struct WatchArgs {
@@ -24,12 +26,13 @@ fn duration(value: Option<&String>) -> Result<Duration, String> {
 
 impl DemoArgs {
     pub fn parse(args: &[String]) -> Result<DemoArgs, String> {
-        let mut out = DemoArgs { duration: Duration::from_secs(6), json: false };
+        let mut out = DemoArgs { duration: Duration::from_secs(6), json: false, graphql: false };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--duration" => out.duration = duration(it.next())?,
                 "--json" => out.json = true,
+                "--graphql" => out.graphql = true,
                 other => return Err(format!("demo: unexpected argument {other:?}")),
             }
         }

@@ -7,6 +7,10 @@
 //! messages that arrive while the server is slow to store it, and is confirmed by its echo without
 //! disappearing. At the end the client unsubscribes and the entry's socket is closed with a close
 //! handshake after `keepUnusedDataFor`.
+//!
+//! `--graphql` runs the same chat over the server's GraphQL API (async-graphql): the query and the
+//! mutation over HTTP POST, the stream as a graphql-transport-ws subscription whose `{cursor}`
+//! variable lets it resume after the drop instead of refetching (SPEC T5, T6).
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -69,6 +73,45 @@ fn has_text(data: &Value, text: &str) -> bool {
     data.as_array().is_some_and(|a| a.iter().any(|m| m["text"] == text))
 }
 
+/// The chat over GraphQL: the same endpoints, the same events.
+fn graphql_config(server: &ChatServer) -> Value {
+    let http = format!("{}graphql", server.http_url());
+    let fields = "{ id channel userName text }";
+    json!({
+        "endpoints": {
+            "sendMessage": {
+                "mutation": {"graphql": {
+                    "url": http,
+                    "query": format!("mutation ($channel: String!, $text: String!) {{ sendMessage(channel: $channel, userName: \"you\", text: $text) {fields} }}"),
+                    "variables": {"channel": "{arg.channel}", "text": "{arg.text}"}
+                }},
+                "optimistic": [{"endpoint": "getMessages", "arg": "{arg.channel}",
+                                "message": {"id": "local", "userName": "you", "text": "{arg.text}", "pending": true}}],
+                "confirm": {"userName": "you", "text": "{arg.text}"}
+            },
+            "getMessages": {
+                "query": {"graphql": {
+                    "url": http,
+                    "query": format!("query ($channel: String!) {{ messages(channel: $channel) {fields} }}"),
+                    "variables": {"channel": "{arg}"}
+                }},
+                "keepUnusedDataFor": 0.5,
+                "stream": {
+                    "graphql": {
+                        "url": format!("ws://{}/graphql", server.addr()),
+                        "query": format!("subscription ($channel: String!, $after: Int) {{ messageAdded(channel: $channel, after: $after) {fields} }}"),
+                        "variables": {"channel": "{arg}", "after": "{cursor}"}
+                    },
+                    "schema": {"type": "object", "required": ["id", "channel", "text"]},
+                    "apply": {"append": {"dedupeBy": "id"}},
+                    "resume": {"cursor": "/id"},
+                    "reconnect": {"initialDelayMs": 100, "maxDelayMs": 1000}
+                }
+            }
+        }
+    })
+}
+
 fn config(server: &ChatServer) -> Value {
     json!({
         "baseUrl": server.http_url(),
@@ -110,8 +153,12 @@ pub fn run(args: DemoArgs) -> ExitCode {
     server.post("general", "dave", "this channel is not watched");
 
     let printer = Arc::new(Printer::new(args.json));
-    printer.note(&format!("chat server on {} — 3 messages in #redux; subscribing to getMessages(\"redux\")", server.http_url()));
-    let client = match Config::from_value(&config(&server)).and_then(|c| Client::new(c, Hooks::new())) {
+    let (over, config) = match args.graphql {
+        true => (format!("GraphQL (graphql-transport-ws) at {}graphql", server.http_url()), graphql_config(&server)),
+        false => (format!("WebSocket at {}", server.ws_url()), config(&server)),
+    };
+    printer.note(&format!("chat server on {} — 3 messages in #redux; subscribing to getMessages(\"redux\") over {over}", server.http_url()));
+    let client = match Config::from_value(&config).and_then(|c| Client::new(c, Hooks::new())) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("livecache demo: {e}");
@@ -147,7 +194,11 @@ pub fn run(args: DemoArgs) -> ExitCode {
                 server.broadcast_raw("{this is not json");
             }
             5 => {
-                printer.note("server drops every socket; bot posts while the client is away");
+                printer.note(if args.graphql {
+                    "server drops every socket; bot posts while the client is away (the subscription resumes after its last message)"
+                } else {
+                    "server drops every socket; bot posts while the client is away"
+                });
                 server.drop_all_sockets();
                 server.post("redux", "bob", "(posted while the socket was down)");
             }
@@ -205,7 +256,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     println!("  cache equals server                {}", if complete { "yes" } else { "NO" });
     println!("  stream messages received           {}", stats.messages_received);
     println!("  applied / filtered / rejected      {} / {} / {}", stats.messages_applied, stats.messages_filtered, stats.messages_rejected_total());
-    println!("  reconnects / fetches               {} / {}", stats.reconnects, stats.fetches);
+    println!("  reconnects / fetches / resumes     {} / {} / {}", stats.reconnects, stats.fetches, stats.resumes);
     println!("  your post: optimistic, confirmed   {}  (never disappeared: {})", if confirmed { "yes" } else { "NO" }, replica.flickers == 0);
     println!("  replica from the events = cache    {}", if replica.data == state.data { "yes" } else { "NO" });
     println!("  socket closed with a close frame   {}", if closed.is_ok() { "yes" } else { "no" });

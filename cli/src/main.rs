@@ -9,7 +9,7 @@ mod watch;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  livecache demo [--duration SECS] [--json]
+  livecache demo [--duration SECS] [--json] [--graphql]
   livecache watch --config FILE ENDPOINT [ARG_JSON] [--duration SECS]";
 
 fn main() -> ExitCode {

@@ -430,6 +430,17 @@ fn demo_runs_and_the_cache_equals_the_server() {
 }
 
 #[test]
+fn demo_over_graphql_runs_and_the_cache_equals_the_server() {
+    let output = livecache(&["demo", "--graphql", "--duration", "2"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("over GraphQL (graphql-transport-ws)"), "{stdout}");
+    assert!(stdout.contains("cache equals server                yes"), "{stdout}");
+    assert!(stdout.contains("your post: optimistic, confirmed   yes"), "{stdout}");
+    assert!(stdout.contains("replica from the events = cache    yes"), "{stdout}");
+}
+
+#[test]
 fn demo_json_prints_spec_events() {
     let output = livecache(&["demo", "--duration", "1", "--json"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0));

@@ -300,7 +300,29 @@ fn w2_tags_hooks_beside_their_config_keys_or_on_the_wrong_kind_are_config_errors
 #[test]
 fn w3_a_recipe_layer_shows_at_once_and_a_failing_recipe_sends_nothing() {
     let (server, _rt) = server();
-    let client = util::client(config(&server), Hooks::new());
+    let server = std::sync::Arc::new(server);
+    // `post` is a mutationFn that stores the message once the test lets it (a slow write).
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let wait = std::sync::Mutex::new(Some(wait));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (store, counted) = (server.clone(), calls.clone());
+    let mut config = config(&server);
+    config["endpoints"]["post"] = json!({});
+    let hooks = Hooks::new().endpoint(
+        "post",
+        livecache_core::EndpointHooks::default().mutation_fn_async(move |arg| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (wait, store) = (wait.lock().unwrap().take(), store.clone());
+            async move {
+                if let Some(wait) = wait {
+                    let _ = wait.await;
+                }
+                let arg = arg.unwrap_or_default();
+                Ok(store.post(arg["channel"].as_str().unwrap_or(""), "rust", arg["text"].as_str().unwrap_or("")))
+            }
+        }),
+    );
+    let client = util::client(config, hooks);
     let rec = Recorder::default();
     let sub = client.subscribe("getMessages", Some(json!("redux")), rec.callback()).unwrap();
     wait_until("loaded and open", || settled(&sub));
@@ -319,10 +341,11 @@ fn w3_a_recipe_layer_shows_at_once_and_a_failing_recipe_sends_nothing() {
     let arg = json!({"channel": "redux", "userName": "rust", "text": "from a recipe"});
     let options = livecache_core::MutateOptions { confirm: Some(json!({"text": "{arg.text}"})), ..Default::default() };
     let layers = vec![livecache_core::OptimisticLayer::Recipe(recipe)];
-    let done = client.start_mutation_with_layers("sendMessage", Some(arg.clone()), &options, layers).unwrap();
+    let done = client.start_mutation_with_layers("post", Some(arg.clone()), &options, layers).unwrap();
     assert_eq!(*given.lock().unwrap(), [shown], "the recipe ran once, on the data shown");
     let snap = sub.snapshot().unwrap();
     assert_eq!((snap.optimistic, texts(&snap.data).last().cloned()), (1, Some("from a recipe".to_owned())), "the layer shows at once");
+    go.send(()).unwrap();
     block_on(done).unwrap();
     let snap = sub.snapshot().unwrap();
     assert_eq!(snap.optimistic, 0, "W4: confirmed when mutate returns");
@@ -331,7 +354,7 @@ fn w3_a_recipe_layer_shows_at_once_and_a_failing_recipe_sends_nothing() {
     rec.wait_version(snap.version);
     rec.assert_replica(&snap.data, snap.version);
     // A recipe that fails refuses the call: no layer, nothing sent.
-    let posts = server.post_count();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     let before = sub.snapshot().unwrap();
     let failing = livecache_core::LayerRecipe {
         endpoint: "getMessages".into(),
@@ -342,9 +365,9 @@ fn w3_a_recipe_layer_shows_at_once_and_a_failing_recipe_sends_nothing() {
         }),
     };
     let layers = vec![livecache_core::OptimisticLayer::Recipe(failing)];
-    let e = client.start_mutation_with_layers("sendMessage", Some(arg), &options, layers).err().expect("refused");
+    let e = client.start_mutation_with_layers("post", Some(arg), &options, layers).err().expect("refused");
     assert_eq!(e.kind(), "InvalidArgument");
     assert!(e.to_string().contains("the recipe for getMessages(\"redux\") failed: not this one"), "{e}");
-    assert_eq!(server.post_count(), posts, "nothing was sent");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "nothing was sent");
     assert_eq!(sub.snapshot().unwrap(), before, "nothing changed");
 }
