@@ -38,7 +38,7 @@ use crate::lifecycle::{shared_loaded, Lifecycle};
 use crate::message::{self, MessageFilter, Prepared};
 use crate::patch::PatchOp;
 use crate::hooks::PrepareHeadersFn;
-use crate::pipeline::{Inbound, MessageSink};
+use crate::pipeline::{Inbound, MessageSink, Piped};
 use crate::prepare_headers::{prepare as prepare_headers, HeaderContext};
 use crate::stats::Stats;
 use crate::template::join_url;
@@ -58,8 +58,6 @@ type Queue = Arc<SubscriberQueue>;
 struct EntryIo {
     /// L3: `cacheEntryRemoved`.
     removed: watch::Sender<bool>,
-    /// The stream pipeline's inbox; an entry without a stream costs no task.
-    inbox: Option<mpsc::UnboundedSender<Inbound>>,
     stream_shutdown: CancellationToken,
     stream_task: Option<JoinHandle<()>>,
     /// T1/T2: `send` and `reconnect` for the running stream driver.
@@ -70,7 +68,7 @@ struct EntryIo {
 
 impl EntryIo {
     fn new() -> EntryIo {
-        EntryIo { removed: watch::channel(false).0, inbox: None, stream_shutdown: CancellationToken::new(), stream_task: None, commands: None, push: None }
+        EntryIo { removed: watch::channel(false).0, stream_shutdown: CancellationToken::new(), stream_task: None, commands: None, push: None }
     }
 }
 
@@ -118,6 +116,8 @@ pub(crate) struct Driver {
     manual_now: AtomicU64,
     /// Wakes the timer task when the engine asks for an earlier tick.
     timer: Arc<Notify>,
+    /// Every entry's stream frames, in arrival order, to the pipeline task.
+    pipeline: mpsc::UnboundedSender<Piped>,
 }
 
 /// What a host's hooks mean to the engine: which exist, not what they do.
@@ -195,6 +195,7 @@ impl Driver {
             let _enter = handle.enter();
             tokio::time::Instant::now()
         };
+        let (pipeline, piped) = mpsc::unbounded_channel();
         let driver = Arc::new_cyclic(|self_ref| Driver {
             self_ref: self_ref.clone(),
             config,
@@ -216,7 +217,9 @@ impl Driver {
             clock: parts.clock,
             manual_now: AtomicU64::new(0),
             timer: Arc::new(Notify::new()),
+            pipeline,
         });
+        driver.handle.spawn(crate::pipeline::run(Arc::downgrade(&driver), piped));
         if parts.clock == crate::clock::Clock::System {
             driver.handle.spawn(timer_task(Arc::downgrade(&driver), driver.timer.clone()));
         }
@@ -311,7 +314,7 @@ impl Driver {
                     // Spawned here: its handle must be in place before a removal can look for it.
                     let io = st.io.entry(entry).or_insert_with(EntryIo::new);
                     let prepare = self.endpoint_hooks(&endpoint.name).and_then(|h| h.prepare_headers.clone());
-                    let prepare = prepare.map(|hook| Prepare { hook, endpoint: endpoint.name.clone(), arg: arg.clone(), target: target.clone() });
+                    let prepare = prepare.map(|hook| Box::new(Prepare { hook, endpoint: endpoint.name.clone(), arg: arg.clone(), target: target.clone() }));
                     self.open_stream(io, key, entry, target, config, arg, prepare);
                 }
                 Output::StartLifecycle { key, entry, endpoint, arg, waiter } => {
@@ -362,12 +365,12 @@ impl Driver {
         target: StreamTarget,
         config: Arc<StreamConfig>,
         arg: Option<Value>,
-        prepare: Option<Prepare>,
+        prepare: Option<Box<Prepare>>,
     ) {
         let Some(source) = &self.stream_source else { return };
         // Rendered once already when the entry was created, so this cannot fail.
         let filter = MessageFilter::new(&config, arg.as_ref()).unwrap_or_else(|_| MessageFilter::none());
-        let inbox = self.inbox(io, &key, entry).clone();
+        let inbox = self.pipeline.clone();
         let sink = Arc::new(EntrySink {
             driver: self.weak(),
             key: key.clone(),
@@ -384,15 +387,6 @@ impl Driver {
         io.commands = Some(commands);
         let control = StreamControl { shutdown: io.stream_shutdown.clone(), commands: rx };
         io.stream_task = Some(self.io_handle.spawn(source.run(request, sink, control)));
-    }
-
-    /// The entry's stream pipeline: one task hands its frames to the engine in arrival order.
-    fn inbox<'e>(self: &Arc<Self>, io: &'e mut EntryIo, key: &Arc<str>, entry: u64) -> &'e mpsc::UnboundedSender<Inbound> {
-        io.inbox.get_or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            self.handle.spawn(crate::pipeline::run(self.weak(), key.clone(), entry, rx));
-            tx
-        })
     }
 
     /// `pushMessage` (L10): one message through the entry's pipeline, handed to the engine before
@@ -847,7 +841,8 @@ struct EntrySink {
     driver: Weak<Driver>,
     key: Arc<str>,
     entry_id: u64,
-    inbox: mpsc::UnboundedSender<Inbound>,
+    /// The client's stream pipeline (one for every entry).
+    inbox: mpsc::UnboundedSender<Piped>,
     config: Arc<StreamConfig>,
     filter: MessageFilter,
     /// Prepared messages of the frames read so far, handed on at `flush`.
@@ -855,7 +850,8 @@ struct EntrySink {
     /// An emptied batch vector the pipeline gave back, reused for the next batch.
     spare: Arc<Mutex<Vec<Prepared>>>,
     /// T1: the endpoint's `prepareHeaders`, run before every connect.
-    prepare: Option<Prepare>,
+    /// Boxed: most streams have none, and a sink lives as long as its entry.
+    prepare: Option<Box<Prepare>>,
 }
 
 /// T1: a fetch whose headers the host's `prepareHeaders` has the last word on; its failure is
@@ -931,7 +927,7 @@ impl StreamSink for EntrySink {
     fn flush(&self) {
         let batch = std::mem::take(&mut *self.batch.lock());
         if !batch.is_empty() {
-            let _ = self.inbox.send(Inbound::Prepared(batch, self.spare.clone()));
+            let _ = self.inbox.send((self.key.clone(), self.entry_id, Inbound::Prepared(batch, self.spare.clone())));
         }
     }
 
@@ -970,7 +966,7 @@ impl StreamSink for EntrySink {
         let applied = resumes.then(|| {
             self.flush();
             let (done, applied) = oneshot::channel();
-            let _ = self.inbox.send(Inbound::Barrier(done));
+            let _ = self.inbox.send((self.key.clone(), self.entry_id, Inbound::Barrier(done)));
             applied
         });
         let (driver, key, entry) = (self.driver.clone(), self.key.clone(), self.entry_id);

@@ -1,5 +1,8 @@
-//! One entry's stream pipeline (SPEC §2): a task that hands the frames of the entry's stream to
-//! the engine in arrival order, parsed, checked and filtered already (on the stream's thread).
+//! The stream pipeline (SPEC §2): one task per client that hands the frames of every entry's
+//! stream to the engine in arrival order, parsed, checked and filtered already (on the stream's
+//! thread). One queue for all entries keeps each entry's order, and costs an entry nothing: a
+//! task and a channel per entry were most of a shared-socket entry's memory (the engine applies
+//! one batch at a time under its lock anyway).
 
 use std::sync::{Arc, Weak};
 
@@ -17,6 +20,9 @@ pub(crate) enum Inbound {
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
+/// What a stream hands the pipeline: its entry (key and lifetime id) and what it read.
+pub(crate) type Piped = (Arc<str>, u64, Inbound);
+
 /// Where a pipeline hands its messages: the engine, under its lock (the driver).
 pub(crate) trait MessageSink: Send + Sync + 'static {
     /// Applies a batch of one entry's messages, in order; `batch` comes back empty.
@@ -29,13 +35,9 @@ pub(crate) trait MessageSink: Send + Sync + 'static {
 /// long the events of other entries wait behind a flood.
 const BURST: usize = 64;
 
-/// Runs one entry's pipeline until the entry is removed (its inbox sender dropped).
-pub(crate) async fn run<D: MessageSink>(
-    driver: Weak<D>,
-    key: Arc<str>,
-    entry_id: u64,
-    mut inbox: mpsc::UnboundedReceiver<Inbound>,
-) {
+/// Runs the pipeline until every sender is gone (the client closed). Messages for an entry that
+/// was removed meanwhile are ignored by the engine (their lifetime id no longer matches).
+pub(crate) async fn run<D: MessageSink>(driver: Weak<D>, mut inbox: mpsc::UnboundedReceiver<Piped>) {
     while let Some(first) = inbox.recv().await {
         let Some(driver) = driver.upgrade() else { return };
         // The messages already queued are applied as bursts, with the delivery thread woken
@@ -43,7 +45,7 @@ pub(crate) async fn run<D: MessageSink>(
         let hold = driver.hold_wakes();
         let mut next = Some(first);
         let mut applied = 0;
-        while let Some(item) = next.take() {
+        while let Some((key, entry_id, item)) = next.take() {
             let (mut batch, spare) = match item {
                 Inbound::Prepared(batch, spare) => (batch, spare),
                 Inbound::Barrier(done) => {

@@ -91,14 +91,20 @@ impl Hub {
         // Everything is made here, so the member's future (alive as long as the entry) holds
         // only what it uses: a thousand entries on one socket cost a thousand of these.
         let hub = self.clone();
-        let share = share_key(&request).into_boxed_str();
-        let settings = Box::new(settings.settings(&request));
         let key: Arc<str> = request.key.as_str().into();
+        let share = share_key(&request);
+        let settings = settings.settings(&request);
         let member = Member { id, key: request.key, sink: sink.clone(), target: request.target, done: false };
+        // One allocation the future frees at its first poll, not a member-sized slot it would
+        // keep for the entry's whole life.
+        let joining = Box::new((share, member, settings));
         let StreamControl { shutdown, commands } = control;
         Box::pin(async move {
-            let connection = hub.send_join(&share, member, settings);
-            drop(share);
+            let connection = {
+                let joining = joining; // moved in, so the box is freed here
+                let (share, member, settings) = *joining;
+                hub.send_join(&share, member, Box::new(settings))
+            };
             let mut commands = Commands::new(commands);
             // An idle member polls this rarely: no watcher task (`Stop`) is worth its memory here.
             let cancelled = shutdown.cancelled();

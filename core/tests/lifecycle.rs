@@ -311,15 +311,17 @@ fn l7_zero_removes_without_a_subscriber_ever_after() {
 fn s6_get_cache_entry_after_removal_is_uninitialized_and_updates_fail() {
     // RTK Query's getCacheEntry() of a removed entry: `{key, status: "uninitialized"}`, no data.
     let (tx, rx) = std::sync::mpsc::channel();
+    let (live_tx, live_rx) = std::sync::mpsc::channel();
     let hooks = EndpointHooks::default().query_fn_sync(|_| Ok(json!([1]))).on_cache_entry_added(move |_, lc| {
-        let tx = tx.clone();
+        let (tx, live_tx) = (tx.clone(), live_tx.clone());
         async move {
             let _ = lc.cache_data_loaded().await;
-            let live = lc.get_cache_entry().map(|s| s.to_json());
+            // Reported before the test goes on to remove the entry (the hook runs on its own task).
+            let _ = live_tx.send(lc.get_cache_entry().map(|s| s.to_json()));
             lc.cache_entry_removed().await;
             let gone = lc.get_cache_entry().map(|s| s.to_json());
             let update = lc.update_cached_data(|_| None).map(|_| ()).map_err(|e| e.kind());
-            let _ = tx.send((live, gone, update));
+            let _ = tx.send((gone, update));
             Ok(())
         }
     });
@@ -331,11 +333,12 @@ fn s6_get_cache_entry_after_removal_is_uninitialized_and_updates_fail() {
     .unwrap();
     let sub = c.subscribe("getX", None, |_| {}).unwrap();
     block_on(sub.loaded()).unwrap();
+    let live = live_rx.recv_timeout(Duration::from_secs(30)).expect("the hook read the live entry");
     sub.unsubscribe();
     c.advance(Duration::from_millis(999)).unwrap();
     assert!(c.snapshot("getX", None).is_ok(), "kept for keepUnusedDataFor");
     c.advance(Duration::from_millis(1)).unwrap();
-    let (live, gone, update) = rx.recv_timeout(Duration::from_secs(30)).expect("the hook finished");
+    let (gone, update) = rx.recv_timeout(Duration::from_secs(30)).expect("the hook finished");
     let live: Value = serde_json::from_str(&live.unwrap()).unwrap();
     assert_eq!((live["status"].clone(), live["data"].clone()), (json!("fulfilled"), json!([1])));
     assert_eq!(gone.unwrap(), r#"{"key":"getX(undefined)","status":"uninitialized"}"#);
