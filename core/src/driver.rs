@@ -56,8 +56,9 @@ type Queue = Arc<SubscriberQueue>;
 
 /// The IO side of one entry: what the engine knows of only by its id.
 struct EntryIo {
-    /// L3: `cacheEntryRemoved`.
-    removed: watch::Sender<bool>,
+    /// L3: `cacheEntryRemoved`, made with the entry's lifecycle if it has one (a watch channel
+    /// costs about 300 bytes).
+    removed: Option<watch::Sender<bool>>,
     stream_shutdown: CancellationToken,
     stream_task: Option<JoinHandle<()>>,
     /// T1/T2: `send` and `reconnect` for the running stream driver.
@@ -68,7 +69,7 @@ struct EntryIo {
 
 impl EntryIo {
     fn new() -> EntryIo {
-        EntryIo { removed: watch::channel(false).0, stream_shutdown: CancellationToken::new(), stream_task: None, commands: None, push: None }
+        EntryIo { removed: None, stream_shutdown: CancellationToken::new(), stream_task: None, commands: None, push: None }
     }
 }
 
@@ -301,7 +302,9 @@ impl Driver {
                 Output::Removed { entry, .. } => {
                     if let Some(io) = st.io.remove(&entry) {
                         io.stream_shutdown.cancel();
-                        let _ = io.removed.send(true);
+                        if let Some(removed) = &io.removed {
+                            let _ = removed.send(true);
+                        }
                     }
                 }
                 Output::ArmTimer { .. } => self.timer.notify_one(),
@@ -326,7 +329,7 @@ impl Driver {
                         key: key.clone(),
                         entry_id: entry,
                         loaded: shared_loaded(rx, key.clone()),
-                        removed: io.removed.subscribe(),
+                        removed: io.removed.get_or_insert_with(|| watch::channel(false).0).subscribe(),
                     };
                     work.push(Work::Lifecycle { key, entry, endpoint, arg, lifecycle });
                 }
