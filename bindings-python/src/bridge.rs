@@ -66,16 +66,7 @@ pub fn spawn_notify<T: Send + 'static>(
 /// it or returns a new value. A raising recipe changes nothing; its exception lands in `failure`.
 pub fn recipe_fn<'a>(recipe: Py<PyAny>, failure: &'a mut Option<PyErr>) -> impl FnOnce(&mut Value) -> Option<Value> + Send + 'a {
     move |draft: &mut Value| {
-        let r = Python::attach(|py| -> PyResult<Value> {
-            let obj = to_py(py, draft)?;
-            let returned = recipe.call1(py, (obj.clone(),))?;
-            if returned.is_none(py) {
-                from_py(&obj)
-            } else {
-                from_py(returned.bind(py))
-            }
-        });
-        match r {
+        match run_recipe(&recipe, draft) {
             Ok(v) => Some(v),
             Err(e) => {
                 *failure = Some(e);
@@ -83,6 +74,19 @@ pub fn recipe_fn<'a>(recipe: Py<PyAny>, failure: &'a mut Option<PyErr>) -> impl 
             }
         }
     }
+}
+
+/// `recipe(draft)` on a Python copy of `draft`: the draft as it mutated it, or what it returned.
+fn run_recipe(recipe: &Py<PyAny>, draft: &Value) -> PyResult<Value> {
+    Python::attach(|py| {
+        let obj = to_py(py, draft)?;
+        let returned = recipe.call1(py, (obj.clone(),))?;
+        if returned.is_none(py) {
+            from_py(&obj)
+        } else {
+            from_py(returned.bind(py))
+        }
+    })
 }
 
 /// W3: a `mutate` call's `optimistic` list as the core takes it: `{"endpoint", "arg"?, "recipe"}`
@@ -113,18 +117,10 @@ pub fn optimistic_layers(items: &Bound<'_, PyAny>, failure: &Arc<parking_lot::Mu
         let arg = d.get_item("arg")?.map(|a| from_py(&a)).transpose()?;
         let (f, slot) = (recipe.unbind(), Arc::clone(failure));
         let run = move |draft: &mut Value| -> Result<Option<Value>, String> {
-            Python::attach(|py| {
-                let obj = to_py(py, draft).map_err(|e| e.to_string())?;
-                let returned = match f.call1(py, (obj.clone(),)) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let message = e.to_string();
-                        *slot.lock() = Some(e);
-                        return Err(message);
-                    }
-                };
-                let data = if returned.is_none(py) { from_py(&obj) } else { from_py(returned.bind(py)) };
-                data.map(Some).map_err(|e| e.to_string())
+            run_recipe(&f, draft).map(Some).map_err(|e| {
+                let message = e.to_string();
+                *slot.lock() = Some(e);
+                message
             })
         };
         layers.push(OptimisticLayer::Recipe(LayerRecipe { endpoint, arg, recipe: Box::new(run) }));
