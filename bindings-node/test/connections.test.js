@@ -126,8 +126,10 @@ test('T1/T2: headers, subprotocol, subscribe frame, send, reconnect, unsubscribe
     assert.deepEqual(srv.closes, [1000], 'the old socket closed with a close handshake')
     await waitFor('subscribed again', () => srv.frames.length === 3)
     assert.deepEqual(srv.frames[2], { type: 'subscribe', channel: 'lobby' })
-    const states = rec.events.filter((e) => e.type === 'stream').map((e) => e.state)
-    assert.deepEqual(states.slice(-2), ['reconnecting', 'open'])
+    // Events reach the callback after snapshot() shows their state: wait for the reopen's.
+    const states = () => rec.events.filter((e) => e.type === 'stream').map((e) => e.state)
+    await waitFor('the reopen reported', () => states().at(-1) === 'open' && states().length >= 3)
+    assert.deepEqual(states().slice(-2), ['reconnecting', 'open'])
     assert.ok(!JSON.stringify([rec.events, sub.snapshot(), client.stats()]).includes('s3cret'))
     await client.close()
     // The server reads on this same event loop: wait for it to have handled the close.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::future::FutureExt;
+use futures_util::future::{BoxFuture, FutureExt};
 use livecache_engine::engine::{Engine, Fetched, LoadedNow};
 use livecache_engine::protocol::{HookCall, Output};
 use livecache_engine::host_update::Recipe;
@@ -43,7 +43,7 @@ use crate::prepare_headers::{prepare as prepare_headers, HeaderContext};
 use crate::stats::Stats;
 use crate::template::join_url;
 use crate::transport::{
-    CommandSender, FetchError, FetchRequest, FetchResponse, QuerySource, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource,
+    CommandSender, FetchError, FetchRequest, FetchResponse, QuerySource, RawMessage, StreamCommand, StreamControl, StreamMember, StreamRequest, StreamSink, StreamSource,
     StreamTarget,
 };
 
@@ -59,17 +59,46 @@ struct EntryIo {
     /// L3: `cacheEntryRemoved`, made with the entry's lifecycle if it has one (a watch channel
     /// costs about 300 bytes).
     removed: Option<watch::Sender<bool>>,
-    stream_shutdown: CancellationToken,
-    stream_task: Option<JoinHandle<()>>,
-    /// T1/T2: `send` and `reconnect` for the running stream driver.
-    commands: Option<CommandSender>,
+    stream: Option<Stream>,
     /// `pushMessage`'s pipeline steps before the data (parse, schema, filter), built on first use.
     push: Option<Arc<(Arc<StreamConfig>, MessageFilter)>>,
 }
 
 impl EntryIo {
     fn new() -> EntryIo {
-        EntryIo { removed: None, stream_shutdown: CancellationToken::new(), stream_task: None, commands: None, push: None }
+        EntryIo { removed: None, stream: None, push: None }
+    }
+
+    /// L7: the entry's stream stops (a task is cancelled, a member leaves its connection). The
+    /// future is done when it has; only `close` waits for it.
+    fn stop_stream(&mut self) -> Option<BoxFuture<'static, ()>> {
+        match self.stream.take()? {
+            Stream::Task { shutdown, task, .. } => {
+                shutdown.cancel();
+                Some(Box::pin(async move {
+                    let _ = task.await;
+                }))
+            }
+            Stream::Member(member) => Some(member.leave()),
+        }
+    }
+}
+
+/// An entry's running stream, as the driver steers it.
+enum Stream {
+    /// A task of its own: stopped by `shutdown`; `send` and `reconnect` go through `commands`.
+    Task { shutdown: CancellationToken, task: JoinHandle<()>, commands: CommandSender },
+    /// A member of a shared connection (T3): no task, no queue of its own.
+    Member(Box<dyn StreamMember>),
+}
+
+impl Stream {
+    /// T1/T2: `Err` gives the command back when the stream is gone.
+    fn command(&self, command: StreamCommand) -> std::result::Result<(), StreamCommand> {
+        match self {
+            Stream::Task { commands, .. } => commands.send(command),
+            Stream::Member(member) => member.command(command),
+        }
     }
 }
 
@@ -119,7 +148,13 @@ pub(crate) struct Driver {
     timer: Arc<Notify>,
     /// Every entry's stream frames, in arrival order, to the pipeline task.
     pipeline: mpsc::UnboundedSender<Piped>,
+    /// Emptied batch vectors the pipeline gave back, for any stream's next batch: a flood
+    /// allocates none, and an idle entry holds none.
+    batches: Mutex<Vec<Vec<Prepared>>>,
 }
+
+/// How many emptied batch vectors the client keeps for reuse.
+const SPARE_BATCHES: usize = 16;
 
 /// What a host's hooks mean to the engine: which exist, not what they do.
 fn host_hooks(hooks: &Hooks) -> HashMap<String, livecache_engine::HostHooks> {
@@ -219,6 +254,7 @@ impl Driver {
             manual_now: AtomicU64::new(0),
             timer: Arc::new(Notify::new()),
             pipeline,
+            batches: Mutex::new(Vec::new()),
         });
         driver.handle.spawn(crate::pipeline::run(Arc::downgrade(&driver), piped));
         if parts.clock == crate::clock::Clock::System {
@@ -300,8 +336,8 @@ impl Driver {
                     }
                 }
                 Output::Removed { entry, .. } => {
-                    if let Some(io) = st.io.remove(&entry) {
-                        io.stream_shutdown.cancel();
+                    if let Some(mut io) = st.io.remove(&entry) {
+                        drop(io.stop_stream());
                         if let Some(removed) = &io.removed {
                             let _ = removed.send(true);
                         }
@@ -309,8 +345,8 @@ impl Driver {
                 }
                 Output::ArmTimer { .. } => self.timer.notify_one(),
                 Output::ReconnectStream { entry, .. } => {
-                    if let Some(commands) = st.io.get(&entry).and_then(|io| io.commands.as_ref()) {
-                        let _ = commands.send(StreamCommand::Reconnect);
+                    if let Some(stream) = st.io.get(&entry).and_then(|io| io.stream.as_ref()) {
+                        let _ = stream.command(StreamCommand::Reconnect);
                     }
                 }
                 Output::OpenStream { key, entry, endpoint, target, config, arg } => {
@@ -382,14 +418,24 @@ impl Driver {
             config: config.clone(),
             filter,
             batch: Mutex::new(Vec::new()),
-            spare: Arc::default(),
             prepare,
         });
+        let sink: Arc<dyn StreamSink> = sink;
         let request = StreamRequest { key: key.to_string(), target, config };
-        let (commands, rx) = crate::transport::command_channel();
-        io.commands = Some(commands);
-        let control = StreamControl { shutdown: io.stream_shutdown.clone(), commands: rx };
-        io.stream_task = Some(self.io_handle.spawn(source.run(request, sink, control)));
+        // A member of a shared connection is a record in it (T3): no task, token or queue.
+        let member = {
+            let _runtime = self.io_handle.enter();
+            source.join(&request, &sink)
+        };
+        io.stream = Some(match member {
+            Some(member) => Stream::Member(member),
+            None => {
+                let (commands, rx) = crate::transport::command_channel();
+                let shutdown = CancellationToken::new();
+                let control = StreamControl { shutdown: shutdown.clone(), commands: rx };
+                Stream::Task { shutdown, task: self.io_handle.spawn(source.run(request, sink, control)), commands }
+            }
+        });
     }
 
     /// `pushMessage` (L10): one message through the entry's pipeline, handed to the engine before
@@ -489,24 +535,19 @@ impl Driver {
         Ok(())
     }
 
-    /// The command channel of `key`'s running stream: `NotFound` without an entry,
-    /// `NotConnected` when the entry has no stream to write on.
-    fn stream_commands(&self, key: &str) -> Result<CommandSender> {
+    /// Hands `command` to `key`'s running stream: `NotFound` without an entry, `NotConnected`
+    /// when the entry has no stream to write on.
+    fn stream_command(&self, key: &str, command: StreamCommand) -> Result<()> {
         let st = self.lock_open()?;
         let entry = st.engine.entry_id(key)?;
-        st.io.get(&entry).and_then(|io| io.commands.clone()).ok_or_else(|| Error::NotConnected(key.to_owned()))
+        let stream = st.io.get(&entry).and_then(|io| io.stream.as_ref()).ok_or_else(|| Error::NotConnected(key.to_owned()))?;
+        stream.command(command).map_err(|_| Error::NotConnected(key.to_owned()))
     }
 
     /// T2 `send`: one JSON text frame on the entry's open stream; resolves once written.
     pub fn send(&self, key: &str, message: &Value) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let sent = self.stream_commands(key).and_then(|commands| {
-            let (done, rx) = oneshot::channel();
-            let key = key.to_owned();
-            commands
-                .send(StreamCommand::Send { text: message.to_string(), done })
-                .map_err(|_| Error::NotConnected(key.clone()))
-                .map(|()| (rx, key))
-        });
+        let (done, rx) = oneshot::channel();
+        let sent = self.stream_command(key, StreamCommand::Send { text: message.to_string(), done }).map(|()| (rx, key.to_owned()));
         async move {
             let (rx, key) = sent?;
             // A driver that ended before answering was not connected.
@@ -516,8 +557,7 @@ impl Driver {
 
     /// T1 `reconnect`: close the entry's connection and open another now (fresh headers).
     pub fn reconnect(&self, key: &str) -> Result<()> {
-        let commands = self.stream_commands(key)?;
-        commands.send(StreamCommand::Reconnect).map_err(|_| Error::NotConnected(key.to_owned()))
+        self.stream_command(key, StreamCommand::Reconnect)
     }
 
     /// P3 `prefetch`.
@@ -741,13 +781,13 @@ impl Driver {
     /// Removes every entry, closes every stream with a close handshake and stops every callback
     /// before returning (SPEC §8). A second call does nothing.
     pub fn close(self: &Arc<Self>) {
-        let stream_tasks: Vec<JoinHandle<()>> = {
+        let stopping: Vec<BoxFuture<'static, ()>> = {
             let mut guard = self.state.lock();
             if guard.engine.is_closed() {
                 return;
             }
             guard.engine.close();
-            let tasks = guard.io.values_mut().filter_map(|io| io.stream_task.take()).collect();
+            let tasks = guard.io.values_mut().filter_map(EntryIo::stop_stream).collect();
             self.run(guard);
             tasks
         };
@@ -767,7 +807,7 @@ impl Driver {
             let wind_down = move || {
                 // Streams get a bounded moment for their close handshakes (L7) before the runtime stops.
                 runtime.block_on(async {
-                    let all = futures_util::future::join_all(stream_tasks);
+                    let all = futures_util::future::join_all(stopping);
                     let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
                 });
                 if let Some(io) = io_runtime {
@@ -799,6 +839,13 @@ impl MessageSink for Driver {
 
     fn hold_wakes(&self) -> WakeHold {
         self.dispatcher.hold()
+    }
+
+    fn recycle(&self, batch: Vec<Prepared>) {
+        let mut spare = self.batches.lock();
+        if spare.len() < SPARE_BATCHES {
+            spare.push(batch);
+        }
     }
 }
 
@@ -850,8 +897,6 @@ struct EntrySink {
     filter: MessageFilter,
     /// Prepared messages of the frames read so far, handed on at `flush`.
     batch: Mutex<Vec<Prepared>>,
-    /// An emptied batch vector the pipeline gave back, reused for the next batch.
-    spare: Arc<Mutex<Vec<Prepared>>>,
     /// T1: the endpoint's `prepareHeaders`, run before every connect.
     /// Boxed: most streams have none, and a sink lives as long as its entry.
     prepare: Option<Box<Prepare>>,
@@ -896,8 +941,8 @@ impl EntrySink {
             prepared => {
                 let mut batch = self.batch.lock();
                 if batch.capacity() == 0 {
-                    // The vector the pipeline gave back, or one allocation for the batch.
-                    *batch = std::mem::take(&mut *self.spare.lock());
+                    // A vector the pipeline gave back, or one allocation for the batch.
+                    *batch = driver.batches.lock().pop().unwrap_or_default();
                     batch.reserve(crate::socket::READ_BATCH);
                 }
                 batch.push(prepared);
@@ -930,7 +975,7 @@ impl StreamSink for EntrySink {
     fn flush(&self) {
         let batch = std::mem::take(&mut *self.batch.lock());
         if !batch.is_empty() {
-            let _ = self.inbox.send((self.key.clone(), self.entry_id, Inbound::Prepared(batch, self.spare.clone())));
+            let _ = self.inbox.send((self.key.clone(), self.entry_id, Inbound::Prepared(batch)));
         }
     }
 

@@ -13,8 +13,8 @@ use crate::message::Prepared;
 
 pub(crate) enum Inbound {
     /// Messages the stream's thread has parsed, checked and filtered already, in order. The
-    /// emptied vector goes back to the spare slot for the stream's next batch.
-    Prepared(Vec<Prepared>, Arc<parking_lot::Mutex<Vec<Prepared>>>),
+    /// emptied vector goes back to the driver for a next batch.
+    Prepared(Vec<Prepared>),
     /// Answered once everything queued before it is in the engine (T6: the cursor a reconnect
     /// sends is that of the last message read, not of the last one applied so far).
     Barrier(tokio::sync::oneshot::Sender<()>),
@@ -29,6 +29,8 @@ pub(crate) trait MessageSink: Send + Sync + 'static {
     fn apply_batch(self: &Arc<Self>, key: &str, entry: u64, batch: &mut Vec<Prepared>);
     /// Holds the delivery thread's wake-ups until the guard drops (one wake a burst).
     fn hold_wakes(&self) -> WakeHold;
+    /// An emptied batch vector, for reuse.
+    fn recycle(&self, batch: Vec<Prepared>);
 }
 
 /// How many queued messages one burst applies before the delivery thread is woken: bounds how
@@ -46,8 +48,8 @@ pub(crate) async fn run<D: MessageSink>(driver: Weak<D>, mut inbox: mpsc::Unboun
         let mut next = Some(first);
         let mut applied = 0;
         while let Some((key, entry_id, item)) = next.take() {
-            let (mut batch, spare) = match item {
-                Inbound::Prepared(batch, spare) => (batch, spare),
+            let mut batch = match item {
+                Inbound::Prepared(batch) => batch,
                 Inbound::Barrier(done) => {
                     let _ = done.send(());
                     next = inbox.try_recv().ok();
@@ -56,11 +58,7 @@ pub(crate) async fn run<D: MessageSink>(driver: Weak<D>, mut inbox: mpsc::Unboun
             };
             applied += batch.len();
             driver.apply_batch(&key, entry_id, &mut batch);
-            let mut slot = spare.lock();
-            if slot.capacity() == 0 {
-                *slot = batch;
-            }
-            drop(slot);
+            driver.recycle(batch);
             if applied < BURST {
                 next = inbox.try_recv().ok();
             }

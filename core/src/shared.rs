@@ -28,7 +28,7 @@ use crate::event::{ErrorReason, StreamState};
 use crate::graphql_ws::{self as graphql, Incoming};
 use crate::http::error_text;
 use crate::message::parse_frame;
-use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamTarget};
+use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamMember, StreamRequest, StreamSink, StreamTarget};
 use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls, READ_BATCH};
 
 /// What a connection is shared by: equal keys, one connection.
@@ -56,10 +56,13 @@ enum ToConnection {
 
 struct Member {
     id: u64,
-    key: String,
+    /// Its GraphQL operation id, unique on the connection.
+    op: u64,
+    key: Box<str>,
     sink: Arc<dyn StreamSink>,
-    /// As rendered when the entry was created; a resuming member asks its sink before each open.
-    target: StreamTarget,
+    /// T2, as rendered when the entry was created; a resuming member asks its sink before each open.
+    subscribe: Option<String>,
+    unsubscribe: Option<String>,
     /// The server completed (or failed) this member's operation (T5): nothing more comes for
     /// it on this connection, and no `complete` is sent when it goes.
     done: bool,
@@ -77,62 +80,27 @@ struct Settings {
 }
 
 impl Hub {
-    /// The member's side of a shared stream: joins (starting the connection when it is the
-    /// first), forwards its commands, and leaves on shutdown, after its unsubscribe frame.
-    pub(crate) fn join(
-        self: &Arc<Self>,
-        request: StreamRequest,
-        sink: Arc<dyn StreamSink>,
-        control: StreamControl,
-        settings: SettingsFor,
-    ) -> BoxFuture<'static, ()> {
+    /// Joins `request`'s connection, starting it when this is the first member (on the current
+    /// runtime). The member is a record in the connection, steered through the returned handle.
+    pub(crate) fn join(self: &Arc<Self>, request: &StreamRequest, sink: &Arc<dyn StreamSink>, settings: SettingsFor) -> Box<dyn StreamMember> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Everything is made here, so the member's future (alive as long as the entry) holds
-        // only what it uses: a thousand entries on one socket cost a thousand of these.
-        let hub = self.clone();
-        let key: Arc<str> = request.key.as_str().into();
-        let share = share_key(&request);
-        let settings = settings.settings(&request);
-        let member = Member { id, key: request.key, sink: sink.clone(), target: request.target, done: false };
-        // One allocation the future frees at its first poll, not a member-sized slot it would
-        // keep for the entry's whole life.
-        let joining = Box::new((share, member, settings));
-        let StreamControl { shutdown, commands } = control;
-        Box::pin(async move {
-            let connection = {
-                let joining = joining; // moved in, so the box is freed here
-                let (share, member, settings) = *joining;
-                hub.send_join(&share, member, Box::new(settings))
-            };
-            let mut commands = Commands::new(commands);
-            // An idle member polls this rarely: no watcher task (`Stop`) is worth its memory here.
-            let cancelled = shutdown.cancelled();
-            tokio::pin!(cancelled);
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = &mut cancelled => break,
-                    command = commands.next() => {
-                        if let Err(mpsc::error::SendError(ToConnection::Command { command, .. })) =
-                            connection.send(ToConnection::Command { id, command })
-                        {
-                            refuse_send(&key, command);
-                        }
-                    }
-                }
-            }
-            let (done, left) = oneshot::channel();
-            if connection.send(ToConnection::Leave { id, done }).is_ok() {
-                let _ = left.await;
-            }
-            sink.state(StreamState::Closed, None);
-        })
+        let member = Member {
+            id,
+            op: 0,
+            key: request.key.as_str().into(),
+            sink: sink.clone(),
+            subscribe: request.target.subscribe.clone(),
+            unsubscribe: request.target.unsubscribe.clone(),
+            done: false,
+        };
+        let connection = self.send_join(&share_key(request), member, || Box::new(settings.settings(request)));
+        Box::new(Joined { connection, id })
     }
 
     /// Hands `member` to the connection of `key`, starting one when there is none. Sends happen
     /// under the map's lock, and a connection leaves the map under it, so no join is lost.
-    fn send_join(self: &Arc<Self>, key: &str, member: Member, settings: Box<Settings>) -> mpsc::UnboundedSender<ToConnection> {
+    fn send_join(self: &Arc<Self>, key: &str, member: Member, settings: impl FnOnce() -> Box<Settings>) -> mpsc::UnboundedSender<ToConnection> {
         let mut map = self.connections.lock();
         let member = match map.get(key) {
             Some(tx) => match tx.send(ToConnection::Join(member)) {
@@ -150,12 +118,58 @@ impl Hub {
             key: key.to_owned(),
             rx,
             members: Vec::new(),
-            settings: *settings,
+            settings: *settings(),
             next_op: 1,
         };
         tokio::spawn(connection.run());
         tx
     }
+}
+
+/// The driver's handle on one member: the connection's queue and the member's id in it.
+struct Joined {
+    connection: mpsc::UnboundedSender<ToConnection>,
+    id: u64,
+}
+
+impl StreamMember for Joined {
+    fn command(&self, command: StreamCommand) -> Result<(), StreamCommand> {
+        self.connection.send(ToConnection::Command { id: self.id, command }).map_err(|e| match e.0 {
+            ToConnection::Command { command, .. } => command,
+            _ => unreachable!("a command comes back as a command"),
+        })
+    }
+
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        let (done, left) = oneshot::channel();
+        let sent = self.connection.send(ToConnection::Leave { id: self.id, done }).is_ok();
+        Box::pin(async move {
+            if sent {
+                let _ = left.await;
+            }
+        })
+    }
+}
+
+/// `StreamSource::run` for a shared stream, for a caller that runs it as a task of its own
+/// (the client's driver joins instead): the member's commands and its leave, from `control`.
+pub(crate) fn run_member(member: Box<dyn StreamMember>, key: String, control: StreamControl) -> BoxFuture<'static, ()> {
+    let StreamControl { shutdown, commands } = control;
+    Box::pin(async move {
+        let mut commands = Commands::new(commands);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                command = commands.next() => {
+                    if let Err(command) = member.command(command) {
+                        refuse_send(&key, command);
+                    }
+                }
+            }
+        }
+        member.leave().await;
+    })
 }
 
 /// What `Hub::join` needs to make a connection's settings, when it is the first member.
@@ -189,8 +203,7 @@ struct Connection {
     hub: Arc<Hub>,
     key: String,
     rx: mpsc::UnboundedReceiver<ToConnection>,
-    /// With their GraphQL operation ids (`op`), unique on the connection.
-    members: Vec<(Member, String)>,
+    members: Vec<Member>,
     settings: Settings,
     next_op: u64,
 }
@@ -216,7 +229,7 @@ impl Connection {
             }
             // T1: the first member's prepareHeaders, if any, has the last word on the handshake.
             let (first, prepared) = match self.members.first() {
-                Some((m, _)) => (m.id, m.sink.target().await),
+                Some(m) => (m.id, m.sink.target().await),
                 None => (0, Ok(None)),
             };
             let mut target = self.settings.target.clone();
@@ -263,7 +276,7 @@ impl Connection {
             let mut now_again = false;
             match connected {
                 Ok(mut socket) => {
-                    let _open = self.members.first().map(|(m, _)| OpenConnection::new(m.sink.clone()));
+                    let _open = self.members.first().map(|m| OpenConnection::new(m.sink.clone()));
                     let opened = Instant::now();
                     let ended = match self.start(&mut socket, first_target).await {
                         Ok(()) => self.read(&mut socket).await,
@@ -331,20 +344,22 @@ impl Connection {
                 self.add(member);
             }
             ToConnection::Leave { id, done } => {
-                self.members.retain(|(m, _)| m.id != id);
+                if let Some(i) = self.members.iter().position(|m| m.id == id) {
+                    self.members.remove(i).sink.state(StreamState::Closed, None);
+                }
                 let _ = done.send(());
             }
             ToConnection::Command { id, command } => {
-                let key = self.members.iter().find(|(m, _)| m.id == id).map_or(String::new(), |(m, _)| m.key.clone());
-                refuse_send(&key, command);
+                let key = self.members.iter().find(|m| m.id == id).map_or("", |m| &m.key);
+                refuse_send(key, command);
             }
         }
     }
 
-    fn add(&mut self, member: Member) {
-        let op = self.next_op.to_string();
+    fn add(&mut self, mut member: Member) {
+        member.op = self.next_op;
         self.next_op += 1;
-        self.members.push((member, op));
+        self.members.push(member);
     }
 
     /// When no member is left, the connection leaves the hub, unless a join came in meanwhile
@@ -368,7 +383,7 @@ impl Connection {
     }
 
     fn all_state(&self, state: StreamState, error: Option<String>) {
-        for (m, _) in &self.members {
+        for m in &self.members {
             m.sink.state(state, error.clone());
         }
     }
@@ -404,7 +419,7 @@ impl Connection {
             }
         }
         for i in 0..self.members.len() {
-            let given = first.take_if(|(id, _)| *id == self.members[i].0.id).map(|(_, t)| t);
+            let given = first.take_if(|(id, _)| *id == self.members[i].id).map(|(_, t)| t);
             self.subscribe(socket, i, given).await?;
         }
         Ok(())
@@ -414,21 +429,24 @@ impl Connection {
     async fn subscribe(&mut self, socket: &mut Socket, i: usize, given: Option<StreamTarget>) -> Result<(), String> {
         let asked = match given {
             Some(t) => Ok(Some(t)),
-            None => self.members[i].0.sink.target().await,
+            None => self.members[i].sink.target().await,
         };
         let target = match asked {
             Ok(target) => target,
             Err(error) => {
                 // This member's prepareHeaders failed; its subscribe goes without a fresh target.
-                self.members[i].0.sink.error(ErrorReason::Hook, error);
+                self.members[i].sink.error(ErrorReason::Hook, error);
                 None
             }
         };
-        let (member, op) = &mut self.members[i];
-        let target = target.as_ref().unwrap_or(&member.target);
+        let member = &mut self.members[i];
+        let subscribe = match &target {
+            Some(target) => &target.subscribe,
+            None => &member.subscribe,
+        };
         member.done = false;
-        let frame = match (&self.settings.config.graphql, &target.subscribe) {
-            (Some(_), Some(payload)) => Some(graphql::subscribe(op, payload)),
+        let frame = match (&self.settings.config.graphql, subscribe) {
+            (Some(_), Some(payload)) => Some(graphql::subscribe(&member.op.to_string(), payload)),
             (None, Some(text)) => Some(text.clone()),
             (_, None) => None,
         };
@@ -441,16 +459,17 @@ impl Connection {
 
     /// Member `i` leaves an open connection: its unsubscribe (or GraphQL `complete`) first.
     async fn unsubscribe(&mut self, socket: &mut Socket, id: u64) {
-        let Some(i) = self.members.iter().position(|(m, _)| m.id == id) else { return };
-        let (member, op) = self.members.remove(i);
+        let Some(i) = self.members.iter().position(|m| m.id == id) else { return };
+        let member = self.members.remove(i);
         let frame = match &self.settings.config.graphql {
-            Some(_) if !member.done => Some(graphql::complete(&op)),
+            Some(_) if !member.done => Some(graphql::complete(&member.op.to_string())),
             Some(_) => None,
-            None => member.target.unsubscribe.clone(),
+            None => member.unsubscribe.clone(),
         };
         if let Some(frame) = frame {
             let _ = tokio::time::timeout(self.settings.close_timeout, socket.send(Message::text(frame))).await;
         }
+        member.sink.state(StreamState::Closed, None);
     }
 
     async fn read(&mut self, socket: &mut Socket) -> Ended {
@@ -476,7 +495,7 @@ impl Connection {
                                 }
                             }
                             Some(Ok(Message::Binary(bytes))) => {
-                                for (m, _) in &self.members {
+                                for m in &self.members {
                                     m.sink.message(RawMessage::Binary(Vec::from(bytes.clone())));
                                 }
                             }
@@ -502,7 +521,7 @@ impl Connection {
                             None => break None,
                         }
                     };
-                    for (m, _) in &self.members {
+                    for m in &self.members {
                         m.sink.flush();
                     }
                     if let Some(ended) = ended {
@@ -559,7 +578,7 @@ impl Connection {
         if !self.graphql() {
             // Parsed once; each member's schema and filter run on the value (T3).
             let parsed = parse_frame(text, &self.settings.config);
-            for (m, _) in &self.members {
+            for m in &self.members {
                 m.sink.parsed(&parsed);
             }
             return None;
@@ -568,18 +587,19 @@ impl Connection {
             Ok(incoming) => incoming,
             Err(error) => {
                 let message = format!("graphql-transport-ws: {error}");
-                for (m, _) in &self.members {
+                for m in &self.members {
                     m.sink.error(ErrorReason::Protocol, message.clone());
                 }
                 return Some(Ended::Dropped(message));
             }
         };
-        let member = |op: &str, members: &[(Member, String)]| members.iter().position(|(_, o)| o == op);
+        // Operation ids are the connection's own numbers: any other id is no member's.
+        let member = |op: &str, members: &[Member]| op.parse::<u64>().ok().and_then(|op| members.iter().position(|m| m.op == op));
         match incoming {
             Incoming::Next { id, payload } => {
                 // A `next` for an operation no member has (one that just left): nothing to apply.
                 let i = member(&id, &self.members)?;
-                let m = &self.members[i].0;
+                let m = &self.members[i];
                 match graphql::next_value(payload) {
                     Ok(value) => m.sink.value(value),
                     Err(errors) => m.sink.error(ErrorReason::Graphql, errors),
@@ -587,7 +607,7 @@ impl Connection {
             }
             Incoming::Error { id, errors } => {
                 if let Some(i) = member(&id, &self.members) {
-                    let m = &mut self.members[i].0;
+                    let m = &mut self.members[i];
                     m.done = true;
                     m.sink.error(ErrorReason::Graphql, errors.clone());
                     m.sink.state(StreamState::Closed, Some(errors));
@@ -595,7 +615,7 @@ impl Connection {
             }
             Incoming::Complete { id } => {
                 if let Some(i) = member(&id, &self.members) {
-                    let m = &mut self.members[i].0;
+                    let m = &mut self.members[i];
                     m.done = true;
                     m.sink.state(StreamState::Closed, Some("subscription completed by the server".to_owned()));
                 }

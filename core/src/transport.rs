@@ -155,6 +155,18 @@ pub struct StreamControl {
     pub commands: CommandReceiver,
 }
 
+/// A stream that is one member of a connection its source already runs (T3): it has no task
+/// or queue of its own, so an entry on a shared socket costs a record in that connection.
+pub trait StreamMember: Send + Sync {
+    /// T1 `reconnect`, T2 `send`. `Err` gives the command back when the connection is gone; a
+    /// `send` the connection takes while closed is answered `NotConnected` by it.
+    fn command(&self, command: StreamCommand) -> std::result::Result<(), StreamCommand>;
+    /// L7: the entry goes. Its unsubscribe frame is sent if the connection is open, and the last
+    /// member to go closes the connection. The leave is on its way when this returns; the future
+    /// resolves once it is done (waited for only by `close`).
+    fn leave(&self) -> BoxFuture<'static, ()>;
+}
+
 pub trait StreamSource: Send + Sync {
     /// Runs until `control.shutdown` is cancelled, reconnecting as `config.reconnect` says. On
     /// shutdown the socket is closed with a close handshake (L7) before the future completes.
@@ -164,4 +176,11 @@ pub trait StreamSource: Send + Sync {
         sink: Arc<dyn StreamSink>,
         control: StreamControl,
     ) -> BoxFuture<'static, ()>;
+
+    /// T3: joins a connection the source shares between entries, when `request` is for one.
+    /// Called (in the IO runtime's context) before `run`; `None`, the default, means the stream
+    /// runs in a task of its own through `run`.
+    fn join(&self, _request: &StreamRequest, _sink: &Arc<dyn StreamSink>) -> Option<Box<dyn StreamMember>> {
+        None
+    }
 }

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 
 use crate::config::Transport;
 use crate::sse::SseStreamSource;
-use crate::transport::{StreamControl, StreamRequest, StreamSink, StreamSource};
+use crate::transport::{StreamControl, StreamMember, StreamRequest, StreamSink, StreamSource};
 use crate::ws::WsStreamSource;
 
 #[derive(Default)]
@@ -21,6 +21,13 @@ impl StreamSource for BuiltinStreamSource {
         match request.config.transport {
             Transport::WebSocket => self.ws.run(request, sink, control),
             Transport::Sse => self.sse.run(request, sink, control),
+        }
+    }
+
+    fn join(&self, request: &StreamRequest, sink: &Arc<dyn StreamSink>) -> Option<Box<dyn StreamMember>> {
+        match request.config.transport {
+            Transport::WebSocket => self.ws.join(request, sink),
+            Transport::Sse => self.sse.join(request, sink),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::control::{Commands, Stop};
 use crate::event::{ErrorReason, StreamState};
 use crate::http::error_text;
 use crate::error::Error;
-use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamRequest, StreamSink, StreamSource, StreamTarget};
+use crate::transport::{OpenConnection, RawMessage, StreamCommand, StreamControl, StreamMember, StreamRequest, StreamSink, StreamSource, StreamTarget};
 
 use crate::socket::{close_socket, open_socket, Beat, Heartbeat, Socket, Tls, READ_BATCH};
 
@@ -91,6 +91,14 @@ fn tls_config() -> Tls {
     Ok(Arc::new(config))
 }
 
+impl WsStreamSource {
+    fn ws_config(request: &StreamRequest) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(request.config.max_message_bytes))
+            .max_frame_size(Some(request.config.max_message_bytes))
+    }
+}
+
 impl StreamSource for WsStreamSource {
     fn run(
         &self,
@@ -98,23 +106,14 @@ impl StreamSource for WsStreamSource {
         sink: Arc<dyn StreamSink>,
         control: StreamControl,
     ) -> BoxFuture<'static, ()> {
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(request.config.max_message_bytes))
-            .max_frame_size(Some(request.config.max_message_bytes));
-        if request.config.share || request.config.graphql.is_some() {
-            let settings = crate::shared::SettingsFor {
-                ws_config,
-                tls: self.tls.clone(),
-                connect_timeout: self.connect_timeout,
-                close_timeout: self.close_timeout,
-            };
-            return self.hub.join(request, sink, control, settings);
+        if let Some(member) = self.join(&request, &sink) {
+            return crate::shared::run_member(member, request.key, control);
         }
         let driver = Driver {
+            ws_config: Self::ws_config(&request),
             key: request.key,
             target: request.target,
             protocols: request.config.protocols.join(", "),
-            ws_config,
             reconnect: request.config.reconnect.clone(),
             heartbeat: request.config.heartbeat.clone(),
             connect_timeout: self.connect_timeout,
@@ -123,6 +122,20 @@ impl StreamSource for WsStreamSource {
             sink,
         };
         Box::pin(driver.run(control.shutdown, Commands::new(control.commands)))
+    }
+
+    /// T3, T5: `share: true` and GraphQL streams are members of one connection per share key.
+    fn join(&self, request: &StreamRequest, sink: &Arc<dyn StreamSink>) -> Option<Box<dyn StreamMember>> {
+        if !(request.config.share || request.config.graphql.is_some()) {
+            return None;
+        }
+        let settings = crate::shared::SettingsFor {
+            ws_config: Self::ws_config(request),
+            tls: self.tls.clone(),
+            connect_timeout: self.connect_timeout,
+            close_timeout: self.close_timeout,
+        };
+        Some(self.hub.join(request, sink, settings))
     }
 }
 

@@ -68,10 +68,10 @@ fn target(url: String) -> StreamTarget {
 
 impl Driver {
     fn start(url: String, config: StreamConfig) -> Driver {
-        Driver::start_at(target(url), config, WsStreamSource::new())
+        Driver::start_at(target(url), config, &WsStreamSource::new())
     }
 
-    fn start_at(target: StreamTarget, config: StreamConfig, source: WsStreamSource) -> Driver {
+    fn start_at(target: StreamTarget, config: StreamConfig, source: &WsStreamSource) -> Driver {
         let (tx, events) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let (commands, rx) = livecache_core::transport::command_channel();
@@ -576,7 +576,7 @@ async fn wss_connects_through_rustls_with_a_trusted_root() {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let source = WsStreamSource::new().with_tls_config(Arc::new(tls));
-    let mut driver = Driver::start_at(target(url), default_config(), source);
+    let mut driver = Driver::start_at(target(url), default_config(), &source);
     driver.expect_state(StreamState::Connecting).await;
     driver.expect_state(StreamState::Open).await;
     assert_eq!(driver.expect_text().await, "over tls");
@@ -678,7 +678,7 @@ async fn t1_t2_headers_protocols_subscribe_send_reconnect_unsubscribe() {
         Some(&serde_json::json!({"token": "s3cret", "channel": 7})),
     )
     .unwrap();
-    let mut driver = Driver::start_at(rendered, config, WsStreamSource::new());
+    let mut driver = Driver::start_at(rendered, config, &WsStreamSource::new());
     driver.expect_state(StreamState::Connecting).await;
     let (n, Heard::Handshake(headers)) = heard(&mut rx).await else { panic!("a handshake first") };
     assert_eq!(n, 0);
@@ -740,7 +740,7 @@ async fn t2_a_connection_that_cannot_take_the_subscribe_frame_is_retried() {
     .await;
     let target = StreamTarget { subscribe: Some("{}".into()), ..target(url) };
     let config = StreamConfig { reconnect: ReconnectConfig { initial_delay_ms: 10, max_delay_ms: 10 }, ..default_config() };
-    let mut driver = Driver::start_at(target, config, WsStreamSource::new());
+    let mut driver = Driver::start_at(target, config, &WsStreamSource::new());
     driver.expect_state(StreamState::Connecting).await;
     loop {
         match driver.next().await {
@@ -750,4 +750,37 @@ async fn t2_a_connection_that_cannot_take_the_subscribe_frame_is_retried() {
         }
     }
     driver.shut_down().await;
+}
+
+/// T3 through `StreamSource::run`: a host that runs shared streams as tasks of their own (the
+/// client's driver joins them instead) gets one connection for two entries, each one's
+/// subscribe frame, `send` on it, and each one's unsubscribe frame as it goes; the last one
+/// closes the connection with a close frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t3_shared_streams_run_as_tasks_share_one_connection_and_leave_it_in_turn() {
+    let (url, mut rx) = listening_server().await;
+    let config = StreamConfig { share: true, ..default_config() };
+    let target = |channel: &str| StreamTarget {
+        subscribe: Some(format!(r#"{{"sub":"{channel}"}}"#)),
+        unsubscribe: Some(format!(r#"{{"unsub":"{channel}"}}"#)),
+        ..target(url.clone())
+    };
+    let source = WsStreamSource::new();
+    let mut a = Driver::start_at(target("a"), config.clone(), &source);
+    a.expect_state(StreamState::Connecting).await;
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Handshake(_))));
+    a.expect_state(StreamState::Open).await;
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Text(t)) if t == r#"{"sub":"a"}"#));
+    let mut b = Driver::start_at(target("b"), config, &source);
+    b.expect_state(StreamState::Connecting).await;
+    b.expect_state(StreamState::Open).await;
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Text(t)) if t == r#"{"sub":"b"}"#), "the same connection");
+
+    b.send(r#"{"type":"typing"}"#).await.unwrap();
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Text(t)) if t == r#"{"type":"typing"}"#));
+    a.shut_down().await;
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Text(t)) if t == r#"{"unsub":"a"}"#));
+    b.shut_down().await;
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Text(t)) if t == r#"{"unsub":"b"}"#));
+    assert!(matches!(heard(&mut rx).await, (0, Heard::Close)), "the last member closes the connection");
 }
