@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every livecache test suite: Rust, C, Python, Node — and installs what they need first
-# (cbindgen pinned, valgrind, a Python venv with maturin/pytest/websockets/jsonpatch, npm packages).
+# (cbindgen pinned, valgrind, cmake, a Python venv with maturin/pytest/websockets/jsonpatch, npm
+# packages), then builds every package once and installs each outside the checkout (tests/packaging).
 # Everything it builds or installs stays inside this checkout (target/, .tools/, .venv/, node_modules/).
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -8,11 +9,13 @@ ROOT="$PWD"
 export ROOT CARGO_TERM_COLOR=never
 PASSED=()
 FAILED=()
+TIMES=()
 
 stage() { printf '\n==== %s ====\n' "$*"; }
 run() { # name command...
-  local name="$1"; shift
+  local name="$1" start=$SECONDS; shift
   if "$@"; then PASSED+=("$name"); echo "[ok] $name"; else FAILED+=("$name"); echo "[FAILED] $name"; fi
+  TIMES+=("$name $((SECONDS - start)) s")
 }
 
 # Packages that are not plain Rust libraries are tested by their own suites below.
@@ -41,7 +44,13 @@ if [ -x bindings-node/run_tests.sh ]; then
   run node bindings-node/run_tests.sh
 fi
 
+if [ -x tests/packaging/run.sh ]; then
+  stage "Packages (C install, abi3 wheel and sdist, npm tarball, cargo package)"
+  run packaging tests/packaging/run.sh
+fi
+
 stage "Summary"
+echo "times: $(IFS=,; echo "${TIMES[*]}" | sed 's/,/, /g')"
 echo "suites passed: ${PASSED[*]:-none}"
 echo "suites failed: ${FAILED[*]:-none}"
 echo "suites: ${#PASSED[@]} passed, ${#FAILED[@]} failed"

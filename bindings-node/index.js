@@ -1,7 +1,6 @@
 'use strict'
 // livecache for Node.js: the public API of SPEC §7 Node over the native layer (src/lib.rs).
 
-const path = require('node:path')
 const errors = require('./lib/errors')
 const { toJSONText, argText } = require('./lib/json')
 const { Recorder, record } = require('./lib/draft')
@@ -9,20 +8,7 @@ const { applyPatches } = require('./lib/patch')
 
 const { native, makeError, fromNative } = errors
 
-function loadNative() {
-  const file = process.env.LIVECACHE_NODE_ADDON || path.join(__dirname, 'livecache.node')
-  try {
-    return require(file)
-  } catch (e) {
-    throw new Error(
-      `livecache: cannot load the native addon ${file} (${e.message}). ` +
-        'It is built by `npm install` in the livecache package folder (needs cargo).',
-      { cause: e },
-    )
-  }
-}
-
-const binding = loadNative()
+const binding = require('./lib/addon').load()
 
 // Host-call kinds, as in src/bridge.rs.
 const QUERY_FN = 1

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 'use strict'
-// The package's `install` step: builds the native addon from source with cargo and puts it
-// where index.js loads it (livecache.node). No prebuilt binary is downloaded.
+// Builds the native addon from source with cargo and puts it where the loader looks first
+// (livecache.node in the package folder). In a checkout it builds the workspace's
+// bindings-node crate; in an installed npm tarball, the sources the tarball carries (native/).
 //   LIVECACHE_NODE_PROFILE=debug|release   cargo profile (default release)
 //   LIVECACHE_NODE_SKIP_BUILD=1            keep an existing livecache.node as is
+//   CARGO                                  the cargo to run (default: cargo on PATH)
 
-const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
+const { buildAddon } = require('./cargo')
 
 const pkg = path.resolve(__dirname, '..')
 const out = path.join(pkg, 'livecache.node')
@@ -17,33 +19,14 @@ if (process.env.LIVECACHE_NODE_SKIP_BUILD === '1' && fs.existsSync(out)) {
   process.exit(0)
 }
 
-const profile = process.env.LIVECACHE_NODE_PROFILE || 'release'
-const args = ['build', '--manifest-path', path.join(pkg, 'Cargo.toml'), '--lib', '--message-format=json-render-diagnostics']
-if (profile === 'release') args.push('--release')
-else if (profile !== 'debug') args.push('--profile', profile)
-
-console.error(`livecache: cargo ${args.join(' ')}`)
-const cargo = process.env.CARGO || 'cargo'
-const r = spawnSync(cargo, args, { cwd: pkg, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 256 * 1024 * 1024 })
-if (r.error) {
-  console.error(`livecache: cannot run ${cargo}: ${r.error.message} (install Rust from https://rustup.rs)`)
-  process.exit(1)
-}
-if (r.status !== 0) {
-  console.error(`livecache: cargo build failed (exit ${r.status})`)
-  process.exit(r.status || 1)
-}
-
-let built = null
-for (const line of r.stdout.toString().split('\n')) {
-  if (!line.startsWith('{')) continue
-  const msg = JSON.parse(line)
-  if (msg.reason === 'compiler-artifact' && msg.target && msg.target.name === 'livecache_node') {
-    built = msg.filenames.find((f) => /\.(so|dylib|dll)$/.test(f)) || built
-  }
-}
-if (built === null) {
-  console.error('livecache: cargo did not report the livecache_node library')
+// The tarball's own copy of the sources, else the checkout's crate.
+const shipped = path.join(pkg, 'native', 'bindings-node', 'Cargo.toml')
+const manifest = fs.existsSync(shipped) ? shipped : path.join(pkg, 'Cargo.toml')
+let built
+try {
+  built = buildAddon(manifest, process.env.LIVECACHE_NODE_PROFILE || 'release', pkg)
+} catch (e) {
+  console.error(`livecache: ${e.message}`)
   process.exit(1)
 }
 // Copy through a temporary name, so a process that has the old addon loaded keeps a valid file.

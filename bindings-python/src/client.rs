@@ -40,7 +40,7 @@ fn arg_of(arg: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
 
 fn config_of(config: &Bound<'_, PyAny>) -> PyResult<Config> {
     if let Ok(text) = config.cast::<PyString>() {
-        return Config::from_json_text(text.to_str()?).map_err(to_pyerr);
+        return Config::from_json_text(&crate::convert::text_of(text)?).map_err(to_pyerr);
     }
     let value = from_py(config).map_err(|e| ConfigError::new_err(format!("invalid config at (root): {e}")))?;
     Config::from_value(&value).map_err(to_pyerr)

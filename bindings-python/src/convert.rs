@@ -49,9 +49,13 @@ pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     from_py_at(obj, 0)
 }
 
-/// The UTF-8 text of a `str`; lone surrogates cannot be JSON text (SPEC §9).
-fn text_of<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
-    s.to_str().map_err(|_| InvalidInput::new_err("invalid input: invalid_json: a str with a lone surrogate is not valid UTF-8"))
+/// The UTF-8 text of a `str`; lone surrogates cannot be JSON text (SPEC §9). Owned: the stable
+/// ABI of Python 3.9 (the abi3 wheel) has no borrowed UTF-8 view of a `str`.
+pub(crate) fn text_of(s: &Bound<'_, PyString>) -> PyResult<String> {
+    match s.to_cow() {
+        Ok(text) => Ok(text.into_owned()),
+        Err(_) => Err(InvalidInput::new_err("invalid input: invalid_json: a str with a lone surrogate is not valid UTF-8")),
+    }
 }
 
 fn too_deep() -> PyErr {
@@ -63,7 +67,7 @@ fn from_py_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Null);
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(text_of(s)?.to_owned()));
+        return Ok(Value::String(text_of(s)?));
     }
     if let Ok(b) = obj.cast::<PyBool>() {
         return Ok(Value::Bool(b.is_true()));
@@ -98,7 +102,7 @@ fn from_py_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
                     k.get_type().name().map(|n| n.to_string()).unwrap_or_default()
                 ))
             })?;
-            map.insert(text_of(key)?.to_owned(), from_py_at(&v, depth + 1)?);
+            map.insert(text_of(key)?, from_py_at(&v, depth + 1)?);
         }
         return Ok(Value::Object(map));
     }
