@@ -238,6 +238,12 @@ export declare class Subscription<D = any> {
   snapshot(): EntryState<D>
   /** L2: the data, at once if present. */
   loaded(): Promise<D>
+  /**
+   * The entry's state now (a `snapshot`, or a `status` while there is no data), then every later
+   * event. Ends after a `removed` event, on `unsubscribe()` and on `close()`. The events wait in a
+   * queue of the core's bounded by `queueLimit` (E4, E5): a reader further behind gets one
+   * `snapshot` instead of the steps it missed.
+   */
   events(): AsyncIterableIterator<LivecacheEvent<D>>
   unsubscribe(): void
 }

@@ -137,10 +137,7 @@ class Subscription {
         reportUncaught(e)
       }
     }
-    for (const it of this.#iterators) {
-      if (!this.#active) break
-      it.push(event)
-    }
+    for (const it of this.#iterators) it.notify()
   }
 
   get active() {
@@ -165,54 +162,61 @@ class Subscription {
     return d.promise
   }
 
-  /** Every later event, as an async iterator; it ends when the subscription ends. */
+  /** The entry's state now, then every later event, as an async iterator; it ends after a
+   * `removed` event, on `unsubscribe()` and on `close()`. The events wait in a queue of the
+   * core's, bounded like the subscription's own (E4, E5): a reader more than `queueLimit` events
+   * behind gets one `snapshot` instead of the steps it missed. */
   events() {
-    const buffer = []
-    let head = 0
+    const reader = this.#active ? native(() => this.#native.events()) : null
     let waiting = null
-    let done = !this.#active
+    let finished = reader === null
+    // The subscription ended (unsubscribe, close): what waits is still read, then it is done.
+    let ended = false
     const iterators = this.#iterators
-    const it = {
-      push(event) {
-        if (waiting !== null) {
-          const w = waiting
-          waiting = null
-          w({ value: event, done: false })
-        } else buffer.push(event)
-      },
-      end() {
-        done = true
+    const take = () => {
+      if (!finished) {
+        const text = reader.next()
+        if (text !== null) return { value: JSON.parse(text), done: false }
+        if (!ended && !reader.done()) return null
+        finished = true
         iterators.delete(it)
-        if (waiting !== null) {
-          const w = waiting
-          waiting = null
-          w({ value: undefined, done: true })
-        }
+      }
+      return { value: undefined, done: true }
+    }
+    const settle = () => {
+      if (waiting === null) return
+      const result = take()
+      if (result === null) return
+      const w = waiting
+      waiting = null
+      w(result)
+    }
+    const it = {
+      /** @internal The subscription's callback ran: its events reached the reader too. */
+      notify: settle,
+      /** @internal The subscription ended. */
+      end() {
+        ended = true
+        settle()
       },
       next() {
-        if (head < buffer.length) {
-          const value = buffer[head]
-          buffer[head++] = undefined
-          if (head > 1024 && head * 2 > buffer.length) {
-            buffer.splice(0, head)
-            head = 0
-          }
-          return Promise.resolve({ value, done: false })
-        }
-        if (done) return Promise.resolve({ value: undefined, done: true })
+        const result = take()
+        if (result !== null) return Promise.resolve(result)
         return new Promise((resolve) => {
           waiting = resolve
         })
       },
       return() {
-        it.end()
+        if (reader !== null) reader.close()
+        finished = true
+        iterators.delete(it)
         return Promise.resolve({ value: undefined, done: true })
       },
       [Symbol.asyncIterator]() {
         return it
       },
     }
-    if (!done) iterators.add(it)
+    if (!finished) iterators.add(it)
     return it
   }
 

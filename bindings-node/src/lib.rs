@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use livecache_core::event_tap::Tapped;
 use livecache_core::patch::{apply_patch, parse_patch};
 use livecache_core::{Client, ClientOptions, Clock, Config, Delivery, EntryState, Error, HostUpdate, RawMessage, Subscription};
 use napi::bindgen_prelude::{FnArgs, Function, Unknown};
@@ -431,6 +432,14 @@ impl NativeSubscription {
         });
     }
 
+    /// An `events()` reader: the subscription's events from now on, in a queue the core bounds by
+    /// `queueLimit` (E4, E5). The events reach it inside `poll`, after the subscription's own
+    /// callback, so index.js reads it when that callback ran: no wake of its own is needed.
+    #[napi]
+    pub fn events(&self) -> NativeEvents {
+        NativeEvents { reader: self.sub.events(Box::new(|| {})) }
+    }
+
     #[napi]
     pub fn unsubscribe(&mut self, env: Env) -> napi::Result<()> {
         if std::mem::replace(&mut self.active, false) {
@@ -438,5 +447,35 @@ impl NativeSubscription {
             self.shared.drop_live(&env, false)?;
         }
         Ok(())
+    }
+}
+
+/// One `events()` reader of a subscription (livecache_core::event_tap).
+#[napi]
+pub struct NativeEvents {
+    reader: livecache_core::event_tap::EventTap,
+}
+
+#[napi]
+impl NativeEvents {
+    /// The next event as JSON text; `null` when none waits.
+    #[napi]
+    pub fn next(&self) -> Option<String> {
+        match self.reader.next() {
+            Tapped::Event(event) => Some(event.to_json()),
+            Tapped::Empty | Tapped::Ended => None,
+        }
+    }
+
+    /// Whether the subscription ended and nothing waits: no event will come.
+    #[napi]
+    pub fn done(&self) -> bool {
+        self.reader.peek_ended()
+    }
+
+    /// The reader is done: what waits is dropped.
+    #[napi]
+    pub fn close(&self) {
+        self.reader.close();
     }
 }

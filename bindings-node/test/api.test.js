@@ -749,3 +749,32 @@ test('host recipes on a subscribed key run on its replica, interleaved with stre
     assert.equal(data[0].touched, 199)
     sub.unsubscribe()
   }))
+
+test('events(): a stalled for-await reader holds at most queueLimit events (E4), the first a snapshot (E5)', async () => {
+  const client = new Client({ queueLimit: 8, endpoints: { log: { stream: { apply: 'append' } } } }, { log: { queryFn: () => [] } })
+  try {
+    const rec = new Recorder()
+    const sub = client.subscribe('log', undefined, rec.onEvent)
+    await sub.loaded()
+    const it = sub.events()
+    // The reader does not read while 2,000 messages and 2,000 bad frames are delivered: bad
+    // frames give error events, which do not coalesce into the patches (E2).
+    for (let i = 0; i < 2000; i++) {
+      client.pushMessage('log', undefined, { i })
+      client.pushMessageText('log', undefined, '{bad')
+    }
+    await waitFor('every message delivered to the callback', () => rec.version === 2001)
+    const read = new Recorder()
+    while (read.version < 2001) read.record((await it.next()).value)
+    assert.ok(read.events.length <= 8 + 1, `${read.events.length} events waited: ${read.types()}`)
+    assert.equal(read.events[0].type, 'snapshot', 'the overflow became a snapshot')
+    read.check(sub.snapshot(), 'the reader')
+    // Still live: the next message, then the end of the subscription.
+    client.pushMessage('log', undefined, { i: 'late' })
+    assert.equal((await it.next()).value.type, 'patch')
+    sub.unsubscribe()
+    assert.deepEqual(await it.next(), { value: undefined, done: true })
+  } finally {
+    await client.close()
+  }
+})

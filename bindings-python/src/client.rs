@@ -298,4 +298,45 @@ impl NativeSubscription {
         let sub = &self.sub;
         py.detach(|| sub.unsubscribe());
     }
+
+    /// An `events()` reader: the events from now on, in a queue the core bounds by `queueLimit`
+    /// (E4, E5). `wake()` runs on the delivery thread when the queue fills from empty and when
+    /// the subscription ends.
+    fn events(&self, wake: Py<PyAny>) -> NativeEvents {
+        let reader = self.sub.events(Box::new(move || {
+            Python::try_attach(|py| {
+                if let Err(e) = wake.call0(py) {
+                    e.write_unraisable(py, Some(wake.bind(py)));
+                }
+            });
+        }));
+        NativeEvents { reader }
+    }
+}
+
+/// One `events()` reader of a subscription (livecache_core::event_tap).
+#[pyclass(frozen, module = "livecache._livecache")]
+pub struct NativeEvents {
+    reader: livecache_core::event_tap::EventTap,
+}
+
+#[pymethods]
+impl NativeEvents {
+    /// The next event as a dict, or `None` when none waits.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.reader.next() {
+            livecache_core::event_tap::Tapped::Event(event) => event_to_py(py, &event).map(|d| Some(d.into_any())),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the subscription ended and nothing waits: no event will come.
+    fn done(&self) -> bool {
+        self.reader.peek_ended()
+    }
+
+    /// The reader is done: what waits is dropped.
+    fn close(&self) {
+        self.reader.close();
+    }
 }

@@ -21,6 +21,7 @@ fn _livecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeSubscription>()?;
+    m.add_class::<client::NativeEvents>()?;
     m.add_class::<client::NoArg>()?;
     m.add_class::<bridge::NativeHostUpdate>()?;
     m.add_class::<lifecycle::NativeLifecycle>()?;

@@ -432,9 +432,9 @@ def test_callbacks_and_events_run_on_the_subscribing_loop() -> None:
                     break
             assert set(ev.threads) == {me}
             assert replay(got) == [0, 1, 2]
-            late = sub.events()
+            late = sub.events()  # starts with the entry's state, then ends with the subscription
             sub.unsubscribe()
-            assert [e async for e in late] == []
+            assert [(e["type"], e["version"], e["data"]) async for e in late] == [("snapshot", 4, [0, 1, 2])]
 
     asyncio.run(main())
 
@@ -444,7 +444,7 @@ def test_events_iterator_ends_on_close_with_removed() -> None:
         c = livecache.Client({"endpoints": {"a": {}}}, {"a": {"query_fn": lambda arg: 1}})
         sub = c.subscribe("a")
         types: List[str] = []
-        stream = sub.events()  # events delivered from now on
+        stream = sub.events()  # the entry's state now, then what follows
         got_snapshot = asyncio.Event()
 
         async def consume() -> None:

@@ -351,6 +351,19 @@ impl Subscription {
 
     /// Stops this subscription: no callback of it starts after this returns, and a running one
     /// on another thread has finished (SPEC §5). Idempotent; also done on drop.
+    /// An `events()` reader (SPEC §5): the entry's state now (a snapshot, or the status while
+    /// there is no data), then every event the engine makes for this subscription, in a queue of
+    /// its own bounded by `queueLimit` (E4, E5). `wake` runs on the delivery thread when the queue
+    /// fills from empty and when the subscription ends; the reader then calls `next` until it
+    /// finds nothing.
+    pub fn events(&self, wake: crate::event_tap::Wake) -> crate::event_tap::EventTap {
+        let tap = crate::event_tap::Tap::new(self.driver.queue_limit(), wake);
+        if self.done.load(Ordering::SeqCst) || !self.driver.add_reader(&self.queue, &self.key, &tap) {
+            tap.end();
+        }
+        crate::event_tap::EventTap::new(tap)
+    }
+
     pub fn unsubscribe(&self) {
         if self.done.swap(true, Ordering::SeqCst) {
             return;

@@ -5,13 +5,15 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::bounded::{Bounded, Pushed};
 use crate::event::Event;
+use crate::event_tap::Tap;
 
 /// A subscriber's callback. Runs on the dispatcher thread (or the thread calling `poll`).
 pub type Callback = Box<dyn Fn(&Event) + Send + Sync>;
@@ -20,10 +22,9 @@ pub type Callback = Box<dyn Fn(&Event) + Send + Sync>;
 const FAIRNESS_BUDGET: usize = 64;
 
 struct Queue {
-    events: VecDeque<Event>,
-    /// The version of the last collapse snapshot (E5): events the engine produced in the same
-    /// step, at or below it, are already in that snapshot and are dropped.
-    floor: u64,
+    /// E2/E5. The engine builds a collapse's snapshot at the end of the step that produced the
+    /// event, so the step's other events are in it already.
+    bounded: Bounded,
     scheduled: bool,
     running_on: Option<ThreadId>,
     closed: bool,
@@ -36,6 +37,8 @@ pub(crate) struct SubscriberQueue {
     queue: Mutex<Queue>,
     idle: Condvar,
     callback: Callback,
+    /// `events()` readers: each gets every event after the callback has (SPEC §5).
+    taps: Mutex<Vec<Weak<Tap>>>,
 }
 
 /// What an enqueue did, for `stats`.
@@ -53,9 +56,10 @@ impl SubscriberQueue {
         Arc::new(SubscriberQueue {
             id,
             limit: limit.max(1),
-            queue: Mutex::new(Queue { events: VecDeque::new(), floor: 0, scheduled: false, running_on: None, closed: false }),
+            queue: Mutex::new(Queue { bounded: Bounded::default(), scheduled: false, running_on: None, closed: false }),
             idle: Condvar::new(),
             callback,
+            taps: Mutex::new(Vec::new()),
         })
     }
 
@@ -63,15 +67,44 @@ impl SubscriberQueue {
     /// on another thread this waits for it to return (SPEC §5). From inside its own callback it
     /// returns at once; that callback is the last.
     pub fn close(&self) {
+        self.end_readers();
         let mut q = self.queue.lock();
         q.closed = true;
-        q.events.clear();
+        q.bounded.events.clear();
         let me = std::thread::current().id();
         while matches!(q.running_on, Some(t) if t != me) {
             self.idle.wait(&mut q);
         }
     }
 
+    /// The subscription ended: its `events()` readers read what waits, then `Ended`.
+    pub fn end_readers(&self) {
+        for tap in std::mem::take(&mut *self.taps.lock()) {
+            if let Some(tap) = tap.upgrade() {
+                tap.end();
+            }
+        }
+    }
+
+    /// Adds an `events()` reader; `false` when the subscription has ended already. Called under
+    /// the engine's lock (as `enqueue` is), so the reader misses no event and gets none twice.
+    pub fn add_tap(&self, tap: &Arc<Tap>) -> bool {
+        if self.queue.lock().closed {
+            return false;
+        }
+        self.taps.lock().push(Arc::downgrade(tap));
+        true
+    }
+
+    /// The readers still there (a reader that was dropped is forgotten).
+    fn readers(&self) -> Vec<Arc<Tap>> {
+        let mut taps = self.taps.lock();
+        if taps.is_empty() {
+            return Vec::new();
+        }
+        taps.retain(|t| t.strong_count() > 0);
+        taps.iter().filter_map(Weak::upgrade).collect()
+    }
 }
 
 struct Ready {
@@ -155,48 +188,16 @@ impl Dispatcher {
         if q.closed {
             return Enqueued::Closed;
         }
-        let mut result = Enqueued::Queued;
-        if let Event::Patch { version, .. } | Event::Snapshot { version, .. } = &event {
-            if *version <= q.floor {
-                return Enqueued::Coalesced;
-            }
+        // Readers get the event as the engine made it, before the subscription's queue may
+        // merge or collapse it (their own queues do that for them).
+        for tap in sub.readers() {
+            tap.push(&event, snapshot);
         }
-        let unmerged = match (q.events.back_mut(), event) {
-            // E2: a burst becomes one patch event spanning several versions (its patches moved,
-            // not copied).
-            (
-                Some(Event::Patch { version: last_version, patches: last_patches, .. }),
-                Event::Patch { from, version, patches, .. },
-            ) if *last_version == from => {
-                last_patches.extend(patches);
-                *last_version = version;
-                None
-            }
-            (_, event) => Some(event),
+        let result = match q.bounded.push(event, sub.limit, snapshot) {
+            Pushed::Queued => Enqueued::Queued,
+            Pushed::Coalesced => Enqueued::Coalesced,
+            Pushed::Overflowed => Enqueued::Overflowed,
         };
-        match unmerged {
-            None => result = Enqueued::Coalesced,
-            Some(event) if q.events.len() >= sub.limit => {
-                // E5: the snapshot carries the data, version and status; the stream state and a
-                // removal are not in it, so the newest of each survives the collapse.
-                let stream = match &event {
-                    Event::Stream { .. } => Some(event.clone()),
-                    _ => q.events.iter().rev().find(|e| matches!(e, Event::Stream { .. })).cloned(),
-                };
-                q.events.clear();
-                let snapshot = snapshot();
-                if let Event::Snapshot { version, .. } = &snapshot {
-                    q.floor = *version;
-                }
-                q.events.push_back(snapshot);
-                q.events.extend(stream);
-                if matches!(event, Event::Removed { .. }) {
-                    q.events.push_back(event);
-                }
-                result = Enqueued::Overflowed;
-            }
-            Some(event) => q.events.push_back(event),
-        }
         if !q.scheduled && q.running_on.is_none() {
             q.scheduled = true;
             drop(q);
@@ -272,7 +273,7 @@ impl Dispatcher {
                 break;
             }
             if ran == FAIRNESS_BUDGET {
-                if !q.events.is_empty() {
+                if !q.bounded.events.is_empty() {
                     q.scheduled = true;
                     drop(q);
                     self.schedule(Arc::clone(sub));
@@ -280,7 +281,7 @@ impl Dispatcher {
                 }
                 break;
             }
-            let Some(event) = q.events.pop_front() else { break };
+            let Some(event) = q.bounded.events.pop_front() else { break };
             q.running_on = Some(me);
             drop(q);
             if catch_unwind(AssertUnwindSafe(|| (sub.callback)(&event))).is_err() {
@@ -288,16 +289,19 @@ impl Dispatcher {
                 self.panics.fetch_add(1, Ordering::Relaxed);
                 eprintln!("livecache: a subscriber callback panicked (subscription {})", sub.id);
             }
+            for tap in sub.readers() {
+                tap.wake_if_due();
+            }
             self.delivered.fetch_add(1, Ordering::Relaxed);
             ran += 1;
             q = sub.queue.lock();
             q.running_on = None;
             sub.idle.notify_all();
         }
-        if q.events.is_empty() && q.events.capacity() > 0 {
+        if q.bounded.events.is_empty() && q.bounded.events.capacity() > 0 {
             // An idle subscription holds no buffer (four events are over 400 bytes, for each of
             // thousands of subscriptions); the next burst allocates one again.
-            q.events = VecDeque::new();
+            q.bounded.events = VecDeque::new();
         }
         ran
     }
@@ -416,7 +420,7 @@ mod tests {
         dispatcher.enqueue(&sub, error(), &snapshot);
         dispatcher.enqueue(&sub, error(), &snapshot);
         assert_eq!(dispatcher.enqueue(&sub, error(), &snapshot), Enqueued::Overflowed);
-        let types = |sub: &SubscriberQueue| sub.queue.lock().events.iter().map(Event::type_name).collect::<Vec<_>>();
+        let types = |sub: &SubscriberQueue| sub.queue.lock().bounded.events.iter().map(Event::type_name).collect::<Vec<_>>();
         assert_eq!(types(&sub), ["snapshot", "stream"]);
         dispatcher.enqueue(&sub, error(), &snapshot);
         assert_eq!(dispatcher.enqueue(&sub, Event::Removed { key: key.clone() }, &snapshot), Enqueued::Overflowed);

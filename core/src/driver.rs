@@ -781,11 +781,14 @@ impl Driver {
     /// Removes every entry, closes every stream with a close handshake and stops every callback
     /// before returning (SPEC §8). A second call does nothing.
     pub fn close(self: &Arc<Self>) {
+        // Their `events()` readers end once what was delivered is read (SPEC §8).
+        let closing;
         let stopping: Vec<BoxFuture<'static, ()>> = {
             let mut guard = self.state.lock();
             if guard.engine.is_closed() {
                 return;
             }
+            closing = guard.engine.subscribers();
             guard.engine.close();
             let tasks = guard.io.values_mut().filter_map(EntryIo::stop_stream).collect();
             self.run(guard);
@@ -802,6 +805,7 @@ impl Driver {
                     }
                 });
                 self.dispatcher.shutdown();
+                closing.iter().for_each(|q| q.end_readers());
                 return;
             }
             let wind_down = move || {
@@ -822,6 +826,7 @@ impl Driver {
             }
         }
         self.dispatcher.shutdown();
+        closing.iter().for_each(|q| q.end_readers());
     }
 }
 
@@ -860,6 +865,22 @@ impl EntryHost for Driver {
 
     fn entry_state(&self, key: &str, id: Option<u64>) -> Result<EntryState> {
         self.lock_open()?.engine.entry_state(key, id)
+    }
+}
+
+impl Driver {
+    /// Adds an `events()` reader to a subscription, seeded with the entry's state now. Under the
+    /// engine's lock, as every enqueue is: the reader misses no later event and gets none twice.
+    /// `false` when the entry or the subscription is gone.
+    pub(crate) fn add_reader(&self, queue: &Arc<SubscriberQueue>, key: &str, tap: &Arc<crate::event_tap::Tap>) -> bool {
+        let st = self.state.lock();
+        let Some(seed) = st.engine.catch_up_event(key) else { return false };
+        tap.seed(seed);
+        queue.add_tap(tap)
+    }
+
+    pub(crate) fn queue_limit(&self) -> usize {
+        self.config.queue_limit
     }
 }
 

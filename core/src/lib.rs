@@ -20,11 +20,13 @@
 pub use livecache_engine::{adapter, apply, config, entry, error, event, json, key, message, patch, stats, template};
 
 mod backoff;
+mod bounded;
 pub mod client;
 mod clock;
 mod control;
 mod dispatch;
 mod driver;
+pub mod event_tap;
 pub mod hooks;
 pub mod host_update;
 pub mod http;

@@ -272,3 +272,60 @@ fn s8_close_delivers_removed_and_stops_callbacks() {
     assert_eq!(rec.count(), n);
     drop(sub);
 }
+
+/// E4/E5 for `events()` readers: a reader starts with the entry's state; one that does not read
+/// while a flood is delivered holds at most `queueLimit` events (plus a stream state), the first
+/// of them a snapshot, and replaying what it holds gives the entry's final data. Its wake fires
+/// when its queue fills from empty and when the subscription ends; after that it reads `Ended`.
+#[test]
+fn e4_e5_a_stalled_events_reader_holds_a_bounded_queue_that_replays_to_the_data() {
+    use livecache_core::event_tap::Tapped;
+    let c = log_client(json!({"queueLimit": 4}));
+    let rec = Recorder::default();
+    let sub = c.subscribe("getLog", None, rec.callback()).unwrap();
+    rec.wait_version(1);
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let w = wakes.clone();
+    let reader = sub.events(Box::new(move || {
+        w.fetch_add(1, Ordering::SeqCst);
+    }));
+    match reader.next() {
+        Tapped::Event(Event::Snapshot { version: 1, .. }) => {}
+        other => panic!("a reader starts with the entry's state, got {other:?}"),
+    }
+    assert!(matches!(reader.next(), Tapped::Empty), "then only what comes after it");
+    // Good and bad messages alternate, so the events cannot all coalesce into one patch (E2).
+    for i in 0..200 {
+        push(&c, json!({"i": i}));
+        c.push_message("getLog", None, RawMessage::Text("{bad".into())).unwrap();
+    }
+    wait_processed(&c, 400);
+    let (data, version) = engine(&c);
+    assert_eq!(version, 201);
+    rec.wait_version(version); // the callback saw everything, so the reader was offered it all
+    assert!(reader.len() <= 4 + 1, "{} events wait", reader.len());
+    assert!(wakes.load(Ordering::SeqCst) >= 1);
+    let replay = Recorder::default();
+    let mut first = None;
+    while let Tapped::Event(event) = reader.next() {
+        first.get_or_insert(event.type_name());
+        replay.record(&event);
+    }
+    assert_eq!(first, Some("snapshot"), "the overflow became a snapshot: {:?}", replay.types());
+    replay.assert_replica(&data, version);
+
+    let before = wakes.load(Ordering::SeqCst);
+    push(&c, json!({"i": "late"}));
+    // The event is queued for the reader at once; its wake runs when the event is delivered.
+    wait_until("the reader woken for the late message", || wakes.load(Ordering::SeqCst) > before);
+    rec.wait_version(version + 1);
+    assert_eq!(wakes.load(Ordering::SeqCst), before + 1, "one wake when the queue fills from empty");
+    assert_eq!(reader.len(), 1);
+    assert!(matches!(reader.next(), Tapped::Event(Event::Patch { .. })));
+    sub.unsubscribe();
+    assert_eq!(wakes.load(Ordering::SeqCst), before + 2, "a wake when the subscription ends");
+    assert!(matches!(reader.next(), Tapped::Ended));
+    // A reader made after the end reads `Ended` at once.
+    assert!(matches!(sub.events(Box::new(|| {})).next(), Tapped::Ended));
+    c.close();
+}

@@ -207,76 +207,30 @@ class Lifecycle:
         return self._native.get_cache_entry()
 
 
-class _EventQueue:
-    """One ``events()`` consumer: an asyncio queue on the consumer's loop, bounded like the
-    engine's own subscriber queues (E4): past ``LIMIT`` unread events they are replaced by one
-    ``snapshot`` of the current state (E5), so a slow reader misses steps, never state."""
-
-    _END = object()
-    LIMIT = 1024
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sub: "Subscription") -> None:
-        self.loop = loop
-        self.sub = sub
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        #: The version of the last snapshot this queue made up: older steps are in it.
-        self.floor = 0
-
-    def put(self, item: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self._put, item)
-        except RuntimeError:
-            pass  # the consumer's loop is closed: nobody can read this
-
-    def _put(self, item: Any) -> None:
-        q = self.queue
-        if item is _EventQueue._END:
-            q.put_nowait(item)
-            return
-        kind = item.get("type")
-        if kind in ("snapshot", "patch") and item["version"] <= self.floor:
-            return  # already part of a snapshot this queue holds
-        if kind == "patch" and item["from"] < self.floor:
-            self._collapse()  # a burst across the snapshot's version: take a newer snapshot
-            return
-        if q.qsize() >= self.LIMIT:
-            self._collapse()
-            if kind in ("snapshot", "patch"):
-                return
-        q.put_nowait(item)
-
-    def _collapse(self) -> None:
-        q = self.queue
-        while not q.empty():
-            q.get_nowait()
-        try:
-            state = self.sub.snapshot()
-        except LivecacheError:
-            return
-        if state["version"] == 0:
-            event: Event = {"type": "status", "key": state["key"], "status": state["status"]}
-        else:
-            event = {"type": "snapshot", "key": state["key"], "version": state["version"],
-                     "status": state["status"], "data": state["data"]}
-            self.floor = state["version"]
-        q.put_nowait(event)
-
-
 class _EventStream:
-    def __init__(self, sub: "Subscription") -> None:
-        self._sub = sub
-        self._queue: Optional[_EventQueue] = None
-        self._done = False
-        try:
-            self._attach(asyncio.get_running_loop())
-        except RuntimeError:
-            pass
+    """One ``events()`` reader. Its events wait in a queue of the core's, bounded like the
+    subscription's own (E4, E5): a reader more than ``queueLimit`` events behind gets one
+    ``snapshot`` of the current state instead of the steps it missed."""
 
-    def _attach(self, loop: asyncio.AbstractEventLoop) -> _EventQueue:
-        q = _EventQueue(loop, self._sub)
-        self._queue = q
-        self._sub._add_queue(q)
-        return q
+    def __init__(self, sub: "Subscription") -> None:
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._waiter: Optional["asyncio.Future[None]"] = None
+        self._reader: Any = sub._native.events(self._wake) if sub._active else None
+        self._done = self._reader is None
+
+    def _wake(self) -> None:
+        """From the delivery thread: events wait, or the subscription ended."""
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._notify)
+            except RuntimeError:
+                pass  # the reader's loop is closed: nobody waits
+
+    def _notify(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> "_EventStream":
         return self
@@ -284,22 +238,23 @@ class _EventStream:
     async def __anext__(self) -> Event:
         if self._done:
             raise StopAsyncIteration
-        q = self._queue or self._attach(asyncio.get_running_loop())
-        item = await q.queue.get()
-        if item is _EventQueue._END:
-            self._done = True
-            self._sub._remove_queue(q)
-            raise StopAsyncIteration
-        event: Event = item
-        if event.get("type") == "removed":
-            self._done = True
-            self._sub._remove_queue(q)
-        return event
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        while True:
+            # The waiter exists before the queue is looked at, so a wake in between is not lost.
+            self._waiter = loop.create_future()
+            event: Optional[Event] = self._reader.next()
+            if event is not None:
+                return event
+            if self._reader.done():
+                self._done = True
+                raise StopAsyncIteration
+            await self._waiter
 
     async def aclose(self) -> None:
         self._done = True
-        if self._queue is not None:
-            self._sub._remove_queue(self._queue)
+        if self._reader is not None:
+            self._reader.close()
 
 
 def _deliver(ref: "weakref.ReferenceType[Subscription]", event: Event) -> None:
@@ -317,7 +272,6 @@ class Subscription:
     ) -> None:
         self._client = client
         self._on_event = on_event
-        self._queues: List[_EventQueue] = []
         self._active = True
         # Held while a callback runs on the subscribing loop, so `unsubscribe()` from another thread
         # returns only after it finished (SPEC §5); on the delivery thread the engine does this.
@@ -349,19 +303,6 @@ class Subscription:
                     cb(event)
                 except BaseException as exc:  # SPEC §5: reported, and others still get their events
                     _livecache.report_unraisable(exc, cb)
-            for q in list(self._queues):
-                q.put(event)
-
-    def _add_queue(self, q: _EventQueue) -> None:
-        self._queues.append(q)
-        if not self._active:
-            q.put(_EventQueue._END)
-
-    def _remove_queue(self, q: _EventQueue) -> None:
-        try:
-            self._queues.remove(q)
-        except ValueError:
-            pass
 
     # Public -------------------------------------------------------------------------------------
     @property
@@ -384,8 +325,10 @@ class Subscription:
         return p
 
     def events(self) -> AsyncIterator[Event]:
-        """Events delivered from now on, as an async iterator. It ends after a ``removed`` event,
-        on ``unsubscribe()`` and on ``client.close()``."""
+        """The entry's state now (a ``snapshot``, or a ``status`` while there is no data), then
+        every later event, as an async iterator. It ends after a ``removed`` event, on
+        ``unsubscribe()`` and on ``client.close()``. Its events wait in a queue of the core's,
+        bounded by ``queueLimit`` (E4, E5)."""
         return _EventStream(self)
 
     def unsubscribe(self) -> None:
@@ -398,8 +341,6 @@ class Subscription:
             with self._running:
                 pass
         self._client._subs.discard(self)
-        for q in self._queues:
-            q.put(_EventQueue._END)
 
     def __enter__(self) -> "Subscription":
         return self
@@ -579,8 +520,6 @@ class Client:
         finally:
             for sub in subs:
                 sub._active = False
-                for q in sub._queues:
-                    q.put(_EventQueue._END)
             self._runner.close()
 
     def __enter__(self) -> "Client":

@@ -471,6 +471,15 @@ impl<S: Clone> Engine<S> {
     }
 
     /// Removes every entry (SPEC §8); later calls fail with `Closed`. A second call does nothing.
+    /// Every subscriber of every entry (the driver's delivery queues), e.g. to end their
+    /// readers when the client closes.
+    pub fn subscribers(&self) -> Vec<S>
+    where
+        S: Clone,
+    {
+        self.entries.values().flat_map(|e| e.subscribers.iter().map(|(_, s)| s.clone())).collect()
+    }
+
     pub fn close(&mut self) {
         if std::mem::replace(&mut self.closed, true) {
             return;
