@@ -46,7 +46,7 @@ function shippedManifest(text) {
 function shippedWorkspace(text) {
   const members = /^members = \[.*\]$/m
   if (!members.test(text)) throw new Error('Cargo.toml: no one-line `members = [...]` to rewrite')
-  return text.replace(members, 'members = ["core", "core/engine", "bindings-node"]')
+  return text.replace(members, 'members = ["core", "core/engine", "bindings-node", "workspace-hack"]')
 }
 
 const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'livecache-pack-'))
@@ -65,14 +65,16 @@ try {
   const native = path.join(stage, 'native')
   fs.mkdirSync(path.join(native, 'core', 'engine'), { recursive: true })
   fs.mkdirSync(path.join(native, 'bindings-node'), { recursive: true })
+  fs.mkdirSync(path.join(native, 'workspace-hack'), { recursive: true })
   fs.writeFileSync(path.join(native, 'Cargo.toml'), shippedWorkspace(fs.readFileSync(path.join(root, 'Cargo.toml'), 'utf8')))
   copy(root, native, 'Cargo.lock')
-  for (const crate of ['core', 'core/engine', 'bindings-node']) {
+  for (const crate of ['core', 'core/engine', 'bindings-node', 'workspace-hack']) {
     const manifest = fs.readFileSync(path.join(root, crate, 'Cargo.toml'), 'utf8')
     fs.writeFileSync(path.join(native, crate, 'Cargo.toml'), shippedManifest(manifest))
     copy(root, native, path.join(crate, 'src'))
   }
   copy(root, native, 'bindings-node/build.rs')
+  copy(root, native, 'workspace-hack/build.rs')
 
   fs.mkdirSync(outDir, { recursive: true })
   const json = execFileSync('npm', ['pack', '--json', '--pack-destination', outDir], { cwd: stage, stdio: ['ignore', 'pipe', 'inherit'] })

@@ -285,7 +285,15 @@ fi
 
 # ==== Rust ====
 echo "==== Rust: cargo package ===="
-if timed cargo package --quiet -p livecache-engine -p livecache-core --allow-dirty >"$WORK/cargo-package.log" 2>&1; then
+# cargo unpacks the engine's .crate from its temporary registry into CARGO_HOME, under a name
+# that does not change while the version does not: a copy left by an earlier run would be built
+# instead of this one. Neither is left behind.
+forget_unpacked() { rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/livecache-engine-[0-9]* "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/livecache-core-[0-9]*; }
+forget_unpacked
+timed cargo package --quiet -p livecache-engine -p livecache-core --allow-dirty >"$WORK/cargo-package.log" 2>&1
+packaged=$?
+forget_unpacked
+if [ "$packaged" -eq 0 ]; then
   pass "cargo package -p livecache-engine -p livecache-core (verified: ${SECONDS_TAKEN} s)"
   note ""
   note "## Rust"
