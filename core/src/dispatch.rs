@@ -37,7 +37,8 @@ pub(crate) struct SubscriberQueue {
     queue: Mutex<Queue>,
     idle: Condvar,
     callback: Callback,
-    /// `events()` readers: each gets every event after the callback has (SPEC §5).
+    /// `events()` readers: each gets every event the engine makes for the subscription, as it is
+    /// enqueued here, and is woken after the callback saw it (SPEC §5).
     taps: Mutex<Vec<Weak<Tap>>>,
 }
 
