@@ -430,6 +430,9 @@ def test_callbacks_and_events_run_on_the_subscribing_loop() -> None:
                 got.append(event)
                 if event.get("version") == 4 or (event["type"] == "patch" and event["version"] >= 4):
                     break
+            # The reader's queue fills as the engine makes the events; the callback runs when
+            # the loop gets to it.
+            await async_wait_until(lambda: any(e.get("version", 0) >= 4 for e in ev.items), "the callback at version 4")
             assert set(ev.threads) == {me}
             assert replay(got) == [0, 1, 2]
             late = sub.events()  # starts with the entry's state, then ends with the subscription
