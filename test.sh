@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every livecache test suite: Rust, C, Python, Node — and installs what they need first
 # (cbindgen pinned, valgrind, cmake, a Python venv with maturin/pytest/websockets/jsonpatch, npm
-# packages), then builds every package once and installs each outside the checkout (tests/packaging).
+# packages), runs the fuzz targets briefly (fuzz/), then builds every package once and installs each
+# outside the checkout (tests/packaging).
 # Everything it builds or installs stays inside this checkout (target/, .tools/, .venv/, node_modules/).
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -42,6 +43,11 @@ fi
 if [ -x bindings-node/run_tests.sh ]; then
   stage "Node (node --test, tsc)"
   run node bindings-node/run_tests.sh
+fi
+
+if [ -x fuzz/run.sh ]; then
+  stage "Fuzz (libFuzzer + ASan, ${FUZZ_SECONDS:-10} s a target; fuzz/README.md)"
+  run fuzz fuzz/run.sh "${FUZZ_SECONDS:-10}"
 fi
 
 if [ -x tests/packaging/run.sh ]; then

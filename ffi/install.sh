@@ -2,7 +2,7 @@
 # Installs the C library the way a distribution would:
 #   PREFIX/lib/liblivecache.so.X.Y.Z   (soname liblivecache.so.X), liblivecache.so.X and liblivecache.so symlinks
 #   PREFIX/lib/liblivecache.a
-#   PREFIX/include/livecache.h
+#   PREFIX/include/livecache.h, livecache.supp (valgrind suppressions for the release library)
 #   PREFIX/lib/pkgconfig/livecache.pc
 #   PREFIX/lib/cmake/livecache/        (find_package(livecache) gives livecache::livecache and livecache::static)
 #
@@ -66,6 +66,7 @@ if [ "$STRIP" = 1 ]; then
   strip --strip-debug "$lib/liblivecache.a"
 fi
 install -m 0644 "$ROOT/include/livecache.h" "$inc/livecache.h"
+install -m 0644 "$ROOT/include/livecache.supp" "$inc/livecache.supp"
 sed -e "s|@PREFIX@|$PREFIX|" -e "s|@LIBDIR@|$LIBDIR|" -e "s|@VERSION@|$VERSION|" \
   "$ROOT/ffi/livecache.pc.in" >"$lib/pkgconfig/livecache.pc"
 # The CMake files find the prefix from where they are: the installed tree can be moved whole.

@@ -65,6 +65,15 @@
  * - From inside one of the client's own callbacks or hooks, call livecache_client_close (the
  *   events still queued for that subscription may follow; every other call then returns
  *   LIVECACHE_RESULT_CLOSED), and leave livecache_client_free to another thread.
+ *
+ * Valgrind
+ * --------
+ * - Run memcheck on a program using the release liblivecache with the suppressions shipped
+ *   beside this header: valgrind --suppressions=<include dir>/livecache.supp. Each entry says
+ *   why it is a false positive of optimised code (a WebSocket handshake's header-name lookup
+ *   in the `http` crate). Its entries name functions: use a library with its symbol table
+ *   (ffi/install.sh --no-strip). livecache's own tests run memcheck on the release and the
+ *   debug library and require 0 errors.
  */
 
 
@@ -235,6 +244,24 @@ typedef void (*livecache_on_message_fn)(void *user_data,
                                         livecache_update *update);
 
 /**
+ * The batched `onMessage`: one call per burst of messages queued for an entry, instead of one
+ * per message, so the data crosses as text once per burst. `messages_json` is a JSON array of
+ * the `count` messages, in arrival order; `data_json` the data before the first of them
+ * (`null` before the first data); `arg_json` the arg (NULL for "no arg"). `updates` holds
+ * `count` handles: describe message `i`'s change on `updates[i]` as `livecache_on_message_fn`
+ * describes one, computed on the data as the changes before it left it. A
+ * `livecache_update_fail` fails that message only (an `error` event, reason `hook`); the changes
+ * after it must not build on it. Runs on an engine thread, one call of an entry at a time, no
+ * engine lock held; every pointer lives only during the call.
+ */
+typedef void (*livecache_on_messages_fn)(void *user_data,
+                                         const char *data_json,
+                                         const char *messages_json,
+                                         size_t count,
+                                         const char *arg_json,
+                                         livecache_update *const *updates);
+
+/**
  * `transformResponse`: turns each fetched response (`data_json`) into the entry's data with
  * `livecache_update_set_data`; untouched keeps it as it is; `livecache_update_fail` makes the
  * fetch fail (status `rejected`). Runs on an engine thread; pointers live only during the call.
@@ -310,9 +337,11 @@ const char *livecache_last_error(void);
 /**
  * The error kind of a result code, with the names every livecache binding shares
  * (`"NotFound"`, `"ConfigError"`, `"PatchError"`, …; `"Ok"` for success). A static string: do
- * not free it.
+ * not free it. `result` is an `int`, not the enum: a C caller may pass any value (a code of a
+ * newer library, garbage), and any value it is given is `"Unknown"` rather than undefined
+ * behaviour.
  */
-const char *livecache_result_kind(livecache_result result);
+const char *livecache_result_kind(int result);
 
 /**
  * Frees a string livecache returned (`livecache_snapshot`, `livecache_stats`, …). NULL is
@@ -784,6 +813,21 @@ livecache_result livecache_hooks_set_on_message(livecache_hooks *hooks,
                                                 const char *endpoint,
                                                 livecache_on_message_fn on_message,
                                                 void *user_data);
+
+/**
+ * Sets the batched per-message updater of `endpoint` (its `onMessage`, one call per burst; see
+ * `livecache_on_messages_fn`). It replaces `livecache_hooks_set_on_message`'s hook when both are
+ * set. `user_data` must stay valid until the client is freed.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+ *
+ * # Safety
+ * As `livecache_hooks_set_query_fn`.
+ */
+livecache_result livecache_hooks_set_on_messages(livecache_hooks *hooks,
+                                                 const char *endpoint,
+                                                 livecache_on_messages_fn on_messages,
+                                                 void *user_data);
 
 /**
  * Sets the response transform of `endpoint` (its `transformResponse`, applied before the

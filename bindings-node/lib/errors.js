@@ -38,13 +38,12 @@ function makeError(kind, message, cause) {
   return new cls(message, kind, cause === undefined ? undefined : { cause })
 }
 
-const SEPARATOR = '\u0001'
-
-/** Native errors carry `<kind>\u0001<message>`; anything else passes through unchanged. */
+/** Native errors carry their kind as `code` (napi sets it); anything else passes through
+ * unchanged. A native error of no kind of the engine (napi's own) becomes a LivecacheError. */
 function fromNative(e) {
-  if (e && typeof e.message === 'string') {
-    const i = e.message.indexOf(SEPARATOR)
-    if (i > 0) return makeError(e.message.slice(0, i), e.message.slice(i + 1))
+  if (e instanceof Error && !(e instanceof LivecacheError) && typeof e.code === 'string') {
+    if (KINDS.includes(e.code)) return makeError(e.code, e.message)
+    if (e.code === 'LivecacheError') return makeError(e.code, e.message)
   }
   return e
 }

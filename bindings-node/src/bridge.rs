@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{InvalidatesTagsFn, MessageUpdate, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, ProvidesTagsFn, QueryFn, TransformFn};
+use livecache_core::hooks::{InvalidatesTagsFn, MessageBatch, MessageUpdate, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, ProvidesTagsFn, QueryFn, TransformFn};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Error, Hooks, Lifecycle, PatchOp};
 use napi::bindgen_prelude::{FnArgs, Unknown};
@@ -16,7 +16,7 @@ use napi::Status;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use livecache_core::completion::reply;
 
 use crate::convert::to_text;
 
@@ -95,21 +95,16 @@ impl Bridge {
     }
 
     async fn call_async(&self, kind: u32, payload: String) -> (bool, String) {
-        let (tx, rx) = oneshot::channel();
-        self.call(kind, payload, Box::new(move |ok, text| drop(tx.send((ok, text)))));
-        rx.await.unwrap_or_else(|_| (false, "the hook call was dropped".into()))
+        let (tx, rx) = reply();
+        self.call(kind, payload, Box::new(move |ok, text| tx.send((ok, text))));
+        rx.await.unwrap_or_else(|| (false, "the hook call was dropped".into()))
     }
 
-    /// For the engine's synchronous hooks (`transformResponse`): waits on this engine thread,
-    /// telling tokio so other tasks move elsewhere meanwhile.
+    /// For the engine's synchronous hooks (`transformResponse`): waits on this engine thread.
     fn call_blocking(&self, kind: u32, payload: String) -> (bool, String) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.call(kind, payload, Box::new(move |ok, text| drop(tx.send((ok, text)))));
-        let wait = move || rx.recv().unwrap_or_else(|_| (false, "the hook call was dropped".into()));
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
-            _ => wait(),
-        }
+        let (tx, rx) = reply();
+        self.call(kind, payload, Box::new(move |ok, text| tx.send((ok, text))));
+        rx.wait_on_engine_thread().unwrap_or_else(|| (false, "the hook call was dropped".into()))
     }
 
     /// The answer to call `id`, from the JavaScript side.
@@ -124,7 +119,7 @@ impl Bridge {
     }
 
     /// Builds the engine hooks for `spec` (`{endpoint: [hook names]}`), each forwarding here.
-    pub fn hooks(self: &Arc<Self>, spec: &Value) -> napi::Result<Hooks> {
+    pub fn hooks(self: &Arc<Self>, spec: &Value) -> crate::convert::Result<Hooks> {
         let mut hooks = Hooks::new();
         let Some(spec) = spec.as_object() else { return Ok(hooks) };
         for (endpoint, names) in spec {
@@ -233,9 +228,10 @@ impl Bridge {
     /// one trip to the JavaScript thread, not one per message.
     fn on_messages(self: &Arc<Self>, endpoint: &str) -> OnMessagesFn {
         let (bridge, endpoint) = (Arc::clone(self), endpoint.to_owned());
-        Arc::new(move |data: Arc<Value>, messages: Vec<Value>, arg: Option<Value>| {
+        Arc::new(move |batch: MessageBatch| {
+            let MessageBatch { base, data, messages, arg } = batch;
             let key = cache_key(&endpoint, arg.as_ref());
-            let v = livecache_core::hooks::message_base().map(|c| (c.entry_id, c.version));
+            let v = Some((base.entry_id, base.version));
             let call = HookCall { e: &endpoint, a: arg.as_ref(), k: Some(&key), ms: Some(&messages), d: None, v };
             let payload = to_text(&call);
             let (bridge, endpoint) = (Arc::clone(&bridge), endpoint.clone());
@@ -265,20 +261,22 @@ impl Bridge {
             bridge.lifecycles.lock().insert(id, lifecycle.clone());
             let payload = to_text(&json!({ "e": endpoint, "a": arg, "has_arg": arg.is_some(), "k": lifecycle.key(), "lc": id }));
             async move {
-                let (tx, rx) = oneshot::channel();
-                bridge.call(kind::ON_CACHE_ENTRY_ADDED, payload, Box::new(move |ok, text| drop(tx.send((ok, text)))));
+                let (tx, rx) = reply();
+                bridge.call(kind::ON_CACHE_ENTRY_ADDED, payload, Box::new(move |ok, text| tx.send((ok, text))));
                 // Queued after the call above, so the JavaScript side knows the lifecycle first;
-                // `cacheDataLoaded` settles no later than removal (L2), so it is always told first.
+                // `cacheDataLoaded` settles no later than removal (L2), and removal is awaited
+                // only once it has, so the JavaScript side is always told of it first.
                 let b = Arc::clone(&bridge);
-                tokio::spawn(async move {
-                    let loaded = lifecycle.cache_data_loaded().await.map(|l| json!({"data": l.data, "meta": l.meta}));
+                lifecycle.cache_data_loaded().on_done(move |loaded| {
+                    let loaded = loaded.map(|l| json!({"data": l.data, "meta": l.meta}));
                     b.notify(kind::LIFECYCLE_LOADED, id, settlement(loaded));
-                    lifecycle.cache_entry_removed().await;
-                    // Gone from the table first: an update after `cacheEntryRemoved` is CacheEntryRemoved.
-                    b.lifecycles.lock().remove(&id);
-                    b.notify(kind::LIFECYCLE_REMOVED, id, String::new());
+                    lifecycle.cache_entry_removed().on_done(move |_| {
+                        // Gone from the table first: an update after `cacheEntryRemoved` is CacheEntryRemoved.
+                        b.lifecycles.lock().remove(&id);
+                        b.notify(kind::LIFECYCLE_REMOVED, id, String::new());
+                    });
                 });
-                let (ok, text) = rx.await.unwrap_or_else(|_| (false, "the hook call was dropped".into()));
+                let (ok, text) = rx.await.unwrap_or_else(|| (false, "the hook call was dropped".into()));
                 if ok {
                     Ok(())
                 } else {

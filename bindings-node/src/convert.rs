@@ -4,28 +4,48 @@
 
 use livecache_core::json::parse_host;
 use livecache_core::Error;
-use napi::Status;
 use serde_json::Value;
 
-/// Separates the error kind from its message; index.js splits on it to build the `Error` subclass.
-pub const KIND_SEPARATOR: char = '\u{1}';
+/// An error kind (`Error::kind()`): napi makes it the thrown JavaScript error's `code`, from
+/// which lib/errors.js picks the `LivecacheError` subclass.
+pub struct Code(pub &'static str);
 
-/// A core error as a thrown JavaScript error: `<kind>\u{1}<message>`.
-pub fn to_napi(e: Error) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, format!("{}{KIND_SEPARATOR}{e}", e.kind()))
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+/// What an export returns: its error is thrown with the kind as its `code`.
+pub type Result<T> = napi::Result<T, Code>;
+
+/// A core error as a thrown JavaScript error.
+pub fn to_napi(e: Error) -> napi::Error<Code> {
+    napi::Error::new(Code(e.kind()), e.to_string())
 }
 
 /// An error of a named kind that did not come from the core.
-pub fn kind_error(kind: &str, message: impl std::fmt::Display) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, format!("{kind}{KIND_SEPARATOR}{message}"))
+pub fn kind_error(kind: &'static str, message: impl std::fmt::Display) -> napi::Error<Code> {
+    napi::Error::new(Code(kind), message.to_string())
 }
 
-pub fn parse(text: &str) -> napi::Result<Value> {
+/// A failure of napi itself (a JavaScript thread that cannot take calls, a closed environment),
+/// thrown with napi's status as its `code`.
+pub fn from_napi(e: napi::Error) -> napi::Error<Code> {
+    let code = match e.status {
+        napi::Status::InvalidArg => "InvalidArgument",
+        napi::Status::Closing => "Closed",
+        _ => "LivecacheError",
+    };
+    napi::Error::new(Code(code), e.reason.clone())
+}
+
+pub fn parse(text: &str) -> Result<Value> {
     parse_host(text).map_err(|e| to_napi(Error::Input(e)))
 }
 
 /// `""` is "no arg" (JavaScript `undefined`); anything else is the arg as JSON text (`null` too, K1).
-pub fn arg_of(arg_json: &str) -> napi::Result<Option<Value>> {
+pub fn arg_of(arg_json: &str) -> Result<Option<Value>> {
     if arg_json.is_empty() {
         Ok(None)
     } else {
@@ -40,7 +60,7 @@ pub fn to_text<T: serde::Serialize>(v: &T) -> String {
 /// Parses JSON text whose values sit inside `wrapping` levels of transport containers (an
 /// operation array holds each value two levels down): every value keeps the full 128 levels
 /// (E3), the limit on the data itself is applied by the engine when the operations apply.
-pub fn parse_wrapped(text: &str, wrapping: usize) -> napi::Result<Value> {
+pub fn parse_wrapped(text: &str, wrapping: usize) -> Result<Value> {
     let limit = livecache_core::json::MAX_DEPTH + wrapping;
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in text.as_bytes() {

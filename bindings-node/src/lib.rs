@@ -13,14 +13,13 @@ mod convert;
 
 use std::io::Write;
 
-use futures_util::FutureExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use livecache_core::event_tap::Tapped;
 use livecache_core::patch::{apply_patch, parse_patch};
-use livecache_core::{Client, ClientOptions, Clock, Config, Delivery, EntryState, Error, HostUpdate, RawMessage, Subscription};
+use livecache_core::{Client, ClientOptions, Clock, Completion, Config, Delivery, EntryState, Error, HostUpdate, RawMessage, Subscription};
 use napi::bindgen_prelude::{FnArgs, Function, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
@@ -29,7 +28,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::bridge::{kind, settlement, Bridge, HostCalls};
-use crate::convert::{arg_of, parse, parse_wrapped, to_napi, to_text};
+use crate::convert::{arg_of, from_napi, parse, parse_wrapped, to_napi, to_text, Result};
 
 type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
@@ -51,22 +50,22 @@ impl Shared {
     }
 
     #[allow(deprecated)] // refer/unref are the documented way to make a weak function hold the loop
-    fn add_live(&self, env: &Env) -> napi::Result<()> {
+    fn add_live(&self, env: &Env) -> Result<()> {
         let mut live = self.live.lock();
         *live += 1;
         if *live == 1 {
-            self.wake.lock().refer(env)?;
+            self.wake.lock().refer(env).map_err(from_napi)?;
         }
         Ok(())
     }
 
     #[allow(deprecated)]
-    fn drop_live(&self, env: &Env, all: bool) -> napi::Result<()> {
+    fn drop_live(&self, env: &Env, all: bool) -> Result<()> {
         let mut live = self.live.lock();
         let before = *live;
         *live = if all { 0 } else { live.saturating_sub(1) };
         if before > 0 && *live == 0 {
-            self.wake.lock().unref(env)?;
+            self.wake.lock().unref(env).map_err(from_napi)?;
         }
         Ok(())
     }
@@ -86,7 +85,7 @@ fn update_text(u: &HostUpdate) -> String {
 
 /// A recipe's outcome from the JavaScript side: mode 0 = RFC 6902 operations recorded on a
 /// draft, mode 1 = a returned value that replaces the data.
-fn recipe_of(mode: u32, payload: &str) -> napi::Result<RecipeResult> {
+fn recipe_of(mode: u32, payload: &str) -> Result<RecipeResult> {
     if mode == 1 {
         return Ok(RecipeResult::Replace(parse(payload)?));
     }
@@ -105,7 +104,7 @@ enum RecipeResult {
 fn run_recipe(
     recipe: RecipeResult,
     update: impl FnOnce(&mut dyn FnMut(&mut Value) -> Option<Value>) -> livecache_core::Result<HostUpdate>,
-) -> napi::Result<String> {
+) -> Result<String> {
     let mut failure = None;
     let mut recipe = Some(recipe);
     let mut f = |draft: &mut Value| -> Option<Value> {
@@ -127,20 +126,15 @@ fn run_recipe(
 }
 
 impl NativeClient {
-    /// Settles `id` with `done`'s result: at once when it is already known (a call the engine
-    /// refused), else from the client's runtime when it completes.
-    fn settle_when_done(&self, id: u32, done: impl std::future::Future<Output = livecache_core::Result<Value>> + Send + 'static) {
-        let mut done = Box::pin(done);
-        if let Some(result) = (&mut done).now_or_never() {
-            self.bridge.notify(kind::SETTLE, id, settlement(result));
-            return;
-        }
-        let bridge = Arc::clone(&self.bridge);
-        self.client.runtime_handle().spawn(async move {
-            let result = done.await;
-            bridge.notify(kind::SETTLE, id, settlement(result));
-        });
+    /// Settles `id` with `done`'s result, through the host-call function (`kind::SETTLE`).
+    fn settle_when_done(&self, id: u32, done: Completion<Value>) {
+        settle(&self.bridge, id, done);
     }
+}
+
+fn settle(bridge: &Arc<Bridge>, id: u32, done: Completion<Value>) {
+    let bridge = Arc::clone(bridge);
+    done.on_done(move |result| bridge.notify(kind::SETTLE, id, settlement(result)));
 }
 
 #[napi]
@@ -148,7 +142,7 @@ impl NativeClient {
     /// `config_json`: SPEC §2 config as JSON text; `hook_spec_json`: `{endpoint: [hook names]}`;
     /// `on_wake`: called (no arguments) when events wait for `poll`; `on_host_call(kind, id,
     /// payload)`: hook calls and promise settlements, see bridge.rs.
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
         config_json: String,
@@ -156,7 +150,7 @@ impl NativeClient {
         on_wake: Function<'_, (), Unknown<'static>>,
         on_host_call: Function<'_, FnArgs<(u32, u32, String)>, Unknown<'static>>,
         clock: Option<String>,
-    ) -> napi::Result<Self> {
+    ) -> Result<Self> {
         let _ = env;
         let clock = match clock.as_deref() {
             None | Some("system") => Clock::System,
@@ -166,12 +160,13 @@ impl NativeClient {
             }
         };
         let config = Config::from_json_text(&config_json).map_err(to_napi)?;
-        let wake: Wake = on_wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
+        let wake: Wake = on_wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build().map_err(from_napi)?;
         let calls: HostCalls = on_host_call
             .build_threadsafe_function::<FnArgs<(u32, u32, String)>>()
             .callee_handled::<false>()
             .weak::<true>()
-            .build()?;
+            .build()
+            .map_err(from_napi)?;
         let bridge = Bridge::new(calls);
         let hooks = bridge.hooks(&parse(&hook_spec_json)?)?;
         let options = ClientOptions { delivery: Delivery::Poll, clock, ..ClientOptions::default() };
@@ -189,7 +184,7 @@ impl NativeClient {
 
     /// Runs the subscriber callbacks that are ready and returns their events as one JSON array of
     /// `[subscriptionId, event]` pairs, or `null` when there were none (or the client is closed).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn poll(&self) -> Option<String> {
         self.shared.wake_pending.store(false, Ordering::Release);
         let _ = self.client.poll(Duration::ZERO);
@@ -204,8 +199,8 @@ impl NativeClient {
         Some(String::from_utf8(text).expect("serde_json writes UTF-8"))
     }
 
-    #[napi]
-    pub fn subscribe(&self, env: Env, endpoint: String, arg_json: String, options_json: String, sub_id: u32) -> napi::Result<NativeSubscription> {
+    #[napi(catch_unwind)]
+    pub fn subscribe(&self, env: Env, endpoint: String, arg_json: String, options_json: String, sub_id: u32) -> Result<NativeSubscription> {
         let arg = arg_of(&arg_json)?;
         let options = livecache_core::SubscribeOptions::from_value(&parse(&options_json)?).map_err(|m| to_napi(Error::InvalidArgument(m)))?;
         let shared = Arc::clone(&self.shared);
@@ -226,39 +221,38 @@ impl NativeClient {
             sub,
             shared: Arc::clone(&self.shared),
             bridge: Arc::clone(&self.bridge),
-            runtime: self.client.runtime_handle(),
             active: true,
         })
     }
 
     /// Moves the manual clock forward by `ms` milliseconds and runs what is due (L7).
-    #[napi]
-    pub fn advance(&self, ms: f64) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn advance(&self, ms: f64) -> Result<()> {
         if !(ms.is_finite() && ms >= 0.0) {
             return Err(to_napi(Error::InvalidArgument(format!("advance takes a non-negative number of milliseconds, not {ms}"))));
         }
         self.client.advance(Duration::from_secs_f64(ms / 1000.0)).map_err(to_napi)
     }
 
-    #[napi]
-    pub fn cache_key(&self, endpoint: String, arg_json: String) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn cache_key(&self, endpoint: String, arg_json: String) -> Result<String> {
         self.client.cache_key(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)
     }
 
-    #[napi]
-    pub fn snapshot(&self, endpoint: String, arg_json: String) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn snapshot(&self, endpoint: String, arg_json: String) -> Result<String> {
         Ok(self.client.snapshot(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)?.to_json())
     }
 
-    #[napi]
-    pub fn update_query_data(&self, endpoint: String, arg_json: String, mode: u32, payload: String) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn update_query_data(&self, endpoint: String, arg_json: String, mode: u32, payload: String) -> Result<String> {
         let arg = arg_of(&arg_json)?;
         let recipe = recipe_of(mode, &payload)?;
         run_recipe(recipe, |f| self.client.update_query_data(&endpoint, arg.as_ref(), f))
     }
 
-    #[napi]
-    pub fn patch_query_data(&self, endpoint: String, arg_json: String, patches_json: String) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn patch_query_data(&self, endpoint: String, arg_json: String, patches_json: String) -> Result<String> {
         let arg = arg_of(&arg_json)?;
         let patches = parse_wrapped(&patches_json, 2)?;
         let result = self.client.patch_query_data_value(&endpoint, arg.as_ref(), &patches).map_err(to_napi)?;
@@ -268,8 +262,8 @@ impl NativeClient {
     /// `tags_json`: the endpoint's `providesTags` answer, computed by `index.js` in this call
     /// (`{"tags": …}`, or `{"error": "…"}` when it threw): the hook cannot be called back from
     /// here, this being the JavaScript thread that would answer it.
-    #[napi]
-    pub fn upsert_query_data(&self, endpoint: String, arg_json: String, data_json: String, tags_json: Option<String>) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn upsert_query_data(&self, endpoint: String, arg_json: String, data_json: String, tags_json: Option<String>) -> Result<()> {
         let arg = arg_of(&arg_json)?;
         let data = parse(&data_json)?;
         let tags = match tags_json {
@@ -285,24 +279,24 @@ impl NativeClient {
         self.client.upsert_query_data_tagged(&endpoint, arg, data, tags).map_err(to_napi)
     }
 
-    #[napi]
-    pub fn refetch(&self, endpoint: String, arg_json: String) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn refetch(&self, endpoint: String, arg_json: String) -> Result<()> {
         self.client.refetch(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)
     }
 
     /// T2 `send`: settles `id` once the frame is written, or at once with `NotConnected`.
-    #[napi]
-    pub fn send(&self, endpoint: String, arg_json: String, message_json: String, id: u32) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn send(&self, endpoint: String, arg_json: String, message_json: String, id: u32) -> Result<()> {
         let message = parse(&message_json)?;
         let sent = self.client.send(&endpoint, arg_of(&arg_json)?.as_ref(), &message);
-        self.settle_when_done(id, async move { sent.await.map(|()| Value::Null) });
+        self.settle_when_done(id, sent.map(|()| Value::Null));
         Ok(())
     }
 
     /// W1 `mutate`: settles `id` with the response data once the refetches it caused have
     /// landed (W4), or with the error (`MutationError` carrying the server's answer).
-    #[napi]
-    pub fn mutate(&self, endpoint: String, arg_json: String, options_json: String, id: u32) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn mutate(&self, endpoint: String, arg_json: String, options_json: String, id: u32) -> Result<()> {
         let options = livecache_core::MutateOptions::from_value(&parse(&options_json)?).map_err(|m| to_napi(Error::InvalidArgument(m)))?;
         let done = self.client.mutate_with(&endpoint, arg_of(&arg_json)?, &options);
         self.settle_when_done(id, done);
@@ -310,21 +304,21 @@ impl NativeClient {
     }
 
     /// P3 `prefetch` with its options as JSON text.
-    #[napi]
-    pub fn prefetch(&self, endpoint: String, arg_json: String, options_json: String) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn prefetch(&self, endpoint: String, arg_json: String, options_json: String) -> Result<()> {
         let options = livecache_core::PrefetchOptions::from_value(&parse(&options_json)?).map_err(|m| to_napi(Error::InvalidArgument(m)))?;
         self.client.prefetch(&endpoint, arg_of(&arg_json)?, options).map_err(to_napi)
     }
 
     /// P3 `resetApiState`.
-    #[napi]
-    pub fn reset_api_state(&self) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn reset_api_state(&self) -> Result<()> {
         self.client.reset_api_state().map_err(to_napi)
     }
 
     /// W2 `invalidateTags` with the tags as a JSON array.
-    #[napi]
-    pub fn invalidate_tags(&self, tags_json: String) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn invalidate_tags(&self, tags_json: String) -> Result<()> {
         let tags = match parse(&tags_json)? {
             Value::Array(tags) => tags,
             other => return Err(to_napi(Error::InvalidArgument(format!("invalidateTags takes an array of tags, got {other}")))),
@@ -333,53 +327,53 @@ impl NativeClient {
     }
 
     /// T1 `reconnect`.
-    #[napi]
-    pub fn reconnect(&self, endpoint: String, arg_json: String) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn reconnect(&self, endpoint: String, arg_json: String) -> Result<()> {
         self.client.reconnect(&endpoint, arg_of(&arg_json)?.as_ref()).map_err(to_napi)
     }
 
     /// `pushMessage` with a value the JavaScript side already checked and serialised.
-    #[napi]
-    pub fn push_message(&self, endpoint: String, arg_json: String, message_json: String) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn push_message(&self, endpoint: String, arg_json: String, message_json: String) -> Result<()> {
         let arg = arg_of(&arg_json)?;
         let message = parse(&message_json)?;
         self.client.push_message(&endpoint, arg.as_ref(), RawMessage::Value(message)).map_err(to_napi)
     }
 
     /// Raw text as a stream frame carries it: the pipeline parses it (bad JSON is an `error` event).
-    #[napi]
-    pub fn push_message_text(&self, endpoint: String, arg_json: String, text: String) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn push_message_text(&self, endpoint: String, arg_json: String, text: String) -> Result<()> {
         let arg = arg_of(&arg_json)?;
         self.client.push_message(&endpoint, arg.as_ref(), RawMessage::Text(text)).map_err(to_napi)
     }
 
-    #[napi]
-    pub fn stats(&self) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> Result<String> {
         Ok(to_text(&self.client.stats().map_err(to_napi)?))
     }
 
     /// Closes the client (SPEC §8) and lets the process exit: no subscription holds it any more.
-    #[napi]
-    pub fn close(&self, env: Env) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn close(&self, env: Env) -> Result<()> {
         self.client.close();
         self.shared.batch.lock().clear();
         self.shared.drop_live(&env, true)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
 
     /// The JavaScript side's answer to a hook call.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn complete(&self, id: u32, ok: bool, text: String) {
         self.bridge.complete(id, ok, text);
     }
 
     /// `lifecycle.updateCachedData(recipe)` for lifecycle `lc`.
-    #[napi]
-    pub fn lifecycle_update(&self, lc: u32, mode: u32, payload: String) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn lifecycle_update(&self, lc: u32, mode: u32, payload: String) -> Result<String> {
         let lifecycle = self.bridge.lifecycle(lc).ok_or_else(|| to_napi(Error::CacheEntryRemoved(format!("of lifecycle {lc}"))))?;
         let recipe = recipe_of(mode, &payload)?;
         run_recipe(recipe, |f| lifecycle.update_cached_data(f))
@@ -387,8 +381,8 @@ impl NativeClient {
 
     /// `lifecycle.getCacheEntry()`; once the entry is gone (its lifecycle dropped from the
     /// table), the uninitialized entry of `key` (SPEC §6).
-    #[napi]
-    pub fn lifecycle_entry(&self, lc: u32, key: String) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn lifecycle_entry(&self, lc: u32, key: String) -> Result<String> {
         match self.bridge.lifecycle(lc) {
             Some(lifecycle) => Ok(lifecycle.get_cache_entry().map_err(to_napi)?.to_json()),
             None => Ok(EntryState::uninitialized(&key).to_json()),
@@ -401,47 +395,38 @@ pub struct NativeSubscription {
     sub: Subscription,
     shared: Arc<Shared>,
     bridge: Arc<Bridge>,
-    runtime: tokio::runtime::Handle,
     active: bool,
 }
 
 #[napi]
 impl NativeSubscription {
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn key(&self) -> String {
         self.sub.key().to_owned()
     }
 
-    #[napi]
-    pub fn snapshot(&self) -> napi::Result<String> {
+    #[napi(catch_unwind)]
+    pub fn snapshot(&self) -> Result<String> {
         Ok(self.sub.snapshot().map_err(to_napi)?.to_json())
     }
 
     /// `loaded()`: bound to the entry now (L2); settles later through the host-call function
     /// with `kind::SETTLE` and this `id`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn loaded(&self, id: u32) {
-        let mut loaded = Box::pin(self.sub.loaded());
-        if let Some(result) = (&mut loaded).now_or_never() {
-            return self.bridge.notify(kind::SETTLE, id, settlement(result));
-        }
-        let bridge = Arc::clone(&self.bridge);
-        self.runtime.spawn(async move {
-            let result = loaded.await;
-            bridge.notify(kind::SETTLE, id, settlement(result));
-        });
+        settle(&self.bridge, id, self.sub.loaded());
     }
 
     /// An `events()` reader: the subscription's events from now on, in a queue the core bounds by
     /// `queueLimit` (E4, E5). The events reach it inside `poll`, after the subscription's own
     /// callback, so index.js reads it when that callback ran: no wake of its own is needed.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn events(&self) -> NativeEvents {
         NativeEvents { reader: self.sub.events(Box::new(|| {})) }
     }
 
-    #[napi]
-    pub fn unsubscribe(&mut self, env: Env) -> napi::Result<()> {
+    #[napi(catch_unwind)]
+    pub fn unsubscribe(&mut self, env: Env) -> Result<()> {
         if std::mem::replace(&mut self.active, false) {
             self.sub.unsubscribe();
             self.shared.drop_live(&env, false)?;
@@ -459,7 +444,7 @@ pub struct NativeEvents {
 #[napi]
 impl NativeEvents {
     /// The next event as JSON text; `null` when none waits.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn next(&self) -> Option<String> {
         match self.reader.next() {
             Tapped::Event(event) => Some(event.to_json()),
@@ -468,13 +453,13 @@ impl NativeEvents {
     }
 
     /// Whether the subscription ended and nothing waits: no event will come.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn done(&self) -> bool {
         self.reader.peek_ended()
     }
 
     /// The reader is done: what waits is dropped.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&self) {
         self.reader.close();
     }

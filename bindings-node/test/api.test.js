@@ -57,6 +57,28 @@ test('ESM entry point gives the same classes', async () => {
   for (const kind of KINDS) assert.equal(esm[kind], livecache[kind])
 })
 
+test('the addon throws errors whose code is the engine kind, with the message as it is', () => {
+  const { NativeClient } = require('../lib/addon').load()
+  const noop = () => {}
+  let thrown
+  try {
+    new NativeClient('{"endpoints": {"a": {"query": "x/{arg.}"}}}', '{}', noop, noop)
+  } catch (e) {
+    thrown = e
+  }
+  assert.ok(thrown instanceof Error, 'the constructor throws')
+  assert.equal(thrown.code, 'ConfigError')
+  assert.match(thrown.message, /endpoints\.a\.query/)
+  assert.ok(!thrown.message.includes('\u0001'), 'no kind packed into the message')
+  const native = new NativeClient('{"endpoints": {"a": {"stream": {"apply": "replace"}}}}', '{}', noop, noop)
+  try {
+    assert.throws(() => native.snapshot('nope', ''), (e) => e.code === 'UnknownEndpoint' && /nope/.test(e.message))
+    assert.throws(() => native.advance(-1), (e) => e.code === 'InvalidArgument')
+  } finally {
+    native.close()
+  }
+})
+
 test('config: object or JSON text; refusals name the key path', async () => {
   const text = JSON.stringify(chatConfig())
   await new Client(text, chatHooks()).close()

@@ -1,14 +1,11 @@
 //! Engine-to-Python plumbing shared by clients, subscriptions and lifecycles: one-shot
 //! notifications from engine threads, host update recipes, and host update results.
 
-use std::future::Future;
-
 use std::sync::Arc;
 
-use livecache_core::{Error, HostUpdate, LayerRecipe, OptimisticLayer};
+use livecache_core::{Completion, HostUpdate, LayerRecipe, OptimisticLayer};
 use pyo3::prelude::*;
 use serde_json::Value;
-use tokio::runtime::Handle;
 
 use crate::convert::{from_py, ops_to_py, to_py};
 use crate::errors::{to_pyerr, to_pyerr_in, Closed};
@@ -45,20 +42,18 @@ impl Drop for Notify {
     }
 }
 
-/// Runs `fut` on the engine's runtime and reports its result to `callback(ok, value)`.
-pub fn spawn_notify<T: Send + 'static>(
-    handle: &Handle,
-    fut: impl Future<Output = Result<T, Error>> + Send + 'static,
+/// Reports how `done` ends to `callback(ok, value)`, converting its value with `convert`.
+pub fn notify_when_done<T: Send + 'static>(
+    done: Completion<T>,
     callback: Py<PyAny>,
     convert: impl for<'py> FnOnce(Python<'py>, T) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
 ) {
     let notify = Notify::new(callback);
-    handle.spawn(async move {
-        let r = fut.await;
+    done.on_done(move |r| {
         notify.send(move |py| match r {
             Ok(v) => convert(py, v),
             Err(e) => Err(to_pyerr_in(py, e)),
-        });
+        })
     });
 }
 

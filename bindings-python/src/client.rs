@@ -6,11 +6,9 @@ use livecache_core::{Client, ClientOptions, Clock, Config, Event, RawMessage, Su
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde_json::Value;
-use tokio::runtime::Handle;
 
-use std::future::Future;
 
-use crate::bridge::{optimistic_layers, recipe_fn, spawn_notify, NativeHostUpdate};
+use crate::bridge::{optimistic_layers, recipe_fn, notify_when_done, NativeHostUpdate};
 use crate::convert::{event_to_py, from_py, state_to_py, stats_to_py, to_py};
 use crate::errors::{to_pyerr, ConfigError};
 use crate::hooks::build_hooks;
@@ -49,7 +47,6 @@ fn config_of(config: &Bound<'_, PyAny>) -> PyResult<Config> {
 #[pyclass(frozen, module = "livecache._livecache")]
 pub struct NativeClient {
     client: Client,
-    handle: Handle,
 }
 
 impl NativeClient {
@@ -89,8 +86,7 @@ impl NativeClient {
         let hooks = build_hooks(py, hooks, &runner)?;
         let options = ClientOptions { clock, ..ClientOptions::default() };
         let client = py.detach(|| Client::with_options(config, hooks, options)).map_err(to_pyerr)?;
-        let handle = client.runtime_handle();
-        Ok(NativeClient { client, handle })
+        Ok(NativeClient { client })
     }
 
     /// `callback(event: dict)` runs on the delivery thread with the interpreter attached.
@@ -106,7 +102,7 @@ impl NativeClient {
             });
         };
         let sub = self.with(py, |c| c.subscribe_with(endpoint, arg, options, deliver))?;
-        Ok(NativeSubscription { sub, handle: self.handle.clone() })
+        Ok(NativeSubscription { sub })
     }
 
     /// Moves the manual clock forward by `ms` milliseconds and runs what is due (L7).
@@ -163,7 +159,7 @@ impl NativeClient {
         let arg = arg_of(arg)?;
         let message = from_py(message)?;
         let sent = self.client.send(endpoint, arg.as_ref(), &message);
-        spawn_notify(&self.handle, sent, callback, |py, ()| Ok(py.None().into_bound(py)));
+        notify_when_done(sent, callback, |py, ()| Ok(py.None().into_bound(py)));
         Ok(())
     }
 
@@ -194,11 +190,11 @@ impl NativeClient {
         let layers = optimistic.map(|items| optimistic_layers(&items, &failure)).transpose()?;
         let client = &self.client;
         let started = py.detach(|| match layers {
-            Some(layers) => client.start_mutation_with_layers(endpoint, arg, &options, layers).map(|f| Box::pin(f) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>),
-            None => client.start_mutation(endpoint, arg, &options).map(|f| Box::pin(f) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>),
+            Some(layers) => client.start_mutation_with_layers(endpoint, arg, &options, layers),
+            None => client.start_mutation(endpoint, arg, &options),
         });
         match started {
-            Ok(done) => spawn_notify(&self.handle, done, callback, |py, v| to_py(py, &v)),
+            Ok(done) => notify_when_done(done, callback, |py, v| to_py(py, &v)),
             Err(e) => {
                 let err = failure.lock().take().unwrap_or_else(|| crate::errors::to_pyerr_in(py, e));
                 callback.call1(py, (false, err.into_value(py)))?;
@@ -256,7 +252,6 @@ impl NativeClient {
 #[pyclass(frozen, module = "livecache._livecache")]
 pub struct NativeSubscription {
     sub: Subscription,
-    handle: Handle,
 }
 
 impl Drop for NativeSubscription {
@@ -290,7 +285,7 @@ impl NativeSubscription {
     /// `callback(True, data)` once the entry has data, or `callback(False, CacheEntryRemoved)`.
     /// Binds to the entry now (L2).
     fn loaded(&self, callback: Py<PyAny>) {
-        spawn_notify(&self.handle, self.sub.loaded(), callback, |py, data| to_py(py, &data));
+        notify_when_done(self.sub.loaded(), callback, |py, data| to_py(py, &data));
     }
 
     /// No callback of this subscription starts after this returns (SPEC §5). Idempotent.

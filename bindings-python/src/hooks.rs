@@ -11,14 +11,14 @@
 //! of its data, built once, and the hook gets a recording draft over it whose edits become RFC
 //! 6902 operations (`MessageUpdate::Ops`), applied by the engine without a diff. The replica is
 //! trusted only when the engine says it handed the hook exactly the version the replica is at
-//! (`hooks::message_base`); anything else (a host update, a refetch, a retried message) rebuilds it.
+//! (`MessageBatch::base`); anything else (a host update, a refetch, a retried message) rebuilds it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
 use livecache_core::hooks::{
-    message_base, InvalidatesTagsFn, MessageBase, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, ProvidesTagsFn, QueryFn, TransformFn,
+    InvalidatesTagsFn, MessageBase, MessageBatch, OnCacheEntryAddedFn, OnMessagesFn, PrepareHeadersFn, ProvidesTagsFn, QueryFn, TransformFn,
 };
 use livecache_core::json::{within_depth, MAX_DEPTH};
 use livecache_core::key::cache_key;
@@ -28,7 +28,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use livecache_core::completion::{reply, Answer, Reply};
 
 use crate::convert::{from_py, to_py};
 use crate::errors::ConfigError;
@@ -48,17 +48,17 @@ const HOOK_NAMES: [&str; 8] = [
 /// The answer of a Python hook, sent back to the engine once (from any thread).
 #[pyclass(frozen, module = "livecache._livecache")]
 pub struct Completion {
-    tx: Mutex<Option<oneshot::Sender<Result<Value, Value>>>>,
+    tx: Mutex<Option<Reply<Result<Value, Value>>>>,
 }
 
 impl Completion {
-    fn new(tx: oneshot::Sender<Result<Value, Value>>) -> Completion {
+    fn new(tx: Reply<Result<Value, Value>>) -> Completion {
         Completion { tx: Mutex::new(Some(tx)) }
     }
 
     fn send(&self, r: Result<Value, Value>) {
         if let Some(tx) = self.tx.lock().take() {
-            let _ = tx.send(r);
+            tx.send(r);
         }
     }
 }
@@ -94,8 +94,8 @@ fn start_hook(
     runner: &Py<PyAny>,
     method: &'static str,
     build: impl FnOnce(Python<'_>, Py<Completion>) -> PyResult<Bound<'_, PyTuple>>,
-) -> oneshot::Receiver<Result<Value, Value>> {
-    let (tx, rx) = oneshot::channel();
+) -> Answer<Result<Value, Value>> {
+    let (tx, rx) = reply();
     // When this fails (or the interpreter is shutting down) the completion and its sender are
     // gone, and the receiver reports the hook as abandoned.
     let _ = Python::try_attach(|py| -> PyResult<()> {
@@ -110,7 +110,7 @@ fn start_hook(
 }
 
 /// Per entry: the Python replica of its data that recording drafts write through. The engine
-/// says which data it hands each call (`hooks::message_base`); the replica is used only when it
+/// says which data it hands each call (`MessageBatch::base`); the replica is used only when it
 /// is exactly that version of that entry.
 struct Replica {
     /// The engine's data this replica equals once the last hook result is applied.
@@ -131,7 +131,7 @@ fn query_fn(runner: Py<PyAny>, f: Py<PyAny>) -> QueryFn {
             let a = arg_to_py(py, arg.as_ref())?;
             PyTuple::new(py, [f.clone_ref(py).into_any(), PyTuple::new(py, [a])?.into_any().unbind(), completion.into_any()])
         });
-        async move { rx.await.unwrap_or_else(|_| Err(custom_error("queryFn was abandoned (interpreter shutting down or its loop closed)"))) }
+        async move { rx.await.unwrap_or_else(|| Err(custom_error("queryFn was abandoned (interpreter shutting down or its loop closed)"))) }
             .boxed()
     })
 }
@@ -146,10 +146,10 @@ fn prepare_headers(runner: Py<PyAny>, f: Py<PyAny>) -> PrepareHeadersFn {
         });
         async move {
             match rx.await {
-                Ok(Ok(headers)) => Ok(headers),
+                Some(Ok(headers)) => Ok(headers),
                 // The runner reports an exception as `{"status": "CUSTOM_ERROR", "error": "Type: text"}`.
-                Ok(Err(error)) => Err(error.get("error").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned)),
-                Err(_) => Err("prepare_headers was abandoned (interpreter shutting down or its loop closed)".to_owned()),
+                Some(Err(error)) => Err(error.get("error").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned)),
+                None => Err("prepare_headers was abandoned (interpreter shutting down or its loop closed)".to_owned()),
             }
         }
         .boxed()
@@ -228,18 +228,15 @@ fn refused_by_depth(op: &PatchOp) -> bool {
 /// recording drafts over one replica. The answer is one outcome per message up to the first that
 /// raised or returned a new value; the engine commits those and offers the rest again.
 fn on_messages(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Replicas) -> OnMessagesFn {
-    Arc::new(move |current: Arc<Value>, messages: Vec<Value>, arg: Option<Value>| {
-        let base = message_base();
+    Arc::new(move |batch: MessageBatch| {
+        let MessageBatch { base, data: current, messages, arg } = batch;
         let key = cache_key(&endpoint, arg.as_ref());
         // Taken out of the map: no Rust lock is held while Python runs.
         let replica = replicas.lock().remove(&key);
         let outcome = Python::try_attach(|py| -> PyResult<(Vec<Result<MessageUpdate, String>>, Option<Replica>)> {
             let first = messages.first().cloned().unwrap_or(Value::Null);
             let retry = replica.as_ref().is_some_and(|r| r.message == first);
-            let trusted = match (&replica, base) {
-                (Some(r), Some(b)) => r.base == b && !retry,
-                _ => false,
-            };
+            let trusted = replica.as_ref().is_some_and(|r| r.base == base && !retry);
             let data = match replica.and_then(|r| r.data) {
                 Some(d) if trusted => d.into_bound(py),
                 _ => to_py(py, &current)?,
@@ -289,8 +286,8 @@ fn on_messages(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Repl
             }
             // A retried call may be the engine's last attempt, whose result is dropped too: only
             // the first message is remembered, and the next call rebuilds the replica.
-            let next = base.map(|b| Replica {
-                base: MessageBase { entry_id: b.entry_id, version: b.version + changes },
+            let next = Some(Replica {
+                base: MessageBase { entry_id: base.entry_id, version: base.version + changes },
                 data: (clean && !retry).then(|| data.unbind()),
                 message: first,
             });
@@ -316,8 +313,7 @@ fn on_cache_entry_added(runner: Py<PyAny>, f: Option<Py<PyAny>>, replicas: Optio
             // The replica lives as long as its entry (L3).
             let removed = lifecycle.cache_entry_removed();
             let key = lifecycle.key().to_owned();
-            tokio::spawn(async move {
-                removed.await;
+            removed.on_done(move |_| {
                 let gone = replicas.lock().remove(&key);
                 drop(gone);
             });
@@ -325,18 +321,17 @@ fn on_cache_entry_added(runner: Py<PyAny>, f: Option<Py<PyAny>>, replicas: Optio
         let Some(f) = f.as_ref().and_then(|f| Python::try_attach(|py| f.clone_ref(py))) else {
             return std::future::ready(Ok(())).boxed();
         };
-        let handle = tokio::runtime::Handle::current();
         let rx = start_hook(&runner, "call_lifecycle", |py, completion| {
-            let native = Py::new(py, NativeLifecycle::new(lifecycle, handle))?;
+            let native = Py::new(py, NativeLifecycle::new(lifecycle))?;
             let a = arg_to_py(py, arg.as_ref())?;
             PyTuple::new(py, [f.into_any(), a.unbind(), native.into_any(), completion.into_any()])
         });
         async move {
             match rx.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(Value::String(m))) => Err(m),
-                Ok(Err(v)) => Err(v.get("error").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string())),
-                Err(_) => Err("abandoned (interpreter shutting down or its loop closed)".to_owned()),
+                Some(Ok(_)) => Ok(()),
+                Some(Err(Value::String(m))) => Err(m),
+                Some(Err(v)) => Err(v.get("error").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string())),
+                None => Err("abandoned (interpreter shutting down or its loop closed)".to_owned()),
             }
         }
         .boxed()

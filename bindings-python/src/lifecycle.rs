@@ -4,21 +4,19 @@
 use livecache_core::Lifecycle;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tokio::runtime::Handle;
 
-use crate::bridge::{recipe_fn, spawn_notify, NativeHostUpdate};
+use crate::bridge::{recipe_fn, notify_when_done, NativeHostUpdate};
 use crate::convert::{state_to_py, to_py};
 use crate::errors::to_pyerr;
 
 #[pyclass(frozen, module = "livecache._livecache")]
 pub struct NativeLifecycle {
     lifecycle: Lifecycle,
-    handle: Handle,
 }
 
 impl NativeLifecycle {
-    pub fn new(lifecycle: Lifecycle, handle: Handle) -> NativeLifecycle {
-        NativeLifecycle { lifecycle, handle }
+    pub fn new(lifecycle: Lifecycle) -> NativeLifecycle {
+        NativeLifecycle { lifecycle }
     }
 }
 
@@ -37,7 +35,7 @@ impl NativeLifecycle {
     /// `callback(True, {"data", "meta"})` once the first data arrives (L2), or
     /// `callback(False, CacheEntryRemoved)` when the entry goes first.
     fn when_loaded(&self, callback: Py<PyAny>) {
-        spawn_notify(&self.handle, self.lifecycle.cache_data_loaded(), callback, |py, loaded| {
+        notify_when_done(self.lifecycle.cache_data_loaded(), callback, |py, loaded| {
             let d = PyDict::new(py);
             d.set_item("data", to_py(py, &loaded.data)?)?;
             d.set_item("meta", to_py(py, &loaded.meta)?)?;
@@ -47,8 +45,7 @@ impl NativeLifecycle {
 
     /// `callback(True, None)` when the entry is removed (L3).
     fn when_removed(&self, callback: Py<PyAny>) {
-        let removed = self.lifecycle.cache_entry_removed();
-        spawn_notify(&self.handle, async move { removed.await; Ok(()) }, callback, |py, ()| Ok(py.None().into_bound(py)));
+        notify_when_done(self.lifecycle.cache_entry_removed(), callback, |py, ()| Ok(py.None().into_bound(py)));
     }
 
     fn update_cached_data(&self, py: Python<'_>, recipe: Py<PyAny>) -> PyResult<NativeHostUpdate> {

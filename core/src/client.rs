@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::runtime::{Handle, Runtime};
 
+use crate::completion::Completion;
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, SubscriberQueue};
 use crate::driver::{Driver, Parts, ON_ENGINE_THREAD};
@@ -116,9 +117,14 @@ impl Client {
         &self.driver.config
     }
 
-    /// The client's runtime, for hosts that bridge futures.
+    /// The client's runtime, for Rust hosts that run their own futures beside the engine's
+    /// (bindings use `Completion` instead).
     pub fn runtime_handle(&self) -> Handle {
         self.driver.handle.clone()
+    }
+
+    fn completion<T: Send + 'static>(&self, done: impl Future<Output = Result<T>> + Send + 'static) -> Completion<T> {
+        Completion::new(self.driver.handle.clone(), done)
     }
 
     /// The cache key of `(endpoint, arg)` (K1). Fails for an unknown endpoint.
@@ -211,22 +217,23 @@ impl Client {
     /// W1 `mutate`: runs the mutation endpoint's request with `arg`; resolves with the
     /// response data once the refetches its invalidation started have ended (W4), or with
     /// `MutationError` (`{status, data}`). `WrongEndpointKind` for a query endpoint.
-    pub fn mutate(&self, endpoint: &str, arg: Option<Value>) -> impl Future<Output = Result<Value>> + Send + 'static {
-        self.driver.mutate(endpoint, arg, &MutateOptions::default())
+    pub fn mutate(&self, endpoint: &str, arg: Option<Value>) -> Completion<Value> {
+        self.mutate_with(endpoint, arg, &MutateOptions::default())
     }
 
     /// `mutate` with per-call options (W3): optimistic layers `{endpoint, arg, message}`, shown
     /// at once above the server data until the server confirms them, and how it confirms them.
     /// The future resolves once the layers are confirmed or dropped (W4).
-    pub fn mutate_with(&self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> impl Future<Output = Result<Value>> + Send + 'static {
-        self.driver.mutate(endpoint, arg, options)
+    pub fn mutate_with(&self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> Completion<Value> {
+        let started = self.driver.start_mutate(endpoint, arg, options);
+        self.completion(async move { started?.await })
     }
 
     /// `mutate_with` in two steps: `Err` at once when the mutation is refused before anything is
     /// sent (a wrong endpoint kind, a bad arg or option, a closed client), else the future of its
     /// outcome, which failures of the write itself reach.
-    pub fn start_mutation(&self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> Result<impl Future<Output = Result<Value>> + Send + 'static> {
-        self.driver.start_mutate(endpoint, arg, options)
+    pub fn start_mutation(&self, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> Result<Completion<Value>> {
+        self.driver.start_mutate(endpoint, arg, options).map(|done| self.completion(done))
     }
 
     /// `start_mutation` with the call's optimistic layers, host recipes among them (W3
@@ -240,8 +247,8 @@ impl Client {
         arg: Option<Value>,
         options: &MutateOptions,
         layers: Vec<crate::mutate::OptimisticLayer>,
-    ) -> Result<impl Future<Output = Result<Value>> + Send + 'static> {
-        self.driver.start_mutate_layers(endpoint, arg, options, layers)
+    ) -> Result<Completion<Value>> {
+        self.driver.start_mutate_layers(endpoint, arg, options, layers).map(|done| self.completion(done))
     }
 
     /// W2 `invalidateTags`: refetches the subscribed entries providing a matching tag and
@@ -259,9 +266,9 @@ impl Client {
     /// T2 `send`: writes `message` as one JSON text frame on the entry's open stream and
     /// resolves once it is written. `NotConnected` when the stream is not open (nothing is
     /// queued), `NotFound` without an entry.
-    pub fn send(&self, endpoint: &str, arg: Option<&Value>, message: &Value) -> impl Future<Output = Result<()>> + Send + 'static {
+    pub fn send(&self, endpoint: &str, arg: Option<&Value>, message: &Value) -> Completion<()> {
         let sent = self.key_of(endpoint, arg).map(|key| self.driver.send(&key, message));
-        async move { sent?.await }
+        self.completion(async move { sent?.await })
     }
 
     /// T1 `reconnect`: closes the entry's stream (close handshake) and connects again at once,
@@ -335,10 +342,10 @@ impl Subscription {
 
     /// `loaded()` (L2): the data, at once if present, else when it first arrives; bound to the
     /// entry now, so it rejects with `CacheEntryRemoved` if that entry goes first.
-    pub fn loaded(&self) -> impl Future<Output = Result<Value>> + Send + 'static {
+    pub fn loaded(&self) -> Completion<Value> {
         let key = self.key.clone();
         let ready = self.driver.loaded(&self.key, self.entry_id);
-        async move {
+        Completion::new(self.driver.handle.clone(), async move {
             match ready {
                 Err(done) => done,
                 Ok(rx) => match rx.await {
@@ -346,11 +353,9 @@ impl Subscription {
                     Err(_) => Err(Error::CacheEntryRemoved(key.to_string())),
                 },
             }
-        }
+        })
     }
 
-    /// Stops this subscription: no callback of it starts after this returns, and a running one
-    /// on another thread has finished (SPEC §5). Idempotent; also done on drop.
     /// An `events()` reader (SPEC §5): the entry's state now (a snapshot, or the status while
     /// there is no data), then every event the engine makes for this subscription, in a queue of
     /// its own bounded by `queueLimit` (E4, E5). `wake` runs on the delivery thread when the queue
@@ -364,6 +369,8 @@ impl Subscription {
         crate::event_tap::EventTap::new(tap)
     }
 
+    /// Stops this subscription: no callback of it starts after this returns, and a running one
+    /// on another thread has finished (SPEC §5). Idempotent; also done on drop.
     pub fn unsubscribe(&self) {
         if self.done.swap(true, Ordering::SeqCst) {
             return;

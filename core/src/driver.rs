@@ -366,6 +366,7 @@ impl Driver {
                         entry_id: entry,
                         loaded: shared_loaded(rx, key.clone()),
                         removed: io.removed.get_or_insert_with(|| watch::channel(false).0).subscribe(),
+                        runtime: self.handle.clone(),
                     };
                     work.push(Work::Lifecycle { key, entry, endpoint, arg, lifecycle });
                 }
@@ -752,14 +753,14 @@ impl Driver {
             let HookCall { key, base, shape, data, messages, arg, .. } = call;
             // A panic in the call itself or in its future is the hook's failure, not the driver's.
             let called = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                crate::hooks::with_message_base(base, || match (shape, &many, &one) {
-                    (HookShape::Batched, Some(h), _) => Some(h(data, messages, arg)),
+                match (shape, &many, &one) {
+                    (HookShape::Batched, Some(h), _) => Some(h(crate::hooks::MessageBatch { base, data, messages, arg })),
                     (_, _, Some(h)) => {
                         let message = messages.into_iter().next().unwrap_or(Value::Null);
                         Some(h(data, message, arg).map(|r| Ok(vec![r])).boxed())
                     }
                     _ => None,
-                })
+                }
             }));
             let result: HookResult = match called {
                 Ok(Some(future)) => match AssertUnwindSafe(future).catch_unwind().await {

@@ -35,17 +35,27 @@ pub use livecache_engine::protocol::MessageBase;
 pub type OnMessageFn =
     Arc<dyn Fn(Arc<Value>, Value, Option<Value>) -> BoxFuture<'static, Result<MessageUpdate, String>> + Send + Sync>;
 
-/// `onMessage` over the messages queued for one entry, in arrival order: a host whose every call
-/// costs a round trip (a JavaScript thread) takes a burst in one call. The hook returns one outcome
-/// per message, in order, each computed on the data as the outcomes before it left it; an `Err`
-/// outcome is that message's hook failure (the engine reports it and the next outcome must not
-/// build on it). It may answer fewer outcomes than messages (at least one): the engine offers the
-/// rest again in its next call. An `Err` of the whole call fails every message of the call.
-pub type OnMessagesFn = Arc<
-    dyn Fn(Arc<Value>, Vec<Value>, Option<Value>) -> BoxFuture<'static, Result<Vec<Result<MessageUpdate, String>>, String>>
-        + Send
-        + Sync,
->;
+/// One call of the batched `onMessage`: the messages queued for one entry, in arrival order.
+pub struct MessageBatch {
+    /// Which data the call is given (entry lifetime and version): a host keeping a replica of
+    /// the data compares it with its replica's version; the engine applies the outcomes only on
+    /// that version.
+    pub base: MessageBase,
+    /// The current data (shared, read-only: clone it to make a draft).
+    pub data: Arc<Value>,
+    pub messages: Vec<Value>,
+    pub arg: Option<Value>,
+}
+
+/// `onMessage` over a [`MessageBatch`]: a host whose every call costs a round trip (a
+/// JavaScript thread, an interpreter lock) takes a burst in one call. The hook returns one
+/// outcome per message, in order, each computed on the data as the outcomes before it left it;
+/// an `Err` outcome is that message's hook failure (the engine reports it and the next outcome
+/// must not build on it). It may answer fewer outcomes than messages (at least one): the engine
+/// offers the rest again in its next call. An `Err` of the whole call fails every message of the
+/// call.
+pub type OnMessagesFn =
+    Arc<dyn Fn(MessageBatch) -> BoxFuture<'static, Result<Vec<Result<MessageUpdate, String>>, String>> + Send + Sync>;
 
 /// T1 `prepareHeaders(headers, {endpoint, arg, url, kind})`: runs before every request (`kind`
 /// `"query"`, `"mutation"`) and every stream (re)connect (`"stream"`), and answers the headers to
@@ -176,29 +186,6 @@ impl EndpointHooks {
         self.on_cache_entry_added = Some(Arc::new(move |arg, lc| f(arg, lc).boxed()));
         self
     }
-}
-
-std::thread_local! {
-    static MESSAGE_BASE: std::cell::Cell<Option<MessageBase>> = const { std::cell::Cell::new(None) };
-}
-
-/// Inside the synchronous part of an `onMessage` hook call (the call that returns its future):
-/// which data the hook was given (`MessageBase`: a host keeping a replica of the data compares it
-/// with its replica's version; the engine applies the outcomes only on that version). `None`
-/// anywhere else.
-pub fn message_base() -> Option<MessageBase> {
-    MESSAGE_BASE.with(|b| b.get())
-}
-
-pub(crate) fn with_message_base<R>(base: MessageBase, f: impl FnOnce() -> R) -> R {
-    struct Reset(Option<MessageBase>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            MESSAGE_BASE.with(|b| b.set(self.0));
-        }
-    }
-    let _reset = Reset(MESSAGE_BASE.with(|b| b.replace(Some(base))));
-    f()
 }
 
 /// Hooks for every endpoint, keyed by endpoint name — the client's second argument (SPEC §6).

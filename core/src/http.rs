@@ -33,7 +33,9 @@ pub struct HttpQuerySource {
 
 impl HttpQuerySource {
     pub fn new() -> Result<Self, HttpInitError> {
+        let tls = crate::tls::http_tls().map_err(HttpInitError)?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HttpInitError(error_text(&e)))?;

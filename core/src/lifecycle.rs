@@ -7,6 +7,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::completion::Completion;
 use crate::entry::{EntryState, Loaded};
 use crate::error::{Error, Result};
 use crate::host_update::{EntryHost, HostUpdate};
@@ -18,6 +19,8 @@ pub struct Lifecycle {
     pub(crate) entry_id: u64,
     pub(crate) loaded: Shared<BoxFuture<'static, Result<Loaded>>>,
     pub(crate) removed: watch::Receiver<bool>,
+    /// The client's runtime, which drives the completions above for a host callback.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl Lifecycle {
@@ -27,17 +30,18 @@ impl Lifecycle {
 
     /// L2: resolves once with the first data and its `meta`; rejects with `CacheEntryRemoved`
     /// when the entry goes first. Failed fetches leave it pending.
-    pub fn cache_data_loaded(&self) -> impl std::future::Future<Output = Result<Loaded>> + Send + 'static {
-        self.loaded.clone()
+    pub fn cache_data_loaded(&self) -> Completion<Loaded> {
+        Completion::new(self.runtime.clone(), self.loaded.clone())
     }
 
     /// L3: resolves when the entry is removed.
-    pub fn cache_entry_removed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub fn cache_entry_removed(&self) -> Completion<()> {
         let mut removed = self.removed.clone();
-        async move {
+        Completion::new(self.runtime.clone(), async move {
             // A closed channel means the entry (and its sender) is gone: removed too.
             let _ = removed.wait_for(|r| *r).await;
-        }
+            Ok(())
+        })
     }
 
     /// True once the entry is removed.

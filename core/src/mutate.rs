@@ -76,13 +76,6 @@ impl Driver {
         Ok(Some(item))
     }
 
-    /// W1 `mutate`: resolves with the response data once the mutation settled (W4), or with
-    /// its error (`MutationError` carrying `{status, data}`).
-    pub fn mutate(self: &Arc<Self>, endpoint: &str, arg: Option<Value>, options: &MutateOptions) -> impl std::future::Future<Output = Result<Value>> + Send + 'static {
-        let started = self.start_mutate(endpoint, arg, options);
-        async move { started?.await }
-    }
-
     /// Starts a mutation: `Err` when the engine refuses it (nothing was sent), else its outcome.
     pub fn start_mutate(
         self: &Arc<Self>,

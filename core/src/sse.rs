@@ -45,10 +45,13 @@ impl Default for SseStreamSource {
 impl SseStreamSource {
     pub fn new() -> Self {
         // Redirects are not followed, as for queries: credentials never reach another origin.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot create the HTTP client: {}", error_text(&e)));
+        let client = crate::tls::http_tls().and_then(|tls| {
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot create the HTTP client: {}", error_text(&e)))
+        });
         SseStreamSource { client, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
     }
 

@@ -113,14 +113,7 @@ impl Watch {
     }
 
     fn stream_states(&self) -> Vec<(StreamState, Option<String>)> {
-        self.rec
-            .events()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Stream { state, error, .. } => Some((state, error)),
-                _ => None,
-            })
-            .collect()
+        self.rec.stream_states()
     }
 
     fn errors(&self) -> Vec<(ErrorReason, String)> {
@@ -134,15 +127,8 @@ impl Watch {
             .collect()
     }
 
-    /// Waits for a `reconnecting` and then an `open` stream event after the first `skip` stream
-    /// events; returns the `reconnecting` event's error.
     fn wait_reconnected_after(&self, skip: usize) -> Option<String> {
-        wait_for("stream events reconnecting, then open", || {
-            let states = self.stream_states();
-            let later = states.get(skip..)?;
-            let r = later.iter().position(|(s, _)| *s == StreamState::Reconnecting)?;
-            later[r..].iter().any(|(s, _)| *s == StreamState::Open).then(|| later[r].1.clone())
-        })
+        self.rec.wait_reconnected_after(skip)
     }
 
     fn post_some(&self, server: &ChatServer, n: usize, label: &str) {

@@ -109,7 +109,7 @@ fn seed_hooks(log: &Log, query: EndpointHooks) -> Hooks {
                 }
                 Err(e) => log.lock().push(format!("not loaded: {}", e.kind())),
             }
-            lc.cache_entry_removed().await;
+            lc.cache_entry_removed().await.unwrap();
             log.lock().push(format!("removed {}", lc.is_removed()));
             Ok(())
         }
@@ -318,7 +318,7 @@ fn s6_get_cache_entry_after_removal_is_uninitialized_and_updates_fail() {
             let _ = lc.cache_data_loaded().await;
             // Reported before the test goes on to remove the entry (the hook runs on its own task).
             let _ = live_tx.send(lc.get_cache_entry().map(|s| s.to_json()));
-            lc.cache_entry_removed().await;
+            lc.cache_entry_removed().await.unwrap();
             let gone = lc.get_cache_entry().map(|s| s.to_json());
             let update = lc.update_cached_data(|_| None).map(|_| ()).map_err(|e| e.kind());
             let _ = tx.send((gone, update));

@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use futures_util::future::FutureExt;
-use livecache_core::hooks::{MessageUpdate, OnMessagesFn};
+use livecache_core::hooks::{MessageBatch, MessageUpdate, OnMessagesFn};
 use livecache_core::{EndpointHooks, ErrorReason, Event, Hooks, PatchOp, RawMessage};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -22,19 +22,22 @@ fn append(m: &Value) -> Result<MessageUpdate, String> {
     Ok(MessageUpdate::Ops(vec![PatchOp::Add { path: "/-".into(), value: m.clone() }]))
 }
 
-/// A batched hook that logs the messages of each call, answers at most `answer` of them with
+/// A batched hook that logs the messages and the base version of each call, answers at most `answer` of them with
 /// `outcome`, and holds its first call until the returned sender fires (or is dropped).
 struct Batched {
     calls: Arc<Mutex<Vec<Vec<Value>>>>,
+    bases: Arc<Mutex<Vec<u64>>>,
     gate: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
 }
 
 impl Batched {
     fn new(outcome: Outcome, answer: usize) -> (Batched, OnMessagesFn, oneshot::Sender<()>) {
         let (tx, rx) = oneshot::channel();
-        let me = Batched { calls: Arc::default(), gate: Arc::new(Mutex::new(Some(rx))) };
-        let (calls, gate) = (me.calls.clone(), me.gate.clone());
-        let hook: OnMessagesFn = Arc::new(move |_data: Arc<Value>, messages: Vec<Value>, _arg| {
+        let me = Batched { calls: Arc::default(), bases: Arc::default(), gate: Arc::new(Mutex::new(Some(rx))) };
+        let (calls, bases, gate) = (me.calls.clone(), me.bases.clone(), me.gate.clone());
+        let hook: OnMessagesFn = Arc::new(move |batch: MessageBatch| {
+            let messages = batch.messages;
+            bases.lock().push(batch.base.version);
             calls.lock().push(messages.clone());
             let wait = gate.lock().take();
             async move {
@@ -50,6 +53,10 @@ impl Batched {
 
     fn calls(&self) -> Vec<Vec<Value>> {
         self.calls.lock().clone()
+    }
+
+    fn bases(&self) -> Vec<u64> {
+        self.bases.lock().clone()
     }
 }
 
@@ -110,6 +117,9 @@ fn a_burst_goes_to_the_host_in_few_calls_and_applies_in_order() {
     assert_eq!(given, messages, "each message offered exactly once");
     assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88], "the buffered messages go in bursts");
     assert!(calls.iter().all(|c| (1..=256).contains(&c.len())), "bursts are bounded");
+    // Each call names the version it was given: the data's first version, then that version
+    // moved by the outcomes of the calls before it.
+    assert_eq!(b.bases(), [1, 257, 513], "the base version travels with each call");
     assert!(errors(&rec).is_empty());
     c.close();
 }
@@ -188,7 +198,7 @@ fn no_outcome_or_a_failed_call_is_an_error_per_message() {
 
     let calls = Arc::new(Mutex::new(0));
     let n = calls.clone();
-    let hook: OnMessagesFn = Arc::new(move |_, _, _| {
+    let hook: OnMessagesFn = Arc::new(move |_| {
         *n.lock() += 1;
         std::future::ready(Err("the host is gone".to_string())).boxed()
     });
@@ -266,7 +276,8 @@ fn a_rule_burst_with_rejections_and_a_collapsing_queue_replays_exactly() {
 
 #[test]
 fn a_panicking_batched_hook_is_an_error_per_message_and_the_stream_goes_on() {
-    let hook: OnMessagesFn = Arc::new(|_, messages: Vec<Value>, _| {
+    let hook: OnMessagesFn = Arc::new(|batch: MessageBatch| {
+        let messages = batch.messages;
         if messages.iter().any(|m| m["i"] == json!(1)) {
             panic!("hook bug");
         }

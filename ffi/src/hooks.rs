@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use livecache_core::hooks::MessageUpdate;
+use livecache_core::hooks::{MessageBatch, MessageUpdate};
 use livecache_core::key::cache_key;
 use livecache_core::{EndpointHooks, Hooks};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use livecache_core::completion::{reply, Reply};
 
 use crate::update::{livecache_update, UpdateOutcome};
 use crate::lifecycle::{livecache_entry_added_fn, new_lifecycle};
@@ -34,7 +34,7 @@ impl livecache_hooks {
 /// One call of a query function, answered exactly once with `livecache_request_fulfill` or
 /// `livecache_request_reject`, from any thread, now or later. Either call releases it.
 pub struct livecache_request {
-    answer: oneshot::Sender<Result<Value, Value>>,
+    answer: Reply<Result<Value, Value>>,
     key: CString,
 }
 
@@ -67,6 +67,26 @@ pub type livecache_on_message_fn = Option<
         message_json: *const c_char,
         arg_json: *const c_char,
         update: *mut livecache_update,
+    ),
+>;
+
+/// The batched `onMessage`: one call per burst of messages queued for an entry, instead of one
+/// per message, so the data crosses as text once per burst. `messages_json` is a JSON array of
+/// the `count` messages, in arrival order; `data_json` the data before the first of them
+/// (`null` before the first data); `arg_json` the arg (NULL for "no arg"). `updates` holds
+/// `count` handles: describe message `i`'s change on `updates[i]` as `livecache_on_message_fn`
+/// describes one, computed on the data as the changes before it left it. A
+/// `livecache_update_fail` fails that message only (an `error` event, reason `hook`); the changes
+/// after it must not build on it. Runs on an engine thread, one call of an entry at a time, no
+/// engine lock held; every pointer lives only during the call.
+pub type livecache_on_messages_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        data_json: *const c_char,
+        messages_json: *const c_char,
+        count: usize,
+        arg_json: *const c_char,
+        updates: *const *mut livecache_update,
     ),
 >;
 
@@ -212,14 +232,14 @@ fn request_fn(
 ) -> livecache_core::hooks::QueryFn {
     {
         Arc::new(move |arg: Option<Value>| {
-            let (answer, rx) = oneshot::channel();
+            let (answer, rx) = reply();
             let key = c_string(cache_key(&name, arg.as_ref()));
             let arg = arg_text(arg.as_ref());
             let request = Box::into_raw(Box::new(livecache_request { answer, key }));
             // SAFETY: `arg` outlives the call; `request` is handed over to the host.
             unsafe { f(user_data.get(), ptr_of(&arg), request) };
             Box::pin(async move {
-                rx.await.unwrap_or_else(|_| Err(json!({"status": "CUSTOM_ERROR", "error": format!("the {what} request was released unanswered")})))
+                rx.await.unwrap_or_else(|| Err(json!({"status": "CUSTOM_ERROR", "error": format!("the {what} request was released unanswered")})))
             })
         })
     }
@@ -244,7 +264,7 @@ pub unsafe extern "C" fn livecache_hooks_set_prepare_headers(
         let (h, name) = endpoint_hooks(hooks, endpoint)?;
         let user_data = UserData(user_data);
         h.prepare_headers = Some(Arc::new(move |headers: Value, context: Value| {
-            let (answer, rx) = oneshot::channel();
+            let (answer, rx) = reply();
             let key = c_string(cache_key(&name, context.get("arg")));
             let request = Box::into_raw(Box::new(livecache_request { answer, key }));
             let (headers, context) = (c_string(headers.to_string()), c_string(context.to_string()));
@@ -252,9 +272,9 @@ pub unsafe extern "C" fn livecache_hooks_set_prepare_headers(
             unsafe { f(user_data.get(), headers.as_ptr(), context.as_ptr(), request) };
             Box::pin(async move {
                 match rx.await {
-                    Ok(Ok(headers)) => Ok(headers),
-                    Ok(Err(error)) => Err(error.get("error").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned)),
-                    Err(_) => Err("the prepareHeaders request was released unanswered".to_owned()),
+                    Some(Ok(headers)) => Ok(headers),
+                    Some(Err(error)) => Err(error.get("error").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned)),
+                    None => Err("the prepareHeaders request was released unanswered".to_owned()),
                 }
             })
         }));
@@ -287,13 +307,52 @@ pub unsafe extern "C" fn livecache_hooks_set_on_message(
             let mut update = livecache_update::new();
             // SAFETY: every pointer outlives the call.
             unsafe { f(user_data.get(), data.as_ptr(), message.as_ptr(), ptr_of(&arg), &mut update) };
-            let outcome = match update.outcome {
-                UpdateOutcome::Unchanged => Ok(MessageUpdate::Unchanged),
-                UpdateOutcome::Data(v) => Ok(MessageUpdate::Data(v)),
-                UpdateOutcome::Patches(ops) => Ok(MessageUpdate::Ops(ops)),
-                UpdateOutcome::Failed(m) => Err(m),
-            };
-            Box::pin(std::future::ready(outcome))
+            Box::pin(std::future::ready(message_outcome(update.outcome)))
+        }));
+        Ok(())
+    })
+}
+
+fn message_outcome(outcome: UpdateOutcome) -> Result<MessageUpdate, String> {
+    match outcome {
+        UpdateOutcome::Unchanged => Ok(MessageUpdate::Unchanged),
+        UpdateOutcome::Data(v) => Ok(MessageUpdate::Data(v)),
+        UpdateOutcome::Patches(ops) => Ok(MessageUpdate::Ops(ops)),
+        UpdateOutcome::Failed(m) => Err(m),
+    }
+}
+
+/// Sets the batched per-message updater of `endpoint` (its `onMessage`, one call per burst; see
+/// `livecache_on_messages_fn`). It replaces `livecache_hooks_set_on_message`'s hook when both are
+/// set. `user_data` must stay valid until the client is freed.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_UTF8`.
+///
+/// # Safety
+/// As `livecache_hooks_set_query_fn`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_hooks_set_on_messages(
+    hooks: *mut livecache_hooks,
+    endpoint: *const c_char,
+    on_messages: livecache_on_messages_fn,
+    user_data: *mut c_void,
+) -> livecache_result {
+    boundary(|| {
+        let f = on_messages.ok_or_else(|| null("on_messages"))?;
+        let (h, _) = endpoint_hooks(hooks, endpoint)?;
+        let user_data = UserData(user_data);
+        h.on_messages = Some(Arc::new(move |batch: MessageBatch| {
+            let data = c_string(batch.data.to_string());
+            let count = batch.messages.len();
+            let messages = c_string(Value::Array(batch.messages).to_string());
+            let arg = arg_text(batch.arg.as_ref());
+            let mut updates: Vec<livecache_update> = (0..count).map(|_| livecache_update::new()).collect();
+            let handles: Vec<*mut livecache_update> = updates.iter_mut().map(|u| u as *mut livecache_update).collect();
+            // SAFETY: every pointer outlives the call; `handles` has `count` live handles.
+            unsafe { f(user_data.get(), data.as_ptr(), messages.as_ptr(), count, ptr_of(&arg), handles.as_ptr()) };
+            drop(handles);
+            let outcomes = updates.into_iter().map(|u| message_outcome(u.outcome)).collect();
+            Box::pin(std::future::ready(Ok(outcomes)))
         }));
         Ok(())
     })
@@ -456,11 +515,11 @@ pub unsafe extern "C" fn livecache_request_fulfill(request: *mut livecache_reque
         let request = Box::from_raw(request);
         match json_arg(data_json, "data_json") {
             Ok(data) => {
-                let _ = request.answer.send(Ok(data));
+                request.answer.send(Ok(data));
                 Ok(())
             }
             Err(f) => {
-                let _ = request.answer.send(Err(json!({"status": "PARSING_ERROR", "error": f.message})));
+                request.answer.send(Err(json!({"status": "PARSING_ERROR", "error": f.message})));
                 Err(f)
             }
         }
@@ -489,7 +548,7 @@ pub unsafe extern "C" fn livecache_request_reject(request: *mut livecache_reques
             Ok(None) => (json!({"status": "CUSTOM_ERROR", "error": "rejected"}), Ok(())),
             Err(f) => (json!({"status": "CUSTOM_ERROR", "error": f.message.clone()}), Err(f)),
         };
-        let _ = request.answer.send(Err(error));
+        request.answer.send(Err(error));
         outcome
     })
 }

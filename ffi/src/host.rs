@@ -286,7 +286,7 @@ pub unsafe extern "C" fn livecache_send(
         let endpoint = text(endpoint, "endpoint")?;
         let arg = opt_json_arg(arg_json, "arg_json")?;
         let message = json_arg(message_json, "message_json")?;
-        crate::lifecycle::block_on(client.send(endpoint, arg.as_ref(), &message))?;
+        client.send(endpoint, arg.as_ref(), &message).wait()?;
         Ok(())
     })
 }

@@ -2,10 +2,6 @@
 //! it owns, and waits on it from a thread of its own.
 
 use std::ffi::{c_char, c_void};
-use std::future::Future;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
 
 use livecache_core::Lifecycle;
 
@@ -33,28 +29,6 @@ pub(crate) fn new_lifecycle(lifecycle: Lifecycle) -> *mut livecache_lifecycle {
     Box::into_raw(Box::new(livecache_lifecycle { lifecycle, key }))
 }
 
-struct ThreadWaker(Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Waits for a future on the calling (host) thread; it needs no runtime, so it also works after
-/// the client is gone (the engine side then resolves the future as removed).
-pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
-
 /// `cacheDataLoaded` (SPEC L2): blocks until the entry's first data arrives, then writes
 /// `{"data": …, "meta": …}` to `*out_json` (release with `livecache_string_free`). Returns at once
 /// when the data is already there. Failed fetches do not end the wait; a later success does.
@@ -73,7 +47,7 @@ pub unsafe extern "C" fn livecache_lifecycle_cache_data_loaded(
     boundary(|| {
         let out = out_ptr(out_json, "out_json")?;
         let lc = lifecycle.as_ref().ok_or_else(|| null("lifecycle"))?;
-        let loaded = block_on(lc.lifecycle.cache_data_loaded())?;
+        let loaded = lc.lifecycle.cache_data_loaded().wait()?;
         *out = owned_string(serde_json::json!({"data": loaded.data, "meta": loaded.meta}).to_string());
         Ok(())
     })
@@ -88,7 +62,7 @@ pub unsafe extern "C" fn livecache_lifecycle_cache_data_loaded(
 pub unsafe extern "C" fn livecache_lifecycle_cache_entry_removed(lifecycle: *mut livecache_lifecycle) -> livecache_result {
     boundary(|| {
         let lc = lifecycle.as_ref().ok_or_else(|| null("lifecycle"))?;
-        block_on(lc.lifecycle.cache_entry_removed());
+        lc.lifecycle.cache_entry_removed().wait()?;
         Ok(())
     })
 }

@@ -64,7 +64,10 @@ pub unsafe extern "C" fn livecache_mutate(
         // error; everything after it, however soon it fails, reaches the callback.
         let done = client.start_mutation(endpoint, arg, &options)?;
         let user_data = UserData(user_data);
-        let complete = Completion(Some(Box::new(move |result: livecache_core::Result<Value>| {
+        // The core calls back exactly once, always from one of the client's threads (as documented
+        // above, even if the write settled before this line): with the outcome, or with CLOSED
+        // when the client is freed before the mutation settles.
+        done.on_done_from_runtime(move |result: livecache_core::Result<Value>| {
             let (code, payload) = match result {
                 Ok(data) => (LIVECACHE_RESULT_OK, data),
                 Err(livecache_core::Error::Mutation(answer)) => (LIVECACHE_RESULT_MUTATION, answer),
@@ -78,34 +81,9 @@ pub unsafe extern "C" fn livecache_mutate(
             // SAFETY: the host's callback and pointer, as `livecache_mutate` documents.
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { cb(user_data.get(), code, text.as_ptr(), len) }));
             drop(called);
-        })));
-        // If the client's threads stop before the mutation settles (the client is freed), the
-        // task is dropped and the completion runs from its drop with CLOSED.
-        client.runtime_handle().spawn(async move { complete.run(done.await) });
+        });
         Ok(())
     })
-}
-
-type Complete = Box<dyn FnOnce(livecache_core::Result<Value>) + Send>;
-
-/// The callback of one `livecache_mutate`, run exactly once: with the outcome, or with `Closed`
-/// when it is dropped unrun.
-struct Completion(Option<Complete>);
-
-impl Completion {
-    fn run(mut self, result: livecache_core::Result<Value>) {
-        if let Some(f) = self.0.take() {
-            f(result);
-        }
-    }
-}
-
-impl Drop for Completion {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f(Err(livecache_core::Error::Closed));
-        }
-    }
 }
 
 /// `prefetch` (SPEC P3): creates and fetches the entry of `(endpoint, arg)` without subscribing

@@ -214,10 +214,35 @@ pub extern "C" fn livecache_last_error() -> *const c_char {
 
 /// The error kind of a result code, with the names every livecache binding shares
 /// (`"NotFound"`, `"ConfigError"`, `"PatchError"`, …; `"Ok"` for success). A static string: do
-/// not free it.
+/// not free it. `result` is an `int`, not the enum: a C caller may pass any value (a code of a
+/// newer library, garbage), and any value it is given is `"Unknown"` rather than undefined
+/// behaviour.
 #[no_mangle]
-pub extern "C" fn livecache_result_kind(result: livecache_result) -> *const c_char {
-    boundary_value(c"Panic".as_ptr(), || result_kind(result).as_ptr())
+pub extern "C" fn livecache_result_kind(result: std::ffi::c_int) -> *const c_char {
+    boundary_value(c"Panic".as_ptr(), || code_of(result).map_or(c"Unknown", result_kind).as_ptr())
+}
+
+/// The result code `value` stands for, if any.
+fn code_of(value: std::ffi::c_int) -> Option<livecache_result> {
+    const ALL: [livecache_result; 16] = [
+        LIVECACHE_RESULT_OK,
+        LIVECACHE_RESULT_NULL_PARAMETER,
+        LIVECACHE_RESULT_INVALID_UTF8,
+        LIVECACHE_RESULT_INVALID_JSON,
+        LIVECACHE_RESULT_CONFIG,
+        LIVECACHE_RESULT_CLOSED,
+        LIVECACHE_RESULT_UNKNOWN_ENDPOINT,
+        LIVECACHE_RESULT_NOT_FOUND,
+        LIVECACHE_RESULT_NOT_LOADED,
+        LIVECACHE_RESULT_PATCH,
+        LIVECACHE_RESULT_INVALID_ARGUMENT,
+        LIVECACHE_RESULT_CACHE_ENTRY_REMOVED,
+        LIVECACHE_RESULT_PANIC,
+        LIVECACHE_RESULT_NOT_CONNECTED,
+        LIVECACHE_RESULT_WRONG_ENDPOINT_KIND,
+        LIVECACHE_RESULT_MUTATION,
+    ];
+    ALL.into_iter().find(|r| *r as std::ffi::c_int == value)
 }
 
 fn result_kind(result: livecache_result) -> &'static CStr {

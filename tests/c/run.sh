@@ -235,6 +235,21 @@ if command -v valgrind >/dev/null; then
     tally "valgrind $beside" "$OUT/$beside.vg-stdout.log" "$(cat "$OUT/$beside.vg-rc")"
     verdict "$beside" "$(cat "$OUT/$beside.vg-rc")"
   fi
+  # The library users ship: the release build, with the suppressions shipped beside the header
+  # (include/livecache.supp; each entry says why it is a false positive of optimised code). The
+  # WebSocket end-to-end program takes the handshake paths they cover.
+  if [ "$PROFILE" != release ] && cargo build --release -p livecache-ffi; then
+    if "$CC" "${CFLAGS[@]}" tests/c/test_e2e.c tests/c/net.c "${SUPPORT[@]}" -L"$ROOT/target/release" -llivecache \
+      -Wl,-rpath,"$ROOT/target/release" -o "$OUT/test_e2e_release"; then
+      read -r -a targs <<<"$(args_of test_e2e)"
+      run_program "valgrind test_e2e (release library)" "$OUT/test_e2e_release.vg-stdout.log" "${VG[@]}" \
+        --suppressions="$ROOT/include/livecache.supp" --log-file="$OUT/test_e2e_release.valgrind.log" -- \
+        "$OUT/test_e2e_release" "${targs[@]}"
+      verdict test_e2e_release $?
+    else
+      fail "compile test_e2e against the release liblivecache"
+    fi
+  fi
 else
   fail "valgrind is not installed and could not be installed"
 fi

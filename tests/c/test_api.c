@@ -324,6 +324,9 @@ static void bad_config_gives_config_errors(void) {
               livecache_last_error(), cases[i].message_part);
     }
     CHECK(strcmp(livecache_result_kind(LIVECACHE_RESULT_CONFIG), "ConfigError") == 0, "kind name");
+    /* Any int is a valid argument: a code this library does not have is "Unknown". */
+    CHECK(strcmp(livecache_result_kind(999), "Unknown") == 0, "kind of an unknown code");
+    CHECK(strcmp(livecache_result_kind(-1), "Unknown") == 0, "kind of a negative code");
 
     /* Options and hooks are checked too. */
     const char *good = "{\"endpoints\": {\"getDoc\": {\"query\": \"d\"}}}";
@@ -990,6 +993,16 @@ static void count_updater(void *user_data, const char *data_json, const char *me
     json_free(msg);
 }
 
+/* The counter entry reached `version` with `/count` == `count`, and the events replay to it. */
+static void check_counter(livecache_client *client, recorder *rec, livecache_subscription *sub, double count, long version) {
+    CHECK(recorder_wait_version(rec, version, WAIT), "replica at %ld", rec->version);
+    jvalue *snap = snapshot_of(client, "getCounter", "\"c\"");
+    CHECK(json_get(json_get(snap, "data"), "count")->num == count, "count");
+    CHECK(json_get(snap, "version")->num == version, "version");
+    json_free(snap);
+    check_replica(rec, sub);
+}
+
 static void on_message_updater_returns_patches(void) {
     livecache_hooks *hooks = NULL;
     CHECK_OK(livecache_hooks_new(&hooks));
@@ -1008,13 +1021,8 @@ static void on_message_updater_returns_patches(void) {
     CHECK_OK(livecache_push_message(client, "getCounter", "\"c\"", "{\"op\":\"what\"}"));
     CHECK_OK(livecache_push_message(client, "getCounter", "\"c\"", "{\"op\":\"bad-patch\"}"));
     CHECK_OK(livecache_push_message(client, "getCounter", "\"c\"", "{\"op\":\"inc\",\"by\":3}"));
-    CHECK(recorder_wait_version(&rec, 3, WAIT), "replica at %ld", rec.version);
     CHECK(recorder_wait_count(&rec, "error", 2, WAIT), "error events");
-    jvalue *snap = snapshot_of(client, "getCounter", "\"c\"");
-    CHECK(json_get(json_get(snap, "data"), "count")->num == 5, "count");
-    CHECK(json_get(snap, "version")->num == 3, "version");
-    json_free(snap);
-    check_replica(&rec, sub);
+    check_counter(client, &rec, sub, 5, 3);
     pthread_mutex_lock(&rec.lock);
     const char *reasons[2] = {NULL, NULL};
     for (size_t i = 0, k = 0; i < rec.events->n && k < 2; i++)
@@ -1027,6 +1035,96 @@ static void on_message_updater_returns_patches(void) {
     livecache_unsubscribe(sub);
     livecache_client_free(client);
     recorder_destroy(&rec);
+}
+
+/* The batched updater: one call per burst, the data parsed once for all its messages; the
+ * same ops as count_updater. Logs each call's size. */
+typedef struct batch_log {
+    pthread_mutex_t lock;
+    int calls;
+    size_t sizes[16];
+} batch_log;
+
+static void count_batch_updater(void *user_data, const char *data_json, const char *messages_json, size_t count,
+                                const char *arg_json, livecache_update *const *updates) {
+    batch_log *log = user_data;
+    pthread_mutex_lock(&log->lock);
+    if (log->calls < 16) log->sizes[log->calls] = count;
+    log->calls++;
+    pthread_mutex_unlock(&log->lock);
+    CHECK(arg_json && strcmp(arg_json, "\"c\"") == 0, "arg_json %s", arg_json ? arg_json : "NULL");
+    jvalue *data = json_parse_or_die(data_json), *msgs = json_parse_or_die(messages_json);
+    CHECK(msgs->type == J_ARRAY && msgs->n == count, "messages_json holds the %zu messages: %s", count, messages_json);
+    double value = json_get(data, "count") ? json_get(data, "count")->num : 0;
+    for (size_t i = 0; i < count && i < msgs->n; i++) {
+        const char *op = json_string(json_get(msgs->items[i], "op"));
+        if (op && strcmp(op, "inc") == 0) {
+            /* Built on the data as the changes before it in this call left it. */
+            value += json_get(msgs->items[i], "by")->num;
+            char ops[128];
+            snprintf(ops, sizeof ops, "[{\"op\":\"replace\",\"path\":\"/count\",\"value\":%g}]", value);
+            CHECK_OK(livecache_update_set_patches(updates[i], ops));
+        } else if (!(op && strcmp(op, "skip") == 0)) {
+            CHECK_OK(livecache_update_fail(updates[i], "unknown op"));
+        }
+    }
+    json_free(data);
+    json_free(msgs);
+}
+
+/* Messages queued before the data (L4) reach the batched hook in one call; each change builds
+ * on the one before it, a failed message is an error event of its own, and the replica of the
+ * events equals the engine's data. */
+static void on_messages_updater_takes_a_burst_in_one_call(void) {
+    batch_log log = {.calls = 0};
+    pthread_mutex_init(&log.lock, NULL);
+    livecache_hooks *hooks = NULL;
+    CHECK_OK(livecache_hooks_new(&hooks));
+    CHECK_OK(livecache_hooks_set_query_fn(hooks, "getCounter", query_hold, NULL));
+    CHECK_RC(livecache_hooks_set_on_messages(hooks, "getCounter", NULL, NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    /* Both set: the batched one is used. */
+    CHECK_OK(livecache_hooks_set_on_message(hooks, "getCounter", count_updater, NULL));
+    CHECK_OK(livecache_hooks_set_on_messages(hooks, "getCounter", count_batch_updater, &log));
+    livecache_client *client = NULL;
+    CHECK_OK(livecache_client_new_with_options("{\"endpoints\": {\"getCounter\": {\"stream\": {}}}}", NULL, hooks, &client));
+    livecache_hooks_free(hooks);
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    int before = updater_calls;
+    CHECK_OK(livecache_subscribe(client, "getCounter", "\"c\"", recorder_cb, &rec, &sub));
+    const char *burst[] = {"{\"op\":\"inc\",\"by\":1}", "{\"op\":\"inc\",\"by\":2}", "{\"op\":\"what\"}",
+                           "{\"op\":\"skip\"}", "{\"op\":\"inc\",\"by\":3}"};
+    for (size_t i = 0; i < 5; i++) CHECK_OK(livecache_push_message(client, "getCounter", "\"c\"", burst[i]));
+    /* Held until every message is buffered, so all five go in the first call. */
+    double deadline = now_seconds() + WAIT;
+    long buffered = 0;
+    while (buffered < 5 && now_seconds() < deadline) {
+        char *stats = NULL;
+        CHECK_OK(livecache_stats(client, &stats));
+        jvalue *st = take_json(stats);
+        buffered = (long)json_get(st, "messagesBuffered")->num;
+        json_free(st);
+        if (buffered < 5) sleep_ms(2);
+    }
+    CHECK(buffered == 5, "messages buffered: %ld", buffered);
+    pthread_mutex_lock(&pending_lock);
+    livecache_request *request = pending_request;
+    pending_request = NULL;
+    pthread_mutex_unlock(&pending_lock);
+    CHECK(request != NULL, "the query was never asked");
+    if (request) CHECK_OK(livecache_request_fulfill(request, "{\"count\":10}"));
+    CHECK(recorder_wait_count(&rec, "error", 1, WAIT), "error event");
+    check_counter(client, &rec, sub, 16, 4);
+    pthread_mutex_lock(&log.lock);
+    CHECK(log.calls == 1 && log.sizes[0] == 5, "one call with the 5 messages: %d calls, the first of %zu", log.calls,
+          log.sizes[0]);
+    pthread_mutex_unlock(&log.lock);
+    CHECK(updater_calls == before, "the per-message hook is not called when the batched one is set");
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+    pthread_mutex_destroy(&log.lock);
 }
 
 static void transform_wrap(void *user_data, const char *data_json, const char *arg_json, livecache_update *update) {
@@ -1590,6 +1688,7 @@ int main(void) {
     run_case("query_fn_answered_from_another_thread", query_fn_answered_from_another_thread);
     run_case("query_fn_rejects", query_fn_rejects);
     run_case("on_message_updater_returns_patches", on_message_updater_returns_patches);
+    run_case("on_messages_updater_takes_a_burst_in_one_call", on_messages_updater_takes_a_burst_in_one_call);
     run_case("transform_response_hook", transform_response_hook);
     run_case("on_cache_entry_added_lifecycle", on_cache_entry_added_lifecycle);
     run_case("client_freed_with_live_subscriptions", client_freed_with_live_subscriptions);

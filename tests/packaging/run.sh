@@ -67,7 +67,7 @@ else
   fail "ffi/install.sh"; cat "$WORK/c-install.log"
 fi
 LIB="$PREFIX/lib"
-for f in "lib/liblivecache.so.$VERSION" lib/liblivecache.a include/livecache.h lib/pkgconfig/livecache.pc \
+for f in "lib/liblivecache.so.$VERSION" lib/liblivecache.a include/livecache.h include/livecache.supp lib/pkgconfig/livecache.pc \
   lib/cmake/livecache/livecacheConfig.cmake lib/cmake/livecache/livecacheConfigVersion.cmake; do
   check "installed $f" [ -f "$PREFIX/$f" ]
 done

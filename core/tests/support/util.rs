@@ -60,6 +60,29 @@ pub struct Seen {
 pub struct Recorder(pub Arc<(Mutex<Seen>, Condvar)>);
 
 impl Recorder {
+    /// The `stream` events seen: each state and its error.
+    pub fn stream_states(&self) -> Vec<(livecache_core::StreamState, Option<String>)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Stream { state, error, .. } => Some((state, error)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits for a `reconnecting` and then an `open` stream event after the first `skip` stream
+    /// events; returns the `reconnecting` event's error.
+    pub fn wait_reconnected_after(&self, skip: usize) -> Option<String> {
+        use livecache_core::StreamState::{Open, Reconnecting};
+        wait_for("stream events reconnecting, then open", || {
+            let states = self.stream_states();
+            let later = states.get(skip..)?;
+            let r = later.iter().position(|(s, _)| *s == Reconnecting)?;
+            later[r..].iter().any(|(s, _)| *s == Open).then(|| later[r].1.clone())
+        })
+    }
+
     pub fn record(&self, event: &Event) {
         let mut seen = self.0 .0.lock();
         match event {
