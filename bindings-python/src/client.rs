@@ -54,6 +54,16 @@ impl NativeClient {
         let client = &self.client;
         py.detach(|| f(client)).map_err(to_pyerr)
     }
+
+    /// `pushMessage` keeps the interpreter while the engine applies the message. Letting it go
+    /// for every message hands it to the delivery thread each time (one callback per message
+    /// and two thread switches); kept, the callbacks run when the interpreter switches threads
+    /// and find the messages pushed meanwhile merged (E2). This cannot deadlock: the engine's
+    /// lock is held only for in-memory work, never while host code runs or waits for the
+    /// interpreter (hooks, callbacks and wakes all run after it is released).
+    fn push(&self, endpoint: &str, arg: Option<Value>, message: RawMessage) -> PyResult<()> {
+        self.client.push_message(endpoint, arg.as_ref(), message).map_err(to_pyerr)
+    }
 }
 
 impl Drop for NativeClient {
@@ -218,16 +228,16 @@ impl NativeClient {
         self.with(py, |c| c.reconnect(endpoint, arg.as_ref()))
     }
 
-    fn push_message(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn push_message(&self, endpoint: &str, arg: &Bound<'_, PyAny>, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let arg = arg_of(arg)?;
         let message = from_py(message)?;
-        self.with(py, |c| c.push_message(endpoint, arg.as_ref(), RawMessage::Value(message)))
+        self.push(endpoint, arg, RawMessage::Value(message))
     }
 
     /// Raw text through the stream pipeline, exactly as a WebSocket text frame (L10).
-    fn push_message_text(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, text: String) -> PyResult<()> {
+    fn push_message_text(&self, endpoint: &str, arg: &Bound<'_, PyAny>, text: String) -> PyResult<()> {
         let arg = arg_of(arg)?;
-        self.with(py, |c| c.push_message(endpoint, arg.as_ref(), RawMessage::Text(text)))
+        self.push(endpoint, arg, RawMessage::Text(text))
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

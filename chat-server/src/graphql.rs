@@ -89,9 +89,10 @@ impl SubscriptionRoot {
         let (missed, posted) = {
             let messages = shared.messages.lock().unwrap();
             let missed: Vec<ChatMessage> = match after {
-                Some(after) => messages.iter().filter(|m| m["channel"] == channel.as_str() && m["id"].as_u64() > Some(after)).map(ChatMessage::of).collect(),
+                Some(after) => messages.after(&channel, after).iter().map(ChatMessage::of).collect(),
                 None => Vec::new(),
             };
+            shared.listeners_started.fetch_add(1, Ordering::SeqCst);
             (missed, shared.posted.subscribe())
         };
         let live = futures_util::stream::unfold((posted, channel), |(mut rx, channel)| async move {
@@ -136,7 +137,7 @@ where
 {
     let (tx, mut commands) = mpsc::unbounded_channel();
     let id = shared.next_socket.fetch_add(1, Ordering::SeqCst);
-    shared.sockets.lock().unwrap().push((id, tx));
+    shared.sockets.lock().unwrap().push(crate::Socket { id, tx, channels: None });
     shared.connections_accepted.fetch_add(1, Ordering::SeqCst);
     let (mut sink, mut source) = socket.split();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel::<Bytes>();
@@ -200,5 +201,5 @@ where
         }
     }
     reader.abort();
-    shared.sockets.lock().unwrap().retain(|(socket_id, _)| *socket_id != id);
+    shared.sockets.lock().unwrap().retain(|s| s.id != id);
 }

@@ -1,7 +1,10 @@
 //! The seed's chat server, in process, for tests and `livecache demo`: one 127.0.0.1 port serving
 //! `GET /messages/{channel}` (JSON array of `{id, channel, userName, text}`),
 //! `POST /messages/{channel}` (`{"userName", "text"}`), and a WebSocket upgrade on any other
-//! path (`/`, `/ws`) that broadcasts every posted message as JSON text to every socket.
+//! path (`/`, `/ws`) that broadcasts every posted message as JSON text to every socket (on
+//! `/ws/{channel}`, the messages of that channel and of those it subscribes to with
+//! `{"type": "subscribe", "channel": c}` frames), and
+//! `GET /events/{channel}`, the channel's messages as Server-Sent Events (sse.rs).
 //!
 //! Knobs for failure tests: `broadcast_raw` / `broadcast_binary` (malformed frames, E3),
 //! `drop_all_sockets` (TCP gone, no close frame), `close_all_sockets`
@@ -17,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
@@ -35,6 +39,8 @@ use tokio_tungstenite::WebSocketStream;
 
 #[cfg(feature = "graphql")]
 mod graphql;
+mod history;
+mod sse;
 
 enum SocketCommand {
     /// A posted message, as the plain broadcast sends it (GraphQL sockets get theirs through
@@ -51,13 +57,28 @@ enum SocketCommand {
     Silence,
 }
 
+/// An open WebSocket and the channels it is sent.
+struct Socket {
+    id: u64,
+    tx: mpsc::UnboundedSender<SocketCommand>,
+    /// `None`: every channel (`/`, `/ws`, GraphQL sockets); else the channel of its path
+    /// (`/ws/{channel}`) and those it subscribed to with a frame.
+    channels: Option<Vec<String>>,
+}
+
+impl Socket {
+    fn listens(&self, channel: &str) -> bool {
+        self.channels.as_ref().is_none_or(|c| c.iter().any(|c| c == channel))
+    }
+}
+
 struct Shared {
-    /// Every posted message, in id order.
-    messages: Mutex<Vec<Value>>,
+    /// Every posted message, per channel in id order (bounded by `set_history_limit`).
+    messages: Mutex<history::History>,
     /// Every posted message, as it is stored (GraphQL subscriptions listen here).
     posted: tokio::sync::broadcast::Sender<Value>,
     next_id: AtomicU64,
-    sockets: Mutex<Vec<(u64, mpsc::UnboundedSender<SocketCommand>)>>,
+    sockets: Mutex<Vec<Socket>>,
     /// Silenced sockets, kept so their connections stay open until dropped.
     silenced: Mutex<Vec<mpsc::UnboundedSender<SocketCommand>>>,
     next_socket: AtomicU64,
@@ -74,6 +95,8 @@ struct Shared {
     close_frames_received: AtomicUsize,
     fetches: AtomicUsize,
     snapshots_taken: AtomicUsize,
+    /// SSE streams and GraphQL subscriptions that started listening to the posted messages.
+    listeners_started: AtomicUsize,
 }
 
 pub struct ChatServer {
@@ -97,7 +120,7 @@ impl ChatServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
-            messages: Mutex::new(Vec::new()),
+            messages: Mutex::new(history::History::default()),
             posted: tokio::sync::broadcast::channel(1024).0,
             next_id: AtomicU64::new(1),
             sockets: Mutex::new(Vec::new()),
@@ -115,6 +138,7 @@ impl ChatServer {
             close_frames_received: AtomicUsize::new(0),
             fetches: AtomicUsize::new(0),
             snapshots_taken: AtomicUsize::new(0),
+            listeners_started: AtomicUsize::new(0),
         });
         let accept_shared = shared.clone();
         let accept_loop = tokio::spawn(async move {
@@ -167,15 +191,15 @@ impl ChatServer {
 
     /// Sends `text` as one text frame to every open socket, as is (a malformed message for E3).
     pub fn broadcast_raw(&self, text: &str) {
-        for (_, tx) in self.shared.sockets.lock().unwrap().iter() {
-            let _ = tx.send(SocketCommand::Send(Utf8Bytes::from(text.to_owned())));
+        for socket in self.shared.sockets.lock().unwrap().iter() {
+            let _ = socket.tx.send(SocketCommand::Send(Utf8Bytes::from(text.to_owned())));
         }
     }
 
     /// Sends `bytes` as one binary frame to every open socket (E3: messages must be text).
     pub fn broadcast_binary(&self, bytes: &[u8]) {
-        for (_, tx) in self.shared.sockets.lock().unwrap().iter() {
-            let _ = tx.send(SocketCommand::SendBinary(Bytes::copy_from_slice(bytes)));
+        for socket in self.shared.sockets.lock().unwrap().iter() {
+            let _ = socket.tx.send(SocketCommand::SendBinary(Bytes::copy_from_slice(bytes)));
         }
     }
 
@@ -197,11 +221,17 @@ impl ChatServer {
     pub fn silence_all_sockets(&self) {
         let sockets = std::mem::take(&mut *self.shared.sockets.lock().unwrap());
         let mut silenced = self.shared.silenced.lock().unwrap();
-        for (_, tx) in sockets {
-            if tx.send(SocketCommand::Silence).is_ok() {
-                silenced.push(tx);
+        for socket in sockets {
+            if socket.tx.send(SocketCommand::Silence).is_ok() {
+                silenced.push(socket.tx);
             }
         }
+    }
+
+    /// Keeps only the latest `limit` messages of each channel (`None`: all): what `GET
+    /// /messages/…` answers and a resume replays from.
+    pub fn set_history_limit(&self, limit: Option<usize>) {
+        self.shared.messages.lock().unwrap().set_limit(limit);
     }
 
     /// The next `n` WebSocket upgrades are answered `503 Service Unavailable`.
@@ -270,6 +300,12 @@ impl ChatServer {
         self.shared.snapshots_taken.load(Ordering::SeqCst)
     }
 
+    /// SSE streams (`/events/…`) and GraphQL subscriptions that have started listening: one
+    /// that started after a message was posted gets it only by a resume's replay.
+    pub fn listeners_started(&self) -> usize {
+        self.shared.listeners_started.load(Ordering::SeqCst)
+    }
+
     /// Polls `condition` until it holds; panics after 5 s naming `what`.
     pub async fn wait_until(&self, what: &str, condition: impl Fn(&ChatServer) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -283,8 +319,8 @@ impl ChatServer {
 
     fn command_all(&self, command: impl Fn() -> SocketCommand) {
         let sockets = std::mem::take(&mut *self.shared.sockets.lock().unwrap());
-        for (_, tx) in sockets {
-            let _ = tx.send(command());
+        for socket in sockets {
+            let _ = socket.tx.send(command());
         }
     }
 }
@@ -294,32 +330,30 @@ fn post(shared: &Shared, channel: &str, user: &str, text: &str) -> Value {
     let mut messages = shared.messages.lock().unwrap();
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let message = json!({"id": id, "channel": channel, "userName": user, "text": text});
+    broadcast(shared, channel, &message);
+    messages.push(channel, message.clone());
+    let _ = shared.posted.send(message.clone());
+    message
+}
+
+/// Sends a posted message to every socket that listens to its channel.
+fn broadcast(shared: &Shared, channel: &str, message: &Value) {
     let frame = Utf8Bytes::from(message.to_string());
     shared
         .sockets
         .lock()
         .unwrap()
-        .retain(|(_, tx)| tx.send(SocketCommand::Message(frame.clone())).is_ok());
-    messages.push(message.clone());
-    let _ = shared.posted.send(message.clone());
-    message
+        .retain(|s| !s.listens(channel) || s.tx.send(SocketCommand::Message(frame.clone())).is_ok());
 }
 
 fn channel_messages(shared: &Shared, channel: &str) -> Vec<Value> {
-    shared
-        .messages
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m["channel"] == channel)
-        .cloned()
-        .collect()
+    shared.messages.lock().unwrap().channel(channel)
 }
 
-type Body = Full<Bytes>;
+type Body = BoxBody<Bytes, Infallible>;
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(Full::new(body.into()).boxed());
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -350,6 +384,10 @@ async fn handle(
             return Ok(respond(StatusCode::BAD_REQUEST, "text/plain", "unreadable body"));
         };
         return Ok(graphql::http(&shared, &body.to_bytes()).await);
+    }
+    if let Some(channel) = path.strip_prefix("/events/").filter(|_| req.method() == Method::GET) {
+        let channel = percent_encoding::percent_decode_str(channel).decode_utf8_lossy().into_owned();
+        return Ok(sse::events(&shared, &req, channel));
     }
     let Some(channel) = path.strip_prefix("/messages/") else {
         return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found"));
@@ -456,6 +494,8 @@ fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>, path: &str) -> Resp
         let _ = path;
         None
     };
+    // `/ws/{channel}`: a socket of one channel; others may be added by subscribe frames.
+    let channel = path.strip_prefix("/ws/").map(|c| percent_encoding::percent_decode_str(c).decode_utf8_lossy().into_owned());
     let on_upgrade = hyper::upgrade::on(req);
     let is_graphql = graphql.is_some();
     tokio::spawn(async move {
@@ -469,7 +509,7 @@ fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>, path: &str) -> Resp
             return graphql::serve(shared, socket).await;
         }
         let _ = is_graphql;
-        serve_socket(shared, socket).await;
+        serve_socket(shared, socket, channel).await;
     });
     let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
     let headers = response.headers_mut();
@@ -486,13 +526,13 @@ fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>, path: &str) -> Resp
     response
 }
 
-async fn serve_socket<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>)
+async fn serve_socket<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>, channel: Option<String>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (tx, mut commands) = mpsc::unbounded_channel();
     let id = shared.next_socket.fetch_add(1, Ordering::SeqCst);
-    shared.sockets.lock().unwrap().push((id, tx));
+    shared.sockets.lock().unwrap().push(Socket { id, tx, channels: channel.map(|c| vec![c]) });
     shared.connections_accepted.fetch_add(1, Ordering::SeqCst);
     loop {
         tokio::select! {
@@ -532,6 +572,7 @@ where
                 Some(Ok(Message::Close(_))) => {
                     shared.close_frames_received.fetch_add(1, Ordering::SeqCst);
                 }
+                Some(Ok(Message::Text(text))) => subscription_frame(&shared, id, &text),
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => break,
             },
@@ -541,5 +582,20 @@ where
         .sockets
         .lock()
         .unwrap()
-        .retain(|(socket_id, _)| *socket_id != id);
+        .retain(|s| s.id != id);
+}
+
+/// `{"type": "subscribe" | "unsubscribe", "channel": c}` on a channel socket (`/ws/{channel}`)
+/// adds or removes a channel it is sent (a shared connection's entries, T3). Other frames, and
+/// frames on an every-channel socket, are ignored.
+fn subscription_frame(shared: &Shared, id: u64, text: &str) {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+    let Some(channel) = frame["channel"].as_str() else { return };
+    let mut sockets = shared.sockets.lock().unwrap();
+    let Some(channels) = sockets.iter_mut().find(|s| s.id == id).and_then(|s| s.channels.as_mut()) else { return };
+    match frame["type"].as_str() {
+        Some("subscribe") if !channels.iter().any(|c| c == channel) => channels.push(channel.to_owned()),
+        Some("unsubscribe") => channels.retain(|c| c != channel),
+        _ => {}
+    }
 }

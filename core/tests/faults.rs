@@ -1,10 +1,13 @@
 //! Network faults between a real `Client` and the chat server, injected by a TCP proxy on the
-//! WebSocket path (support/fault_proxy.rs): added latency, 1-byte segments, throttled bandwidth,
-//! a reset in the middle of a frame, a half-open connection that goes silent, a storm of refused
-//! connects. After each fault the cache must equal the server's messages, each exactly once,
-//! the subscriber's events must replay to it (E1), and the stream events must tell what
-//! happened: no reconnect for a slow network, `reconnecting` with an error and then `open` for a
-//! broken one (L8). Waits poll conditions; nothing is timed.
+//! stream's path (support/fault_proxy.rs), for each stream transport: WebSocket (resync by
+//! refetch, L8), SSE (`/events/…`, resumed with `Last-Event-ID`, T4/T6) and GraphQL
+//! (async-graphql's graphql-transport-ws, resumed through the `{cursor}` variable, T5/T6).
+//! Faults: added latency, 1-byte segments, throttled bandwidth, a reset in the middle of a
+//! frame, a half-open connection that goes silent, a storm of refused connects. After each
+//! fault the cache must equal the server's messages, each exactly once, the subscriber's events
+//! must replay to it (E1), and the stream events must tell what happened: no reconnect for a
+//! slow network, `reconnecting` with an error and then `open` for a broken one; a resuming
+//! stream catches up without a refetch. Waits poll conditions; nothing is timed.
 
 #[path = "support/util.rs"]
 mod util;
@@ -19,7 +22,80 @@ use livecache_core::{Client, Hooks, Status, StreamState, Subscription};
 use serde_json::{json, Value};
 use util::{wait_for, wait_until, Recorder};
 
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Ws,
+    Sse,
+    Graphql,
+}
+
+impl Kind {
+    /// Resumes after a drop (the server replays what was missed) instead of refetching.
+    fn resumes(self) -> bool {
+        self != Kind::Ws
+    }
+
+    /// The entry's stream, through the proxy. A resuming stream applies without `dedupeBy`, so
+    /// a message the replay sent twice would show in the data.
+    fn stream(self, server: &ChatServer, proxy: &FaultProxy, heartbeat: bool) -> Value {
+        let reconnect = json!({"initialDelayMs": 10, "maxDelayMs": 100});
+        let mut s = match self {
+            Kind::Ws => json!({
+                "url": proxy.url(&server.ws_url()),
+                "filter": {"channel": "{arg}"},
+                "apply": {"append": {"dedupeBy": "id"}},
+            }),
+            Kind::Sse => json!({
+                "transport": "sse",
+                // With a heartbeat, the server sends a comment line every 50 ms (T4 traffic).
+                "url": proxy.url(&format!("{}events/{{arg}}{}", server.http_url(), if heartbeat { "?heartbeatMs=50" } else { "" })),
+                "apply": "append",
+                "resume": {"cursor": "/id"},
+            }),
+            Kind::Graphql => json!({
+                "graphql": {
+                    "url": proxy.url(&format!("ws://{}/graphql", server.addr())),
+                    "query": "subscription ($channel: String!, $after: Int) { messageAdded(channel: $channel, after: $after) { id channel userName text } }",
+                    "variables": {"channel": "{arg}", "after": "{cursor}"},
+                },
+                "apply": "append",
+                "resume": {"cursor": "/id"},
+            }),
+        };
+        s["reconnect"] = reconnect;
+        if heartbeat {
+            s["heartbeat"] = json!({"intervalMs": 50, "timeoutMs": 150});
+        }
+        s
+    }
+}
+
+/// One fault test per transport: `fn name(kind: Kind)` becomes `name::ws`, `name::sse` and
+/// `name::graphql`.
+macro_rules! on_every_transport {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn ws() { super::$name(super::Kind::Ws) }
+            #[test]
+            fn sse() { super::$name(super::Kind::Sse) }
+            #[test]
+            fn graphql() { super::$name(super::Kind::Graphql) }
+        }
+    )*};
+}
+
+on_every_transport!(
+    latency_delays_frames_and_loses_none,
+    one_byte_segments_reassemble_into_the_same_frames,
+    throttled_bandwidth_delivers_everything_in_order,
+    a_reset_in_the_middle_of_a_frame_reconnects_and_catches_up_on_the_cut_message,
+    a_half_open_connection_is_detected_by_the_heartbeat_and_replaced,
+    a_storm_of_refused_connects_is_ridden_out_with_backoff,
+);
+
 struct Setup {
+    kind: Kind,
     // Field order is drop order: the subscription goes before its client, the proxy before the
     // server.
     sub: Subscription,
@@ -27,49 +103,61 @@ struct Setup {
     client: Client,
     proxy: FaultProxy,
     server: ChatServer,
+    /// The server's fetch count once settled (a resume must not add to it).
+    fetches_at_settle: std::sync::atomic::AtomicUsize,
     _runtime: tokio::runtime::Runtime,
 }
 
-/// The chat server, the proxy in front of its WebSocket, and one subscriber of `#redux` whose
-/// stream goes through the proxy (the queries go straight to the server).
-fn setup(stream: Value) -> Setup {
+/// The chat server, the proxy in front of it, and one subscriber of `#redux` whose stream goes
+/// through the proxy (the query goes straight to the server).
+fn setup(kind: Kind, heartbeat: bool) -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("server runtime");
     let server = runtime.block_on(ChatServer::start());
     server.post("redux", "alice", "before");
     let proxy = FaultProxy::start(server.addr());
-    let mut s = json!({
-        "url": proxy.url(&server.ws_url()),
-        "filter": {"channel": "{arg}"},
-        "apply": {"append": {"dedupeBy": "id"}},
-        "reconnect": {"initialDelayMs": 10, "maxDelayMs": 100}
-    });
-    for (k, v) in stream.as_object().expect("an object") {
-        s[k] = v.clone();
-    }
     let config = json!({
         "baseUrl": server.http_url(),
-        "endpoints": {"getMessages": {"query": "messages/{arg}", "stream": s}}
+        "endpoints": {"getMessages": {"query": "messages/{arg}", "stream": kind.stream(&server, &proxy, heartbeat)}}
     });
     let client = util::client(config, Hooks::new());
     let rec = Recorder::default();
     let sub = client.subscribe("getMessages", Some(json!("redux")), rec.callback()).expect("subscribe");
-    let setup = Setup { sub, rec, client, proxy, server, _runtime: runtime };
+    let setup = Setup { kind, sub, rec, client, proxy, server, fetches_at_settle: Default::default(), _runtime: runtime };
     setup.settle();
     setup
 }
 
 impl Setup {
+    fn fetches_at_settle(&self) -> usize {
+        self.fetches_at_settle.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn state(&self) -> livecache_core::EntryState {
         self.sub.snapshot().expect("the entry")
     }
 
-    /// Loaded, the stream open and the server holding its socket.
+    /// Loaded, the stream open, the server sending on it, and one message received through it
+    /// (a resuming stream then has a cursor to resume from).
     fn settle(&self) {
         wait_until("fulfilled with the stream open", || {
             let s = self.state();
             s.status == Status::Fulfilled && s.stream.state == StreamState::Open
         });
-        wait_until("the server holds the socket", || self.server.open_sockets() == 1);
+        match self.kind {
+            Kind::Ws => wait_until("the server holds the socket", || self.server.open_sockets() == 1),
+            Kind::Sse | Kind::Graphql => wait_until("the server's stream listens", || self.server.listeners_started() == 1),
+        }
+        // The stream's first open may refetch (L8); every fetch started is answered before the
+        // probe is posted, so the probe can come on the stream only.
+        wait_until("every fetch answered", || {
+            let started = self.client.stats().unwrap().fetches as usize;
+            started == self.server.fetch_count() && started == self.server.snapshots_taken()
+        });
+        let fetches = self.server.fetch_count();
+        self.post(1, "probe");
+        self.wait_equals_server();
+        assert_eq!(self.server.fetch_count(), fetches, "the probe came on the stream");
+        self.fetches_at_settle.store(fetches, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn post(&self, n: usize, label: &str) {
@@ -78,11 +166,16 @@ impl Setup {
         }
     }
 
-    /// The cache equals the server's messages, each once, and the events replay to it.
-    fn assert_equals_server(&self) {
+    fn wait_equals_server(&self) {
         let truth = Value::Array(self.server.messages("redux"));
         wait_until("the cache equals the server", || self.state().data == truth);
-        let ids: Vec<u64> = truth.as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    }
+
+    /// The cache equals the server's messages, each once, and the events replay to it.
+    fn assert_equals_server(&self) {
+        self.wait_equals_server();
+        let truth = self.server.messages("redux");
+        let ids: Vec<u64> = truth.iter().map(|m| m["id"].as_u64().unwrap()).collect();
         let mut unique = ids.clone();
         unique.sort_unstable();
         unique.dedup();
@@ -107,29 +200,38 @@ impl Setup {
     fn wait_reconnected_after(&self, skip: usize) -> String {
         self.rec.wait_reconnected_after(skip).unwrap_or_default()
     }
+
+    /// After a broken connection: a resuming stream caught up from its cursor (counted in
+    /// `resumes`) without fetching again; a WebSocket stream resynced with a refetch.
+    fn assert_caught_up_the_right_way(&self) {
+        let stats = self.client.stats().unwrap();
+        if self.kind.resumes() {
+            assert!(stats.resumes >= 1, "a resume was counted: {stats:?}");
+            assert_eq!(self.server.fetch_count(), self.fetches_at_settle(), "a resume refetches nothing");
+        } else {
+            assert!(self.server.fetch_count() > self.fetches_at_settle(), "the reconnect resynced");
+        }
+    }
 }
 
-#[test]
-fn latency_delays_frames_and_loses_none() {
-    let s = setup(json!({}));
+fn latency_delays_frames_and_loses_none(kind: Kind) {
+    let s = setup(kind, false);
     s.proxy.set_shape(Shape::Latency(Duration::from_millis(20)));
     s.post(30, "slow");
     s.assert_equals_server();
     s.assert_never_reconnected();
 }
 
-#[test]
-fn one_byte_segments_reassemble_into_the_same_frames() {
-    let s = setup(json!({}));
+fn one_byte_segments_reassemble_into_the_same_frames(kind: Kind) {
+    let s = setup(kind, false);
     s.proxy.set_shape(Shape::OneByte);
     s.post(30, "bytes");
     s.assert_equals_server();
     s.assert_never_reconnected();
 }
 
-#[test]
-fn throttled_bandwidth_delivers_everything_in_order() {
-    let s = setup(json!({}));
+fn throttled_bandwidth_delivers_everything_in_order(kind: Kind) {
+    let s = setup(kind, false);
     // 64 bytes per 10 ms: about 6 KB/s, a message takes a few ticks.
     s.proxy.set_shape(Shape::Throttle(64));
     s.post(20, "throttled");
@@ -137,12 +239,11 @@ fn throttled_bandwidth_delivers_everything_in_order() {
     s.assert_never_reconnected();
 }
 
-#[test]
-fn a_reset_in_the_middle_of_a_frame_reconnects_and_resyncs_the_cut_message() {
-    let s = setup(json!({}));
+fn a_reset_in_the_middle_of_a_frame_reconnects_and_catches_up_on_the_cut_message(kind: Kind) {
+    let s = setup(kind, false);
     let before = s.rec.stream_states().len();
-    // The next frame the server sends is cut after 3 bytes (inside the frame header and
-    // payload), then the connection is reset: the client never sees that message on the stream.
+    // The next read from the server is cut after 3 bytes (inside the frame or event), then the
+    // connection is reset: the client never sees that message on this connection.
     s.proxy.cut_next_read_after(3);
     s.post(1, "cut");
     wait_until("the frame was cut", || s.proxy.cuts() == 1);
@@ -151,24 +252,25 @@ fn a_reset_in_the_middle_of_a_frame_reconnects_and_resyncs_the_cut_message() {
     s.post(5, "after");
     s.assert_equals_server();
     assert!(s.proxy.accepted() >= 2, "a second connection was made");
+    s.assert_caught_up_the_right_way();
 }
 
-#[test]
-fn a_half_open_connection_is_detected_by_the_heartbeat_and_replaced() {
-    let s = setup(json!({"heartbeat": {"intervalMs": 50, "timeoutMs": 150}}));
+fn a_half_open_connection_is_detected_by_the_heartbeat_and_replaced(kind: Kind) {
+    let s = setup(kind, true);
     let before = s.rec.stream_states().len();
     s.proxy.silence_all();
-    // Posted while the old connection forwards nothing: the resync after the reconnect brings them.
+    // Posted while the old connection forwards nothing: the resync or resume after the
+    // reconnect brings them.
     s.post(5, "unheard");
     let error = s.wait_reconnected_after(before);
-    assert!(!error.is_empty(), "the reconnecting event says why");
+    assert!(error.contains("heartbeat"), "the reconnecting event says why: {error}");
     s.post(5, "heard");
     s.assert_equals_server();
+    s.assert_caught_up_the_right_way();
 }
 
-#[test]
-fn a_storm_of_refused_connects_is_ridden_out_with_backoff() {
-    let s = setup(json!({}));
+fn a_storm_of_refused_connects_is_ridden_out_with_backoff(kind: Kind) {
+    let s = setup(kind, false);
     let before = s.rec.stream_states().len();
     s.proxy.refuse_next(8);
     s.proxy.reset_all();
@@ -181,4 +283,5 @@ fn a_storm_of_refused_connects_is_ridden_out_with_backoff() {
     // The stream is open once more, and the counters saw the reconnect.
     assert_eq!(s.state().stream.state, StreamState::Open);
     assert!(s.client.stats().unwrap().reconnects >= 1);
+    s.assert_caught_up_the_right_way();
 }

@@ -997,7 +997,8 @@ static void count_updater(void *user_data, const char *data_json, const char *me
 static void check_counter(livecache_client *client, recorder *rec, livecache_subscription *sub, double count, long version) {
     CHECK(recorder_wait_version(rec, version, WAIT), "replica at %ld", rec->version);
     jvalue *snap = snapshot_of(client, "getCounter", "\"c\"");
-    CHECK(json_get(json_get(snap, "data"), "count")->num == count, "count");
+    const jvalue *n = json_get(json_get(snap, "data"), "count");
+    CHECK(n && n->num == count, "count");
     CHECK(json_get(snap, "version")->num == version, "version");
     json_free(snap);
     check_replica(rec, sub);
@@ -1108,10 +1109,16 @@ static void on_messages_updater_takes_a_burst_in_one_call(void) {
         if (buffered < 5) sleep_ms(2);
     }
     CHECK(buffered == 5, "messages buffered: %ld", buffered);
-    pthread_mutex_lock(&pending_lock);
-    livecache_request *request = pending_request;
-    pending_request = NULL;
-    pthread_mutex_unlock(&pending_lock);
+    /* The query is asked on an engine thread, which may come after the messages were buffered. */
+    livecache_request *request = NULL;
+    while (now_seconds() < deadline) {
+        pthread_mutex_lock(&pending_lock);
+        request = pending_request;
+        pending_request = NULL;
+        pthread_mutex_unlock(&pending_lock);
+        if (request) break;
+        sleep_ms(2);
+    }
     CHECK(request != NULL, "the query was never asked");
     if (request) CHECK_OK(livecache_request_fulfill(request, "{\"count\":10}"));
     CHECK(recorder_wait_count(&rec, "error", 1, WAIT), "error event");
