@@ -498,18 +498,26 @@ fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>, path: &str) -> Resp
     let channel = path.strip_prefix("/ws/").map(|c| percent_encoding::percent_decode_str(c).decode_utf8_lossy().into_owned());
     let on_upgrade = hyper::upgrade::on(req);
     let is_graphql = graphql.is_some();
+    // A plain socket is sent the posts from the moment its handshake is answered: registered only
+    // once the upgrade completed, it would miss a message posted in between, after the client saw
+    // the stream open (and after the resync that the open started had read the messages).
+    let registered = (!is_graphql).then(|| register_socket(&shared, channel));
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
+            if let Some((id, _)) = registered {
+                shared.sockets.lock().unwrap().retain(|s| s.id != id);
+            }
             return;
         };
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        #[cfg(feature = "graphql")]
-        if is_graphql {
-            return graphql::serve(shared, socket).await;
+        match registered {
+            Some((id, commands)) => serve_socket(shared, socket, id, commands).await,
+            #[cfg(feature = "graphql")]
+            None => graphql::serve(shared, socket).await,
+            #[cfg(not(feature = "graphql"))]
+            None => {}
         }
-        let _ = is_graphql;
-        serve_socket(shared, socket, channel).await;
     });
     let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
     let headers = response.headers_mut();
@@ -526,14 +534,19 @@ fn upgrade(shared: Arc<Shared>, req: &mut Request<Incoming>, path: &str) -> Resp
     response
 }
 
-async fn serve_socket<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>, channel: Option<String>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let (tx, mut commands) = mpsc::unbounded_channel();
+/// A plain socket's place in the broadcast: its id and the queue of what it is to send.
+fn register_socket(shared: &Shared, channel: Option<String>) -> (u64, mpsc::UnboundedReceiver<SocketCommand>) {
+    let (tx, commands) = mpsc::unbounded_channel();
     let id = shared.next_socket.fetch_add(1, Ordering::SeqCst);
     shared.sockets.lock().unwrap().push(Socket { id, tx, channels: channel.map(|c| vec![c]) });
     shared.connections_accepted.fetch_add(1, Ordering::SeqCst);
+    (id, commands)
+}
+
+async fn serve_socket<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>, id: u64, mut commands: mpsc::UnboundedReceiver<SocketCommand>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         tokio::select! {
             command = commands.recv() => match command {

@@ -5,35 +5,13 @@
 //!
 //! Prints one table. `cargo bench -p livecache-core --bench entries`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use livecache_core::{Client, Config, EndpointHooks, Hooks};
 use serde_json::{json, Value};
 
-/// Bytes currently allocated by the whole process.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
 
 const ENTRIES: usize = 10_000;
 
@@ -44,9 +22,9 @@ fn item(id: &Value) -> Value {
 /// Bytes of one entry's data as serde_json holds it (the `Value` itself and its maps), measured
 /// the same way.
 fn data_bytes() -> f64 {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let values: Vec<Value> = (0..1000).map(|i| item(&json!(i))).collect();
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = counting::live();
     drop(values);
     (after - before) as f64 / 1000.0
 }
@@ -68,14 +46,14 @@ fn main() {
     settle("warm-up", || client.snapshot("getItem", Some(&json!(-1))).unwrap().version == 1);
     std::thread::sleep(Duration::from_millis(50));
 
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let start = Instant::now();
     let subs: Vec<_> = (0..ENTRIES).map(|i| client.subscribe("getItem", Some(json!(i)), |_| {}).unwrap()).collect();
     let subscribe = start.elapsed();
     settle("all loaded", || subs.iter().all(|s| s.snapshot().map(|e| e.version == 1).unwrap_or(false)));
     let loaded = start.elapsed();
     std::thread::sleep(Duration::from_millis(100));
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = counting::live() - before;
 
     let start = Instant::now();
     drop(subs);
@@ -83,7 +61,7 @@ fn main() {
     settle("all removed", || client.stats().unwrap().entries == 1);
     let removed = start.elapsed();
     std::thread::sleep(Duration::from_millis(100));
-    let left = LIVE.load(Ordering::Relaxed) - before;
+    let left = counting::live() - before;
     drop(warm);
     client.close();
 

@@ -16,7 +16,8 @@
 //! [--drop-every 5] [--mutations 20]`. Prints a line every 10 s and a table at the end; exits
 //! non-zero when a message was lost, an entry differs from the server, or memory grew by 10 MiB
 //! or more between the end of the warm-up (the first 30 s, while every entry's data fills up to its
-//! `maxLen`) and the end.
+//! `maxLen`) and the end. A counting allocator gives the live heap beside the RSS (growth in the
+//! RSS alone is the allocator's, not livecache's).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,6 +30,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use livecache_chat_server::ChatServer;
 use livecache_core::{Client, Config, Event, Hooks, PatchOp, Status, StreamState};
 use serde_json::{json, Value};
+
+#[path = "support/counting.rs"]
+mod counting;
 
 const ROLE: &str = "LIVECACHE_SOAK_SERVER";
 /// Messages each channel keeps on the server and in the entry (`maxLen`).
@@ -319,6 +323,7 @@ fn main() -> ExitCode {
     let mutations_failed = Arc::new(AtomicU64::new(0));
     let mut mutations_sent = 0u64;
     let mut rss_start = None;
+    let mut heap_start = None;
     let mut next_report = Duration::from_secs(10);
     let period = if a.mutations > 0 { Duration::from_secs_f64(1.0 / a.mutations as f64) } else { Duration::from_secs(3600) };
     let mut next_mutation = Duration::ZERO;
@@ -339,13 +344,15 @@ fn main() -> ExitCode {
         }
         if rss_start.is_none() && now >= WARM_UP {
             rss_start = Some(rss_bytes());
+            heap_start = Some(counting::live());
         }
         if now >= next_report {
             let st = client.stats().unwrap();
             println!(
-                "t={:>4}s  RSS {:>6.1} MiB  messages seen {:>9}  reconnects {:>6}  fetches {:>6}  overflows {}  mutations {}/{} ok  p99 {:.0} µs",
+                "t={:>4}s  RSS {:>6.1} MiB  heap {:>6.1} MiB  messages seen {:>9}  reconnects {:>6}  fetches {:>6}  overflows {}  mutations {}/{} ok  p99 {:.0} µs",
                 now.as_secs(),
                 mib(rss_bytes()),
+                mib(counting::live().max(0) as u64),
                 tracker.sightings.load(Ordering::Relaxed),
                 st.reconnects,
                 st.fetches,
@@ -359,6 +366,7 @@ fn main() -> ExitCode {
         std::thread::sleep(Duration::from_millis(5).min(period));
     }
     let rss_end = rss_bytes();
+    let heap_end = counting::live();
 
     // The end: the server stops; every entry must come to equal it, every mutation settle.
     writeln!(to_server, "stop").unwrap();
@@ -387,6 +395,19 @@ fn main() -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // What differs, for the first few entries that do: the ids each side has that the other lacks.
+    let ids = |v: &Value| -> Vec<Value> { v.as_array().map(|a| a.iter().map(|m| m["id"].clone()).collect()).unwrap_or_default() };
+    for ((endpoint, channel), sub) in names.iter().zip(&subs).filter(|((_, c), sub)| sub.snapshot().map_or(true, |s| s.data != server_messages(port, c))).take(5) {
+        let (mine, truth) = (sub.snapshot().map(|s| ids(&s.data)).unwrap_or_default(), ids(&server_messages(port, channel)));
+        let missing: Vec<_> = truth.iter().filter(|i| !mine.contains(i)).collect();
+        let extra: Vec<_> = mine.iter().filter(|i| !truth.contains(i)).collect();
+        println!("differs: {endpoint}({channel}): {} messages against the server's {}, missing {missing:?}, extra {extra:?}", mine.len(), truth.len());
+    }
+    let lost_by: HashMap<&str, u64> = names.iter().enumerate().fold(HashMap::new(), |mut m, (i, (endpoint, channel))| {
+        *m.entry(*endpoint).or_default() += posted.get(channel).copied().unwrap_or(0).saturating_sub(tracker.seen[i].lock().unwrap().distinct);
+        m
+    });
+    println!("lost by endpoint: {lost_by:?}");
     let total_posted: u64 = posted.values().sum();
     let lost: u64 = names
         .iter()
@@ -412,6 +433,8 @@ fn main() -> ExitCode {
     println!("| RSS at {} s (start), MiB | {:.1} |", WARM_UP.as_secs(), mib(rss_start));
     println!("| RSS at the end, MiB | {:.1} |", mib(rss_end));
     println!("| RSS growth start → end, MiB | {:.1} |", growth as f64 / 1048576.0);
+    let heap_start = heap_start.unwrap_or(heap_end);
+    println!("| live heap at {} s / at the end, MiB | {:.1} / {:.1} |", WARM_UP.as_secs(), mib(heap_start.max(0) as u64), mib(heap_end.max(0) as u64));
     println!("| latency, first sighting: p50 / p99 / p99.9, µs | {:.0} / {:.0} / {:.0} |", tracker.quantile_us(0.5), tracker.quantile_us(0.99), tracker.quantile_us(0.999));
     let ok = lost == 0 && differing == 0 && growth < 10 * 1024 * 1024;
     println!("soak: {}", if ok { "passed" } else { "FAILED" });
