@@ -3,7 +3,8 @@
 //! `POST /messages/{channel}` (`{"userName", "text"}`), and a WebSocket upgrade on any other
 //! path (`/`, `/ws`) that broadcasts every posted message as JSON text to every socket (on
 //! `/ws/{channel}`, the messages of that channel and of those it subscribes to with
-//! `{"type": "subscribe", "channel": c}` frames), and
+//! `{"type": "subscribe", "channel": c, "after"?: id}` frames, `after` replaying what a resuming
+//! client missed), and
 //! `GET /events/{channel}`, the channel's messages as Server-Sent Events (sse.rs).
 //!
 //! Knobs for failure tests: `broadcast_raw` / `broadcast_binary` (malformed frames, E3),
@@ -284,6 +285,11 @@ impl ChatServer {
     /// Close frames received from clients (L7: an entry's stream ends with one).
     pub fn close_frames_received(&self) -> usize {
         self.shared.close_frames_received.load(Ordering::SeqCst)
+    }
+
+    /// Channel sockets (`/ws/{channel}`) sent `channel`, by their path or a subscribe frame.
+    pub fn channel_subscribers(&self, channel: &str) -> usize {
+        self.shared.sockets.lock().unwrap().iter().filter(|s| s.channels.as_ref().is_some_and(|c| c.iter().any(|c| c == channel))).count()
     }
 
     pub fn open_sockets(&self) -> usize {
@@ -599,15 +605,30 @@ where
 }
 
 /// `{"type": "subscribe" | "unsubscribe", "channel": c}` on a channel socket (`/ws/{channel}`)
-/// adds or removes a channel it is sent (a shared connection's entries, T3). Other frames, and
-/// frames on an every-channel socket, are ignored.
+/// adds or removes a channel it is sent (a shared connection's entries, T3). A subscribe with
+/// `"after": id` is a resume (T6): the channel's stored messages above that id are sent first, and
+/// nothing posted meanwhile falls between them and the live ones. Other frames, and frames on an
+/// every-channel socket, are ignored.
 fn subscription_frame(shared: &Shared, id: u64, text: &str) {
     let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
     let Some(channel) = frame["channel"].as_str() else { return };
+    // The messages lock first, as `post` takes it: no post runs between the replay and the
+    // registration.
+    let messages = shared.messages.lock().unwrap();
     let mut sockets = shared.sockets.lock().unwrap();
-    let Some(channels) = sockets.iter_mut().find(|s| s.id == id).and_then(|s| s.channels.as_mut()) else { return };
+    let Some(socket) = sockets.iter_mut().find(|s| s.id == id) else { return };
+    let Some(channels) = socket.channels.as_mut() else { return };
     match frame["type"].as_str() {
-        Some("subscribe") if !channels.iter().any(|c| c == channel) => channels.push(channel.to_owned()),
+        Some("subscribe") => {
+            if !channels.iter().any(|c| c == channel) {
+                channels.push(channel.to_owned());
+            }
+            if let Some(after) = frame["after"].as_u64() {
+                for m in messages.after(channel, after) {
+                    let _ = socket.tx.send(SocketCommand::Message(Utf8Bytes::from(m.to_string())));
+                }
+            }
+        }
         Some("unsubscribe") => channels.retain(|c| c != channel),
         _ => {}
     }

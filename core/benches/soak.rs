@@ -1,8 +1,9 @@
 //! Soak run (not part of the test command): a `Client` with 1,000 entries, half on one shared
-//! WebSocket (T3: subscribe frames on `/ws/lobby`), half on a socket each (`/ws/{channel}`), for
+//! WebSocket (T3: subscribe frames on `/ws/lobby`, resumed from the last id after a drop, T6),
+//! half on a socket each (`/ws/{channel}`, resynced by a refetch after a drop, L8), for
 //! ten minutes against the chat server, which posts 5,000 messages/s spread over the entries'
 //! channels and drops every socket every 5 s (each drop: every connection reconnects, every
-//! entry resyncs, L8). Meanwhile 20 mutations/s post through optimistic layers (W3) that the
+//! entry resumes or resyncs). Meanwhile 20 mutations/s post through optimistic layers (W3) that the
 //! echoes confirm. The chat server runs in a child process (this program, started again), so the
 //! resident memory measured is the client's alone.
 //!
@@ -15,7 +16,7 @@
 //! `cargo bench -p livecache-core --bench soak -- [--seconds 600] [--entries 1000] [--rate 5000]
 //! [--drop-every 5] [--mutations 20]`. Prints a line every 10 s and a table at the end; exits
 //! non-zero when a message was lost, an entry differs from the server, or memory grew by 10 MiB
-//! or more between the end of the warm-up (the first 30 s, while every entry's data fills up to its
+//! or more between the end of the warm-up (the first 60 s, while every entry's data fills up to its
 //! `maxLen`) and the end. A counting allocator gives the live heap beside the RSS (growth in the
 //! RSS alone is the allocator's, not livecache's).
 
@@ -37,7 +38,7 @@ mod counting;
 const ROLE: &str = "LIVECACHE_SOAK_SERVER";
 /// Messages each channel keeps on the server and in the entry (`maxLen`).
 const KEEP: usize = 100;
-const WARM_UP: Duration = Duration::from_secs(30);
+const WARM_UP: Duration = Duration::from_secs(60);
 /// Latency histogram: 10 µs buckets up to 2 s, then one overflow bucket.
 const BUCKET_NS: u64 = 10_000;
 const BUCKETS: usize = 200_000;
@@ -252,9 +253,14 @@ fn config(port: u16) -> Value {
     json!({
         "baseUrl": format!("http://127.0.0.1:{port}/"),
         "endpoints": {
+            // The shared socket resumes (T6): its subscribe frame carries the last id seen, and
+            // the server replays what came after it. Without it a resync could read the messages
+            // before the server had read the subscribe frame, and a message posted in between
+            // would reach neither (the protocol has no acknowledgement to wait for).
             "shared": {"query": "messages/{arg}", "stream": {
                 "url": format!("ws://127.0.0.1:{port}/ws/lobby"), "share": true,
-                "subscribeMessage": {"type": "subscribe", "channel": "{arg}"},
+                "subscribeMessage": {"type": "subscribe", "channel": "{arg}", "after": "{cursor}"},
+                "resume": {"cursor": "/id"},
                 "unsubscribeMessage": {"type": "unsubscribe", "channel": "{arg}"},
                 "filter": {"channel": "{arg}"}, "apply": append, "reconnect": reconnect}},
             "own": {"query": "messages/{arg}", "stream": {
@@ -427,7 +433,7 @@ fn main() -> ExitCode {
     println!("| messages posted | {total_posted} |");
     println!("| messages lost (never reached their callback) | {lost} |");
     println!("| entries differing from the server at the end | {differing} |");
-    println!("| reconnects / fetches / queue overflows | {} / {} / {} |", st.reconnects, st.fetches, st.queue_overflows);
+    println!("| reconnects / fetches / resumes / queue overflows | {} / {} / {} / {} |", st.reconnects, st.fetches, st.resumes, st.queue_overflows);
     println!("| mutations sent / ok / failed | {mutations_sent} / {} / {} |", mutations_ok.load(Ordering::Relaxed), mutations_failed.load(Ordering::Relaxed));
     println!("| RSS after subscribing, MiB | {:.1} |", mib(rss_subscribed));
     println!("| RSS at {} s (start), MiB | {:.1} |", WARM_UP.as_secs(), mib(rss_start));

@@ -1,6 +1,6 @@
 //! Network faults between a real `Client` and the chat server, injected by a TCP proxy on the
 //! stream's path (support/fault_proxy.rs), for each stream transport: WebSocket (resync by
-//! refetch, L8), SSE (`/events/…`, resumed with `Last-Event-ID`, T4/T6) and GraphQL
+//! refetch, L8), a shared WebSocket (T3) resumed through its subscribe frame's cursor, SSE (`/events/…`, resumed with `Last-Event-ID`, T4/T6) and GraphQL
 //! (async-graphql's graphql-transport-ws, resumed through the `{cursor}` variable, T5/T6).
 //! Faults: added latency, 1-byte segments, throttled bandwidth, a reset in the middle of a
 //! frame, a half-open connection that goes silent, a storm of refused connects. After each
@@ -25,6 +25,8 @@ use util::{wait_for, wait_until, Recorder};
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     Ws,
+    /// A shared WebSocket (T3) whose subscribe frame carries the resume cursor (T6).
+    WsShared,
     Sse,
     Graphql,
 }
@@ -44,6 +46,14 @@ impl Kind {
                 "url": proxy.url(&server.ws_url()),
                 "filter": {"channel": "{arg}"},
                 "apply": {"append": {"dedupeBy": "id"}},
+            }),
+            Kind::WsShared => json!({
+                "url": proxy.url(&format!("{}ws/lobby", server.ws_url())),
+                "share": true,
+                "subscribeMessage": {"type": "subscribe", "channel": "{arg}", "after": "{cursor}"},
+                "filter": {"channel": "{arg}"},
+                "apply": "append",
+                "resume": {"cursor": "/id"},
             }),
             Kind::Sse => json!({
                 "transport": "sse",
@@ -70,13 +80,15 @@ impl Kind {
     }
 }
 
-/// One fault test per transport: `fn name(kind: Kind)` becomes `name::ws`, `name::sse` and
-/// `name::graphql`.
+/// One fault test per transport: `fn name(kind: Kind)` becomes `name::ws`, `name::ws_shared`,
+/// `name::sse` and `name::graphql`.
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
             fn ws() { super::$name(super::Kind::Ws) }
+            #[test]
+            fn ws_shared() { super::$name(super::Kind::WsShared) }
             #[test]
             fn sse() { super::$name(super::Kind::Sse) }
             #[test]
@@ -145,6 +157,7 @@ impl Setup {
         });
         match self.kind {
             Kind::Ws => wait_until("the server holds the socket", || self.server.open_sockets() == 1),
+            Kind::WsShared => wait_until("the server read the subscribe frame", || self.server.channel_subscribers("redux") == 1),
             Kind::Sse | Kind::Graphql => wait_until("the server's stream listens", || self.server.listeners_started() == 1),
         }
         // The stream's first open may refetch (L8); every fetch started is answered before the
