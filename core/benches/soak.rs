@@ -88,6 +88,20 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// The RSS after glibc's allocator gave back the free memory it keeps (`malloc_trim`): what the
+/// process holds, not what its allocator retained after a peak.
+fn rss_trimmed() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only releases free memory; it takes the allocator's locks.
+        unsafe { malloc_trim(0) };
+    }
+    rss_bytes()
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / 1048576.0
 }
@@ -330,6 +344,7 @@ fn main() -> ExitCode {
     let mut mutations_sent = 0u64;
     let mut rss_start = None;
     let mut heap_start = None;
+    let mut trimmed_start = None;
     let mut next_report = Duration::from_secs(10);
     let period = if a.mutations > 0 { Duration::from_secs_f64(1.0 / a.mutations as f64) } else { Duration::from_secs(3600) };
     let mut next_mutation = Duration::ZERO;
@@ -351,6 +366,7 @@ fn main() -> ExitCode {
         if rss_start.is_none() && now >= WARM_UP {
             rss_start = Some(rss_bytes());
             heap_start = Some(counting::live());
+            trimmed_start = Some(rss_trimmed());
         }
         if now >= next_report {
             let st = client.stats().unwrap();
@@ -373,6 +389,7 @@ fn main() -> ExitCode {
     }
     let rss_end = rss_bytes();
     let heap_end = counting::live();
+    let trimmed_end = rss_trimmed();
 
     // The end: the server stops; every entry must come to equal it, every mutation settle.
     writeln!(to_server, "stop").unwrap();
@@ -440,6 +457,8 @@ fn main() -> ExitCode {
     println!("| RSS at the end, MiB | {:.1} |", mib(rss_end));
     println!("| RSS growth start → end, MiB | {:.1} |", growth as f64 / 1048576.0);
     let heap_start = heap_start.unwrap_or(heap_end);
+    let trimmed_start = trimmed_start.unwrap_or(trimmed_end);
+    println!("| RSS after malloc_trim at {} s / at the end, MiB | {:.1} / {:.1} |", WARM_UP.as_secs(), mib(trimmed_start), mib(trimmed_end));
     println!("| live heap at {} s / at the end, MiB | {:.1} / {:.1} |", WARM_UP.as_secs(), mib(heap_start.max(0) as u64), mib(heap_end.max(0) as u64));
     println!("| latency, first sighting: p50 / p99 / p99.9, µs | {:.0} / {:.0} / {:.0} |", tracker.quantile_us(0.5), tracker.quantile_us(0.99), tracker.quantile_us(0.999));
     let ok = lost == 0 && differing == 0 && growth < 10 * 1024 * 1024;
