@@ -63,6 +63,15 @@ class Events:
     def wait_for(self, type_: str, count: int = 1) -> None:
         wait_until(lambda: self.types().count(type_) >= count, f"{count} {type_} events (got {self.types()})")
 
+    def wait_version(self, version: int) -> None:
+        """Waits until an event of `version` (or later) reached the callback."""
+
+        def reached() -> bool:
+            with self.lock:
+                return any(e.get("version", 0) >= version for e in self.items)
+
+        wait_until(reached, f"an event of version {version} (got {self.types()})")
+
 
 @pytest.fixture
 def unraisable() -> Iterator[List[Any]]:
