@@ -53,6 +53,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args { seconds: 600, entries: 1000, rate: 5000, drop_every: 5, mutations: 20 };
+    // The program's own name is not an argument.
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -302,6 +303,7 @@ fn main() -> ExitCode {
     }
     let a = args();
     let mut child = Command::new(std::env::current_exe().unwrap())
+        // The server process gets the same arguments (its rate, channels and drops), not the name.
         .args(std::env::args().skip(1))
         .env(ROLE, "1")
         .stdin(Stdio::piped())
