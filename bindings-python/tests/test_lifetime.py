@@ -43,7 +43,9 @@ def test_exit_with_live_subscriptions_neither_hangs_nor_crashes() -> None:
     r = run_child("")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "exiting"
-    assert "Traceback" not in r.stderr and "panicked" not in r.stderr
+    # The pending coroutine hook is cancelled and its loop closed by the client's close at exit:
+    # nothing is left for the garbage collector to report.
+    assert r.stderr == ""
 
 
 def test_sys_exit_from_a_thread_context_and_callbacks_at_exit() -> None:

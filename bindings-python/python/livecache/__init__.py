@@ -111,6 +111,26 @@ def _error_value(exc: BaseException) -> Any:
     return {"status": "CUSTOM_ERROR", "error": f"{type(exc).__name__}: {exc}"}
 
 
+def _run_private_loop(loop: asyncio.AbstractEventLoop) -> None:
+    # The loop that runs awaitable hooks when the client has no loop of its own. Once stopped,
+    # its pending hooks are cancelled and the loop is closed here, on its own thread: a loop
+    # left open is closed by the garbage collector at interpreter exit, after its self-pipe
+    # socket may already be gone, and that prints a traceback.
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
 class _HookRunner:
     """Runs hook functions for the engine (called from engine threads, with the GIL)."""
 
@@ -127,7 +147,7 @@ class _HookRunner:
         with self._lock:
             if self._private is None:
                 private = asyncio.new_event_loop()
-                thread = threading.Thread(target=private.run_forever, name="livecache-hooks", daemon=True)
+                thread = threading.Thread(target=_run_private_loop, args=(private,), name="livecache-hooks", daemon=True)
                 thread.start()
                 self._private, self._thread = private, thread
             return self._private
