@@ -347,6 +347,9 @@ fn main() -> ExitCode {
     let mut rss_start = None;
     let mut heap_start = None;
     let mut trimmed_start = None;
+    // Halfway through: once the allocator has reached its high-water mark, the RSS from here
+    // to the end tells a leak (steady growth) from glibc keeping the pages of a peak (a plateau).
+    let mut rss_half = None;
     let mut next_report = Duration::from_secs(10);
     let period = if a.mutations > 0 { Duration::from_secs_f64(1.0 / a.mutations as f64) } else { Duration::from_secs(3600) };
     let mut next_mutation = Duration::ZERO;
@@ -369,6 +372,9 @@ fn main() -> ExitCode {
             rss_start = Some(rss_bytes());
             heap_start = Some(counting::live());
             trimmed_start = Some(rss_trimmed());
+        }
+        if rss_half.is_none() && now >= Duration::from_secs(a.seconds / 2) {
+            rss_half = Some(rss_bytes());
         }
         if now >= next_report {
             let st = client.stats().unwrap();
@@ -458,6 +464,8 @@ fn main() -> ExitCode {
     println!("| RSS at {} s (start), MiB | {:.1} |", WARM_UP.as_secs(), mib(rss_start));
     println!("| RSS at the end, MiB | {:.1} |", mib(rss_end));
     println!("| RSS growth start → end, MiB | {:.1} |", growth as f64 / 1048576.0);
+    let rss_half = rss_half.unwrap_or(rss_end);
+    println!("| RSS at {} s (half time) → end, MiB | {:.1} → {:.1} |", a.seconds / 2, mib(rss_half), mib(rss_end));
     let heap_start = heap_start.unwrap_or(heap_end);
     let trimmed_start = trimmed_start.unwrap_or(trimmed_end);
     println!("| RSS after malloc_trim at {} s / at the end, MiB | {:.1} / {:.1} |", WARM_UP.as_secs(), mib(trimmed_start), mib(trimmed_end));

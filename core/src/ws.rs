@@ -91,9 +91,16 @@ fn tls_config() -> Tls {
     Ok(Arc::new(config))
 }
 
+/// Bytes a socket reads from the network at a time. tungstenite's default (128 KiB) is zero-filled
+/// on the first read, so each socket kept 128 KiB resident, and every reconnect allocated it
+/// again: a client with a socket per entry held 128 MiB for 1,000 entries. A frame larger than
+/// this still arrives whole: the buffer grows to the frame's length (up to `maxMessageBytes`).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 impl WsStreamSource {
     fn ws_config(request: &StreamRequest) -> WebSocketConfig {
         WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(Some(request.config.max_message_bytes))
             .max_frame_size(Some(request.config.max_message_bytes))
     }

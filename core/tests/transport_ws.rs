@@ -389,6 +389,31 @@ async fn e3_message_exactly_at_max_message_bytes_is_delivered() {
     driver.shut_down().await;
 }
 
+/// A message many times the socket's read buffer (16 KiB) arrives whole, and the frames after it
+/// still arrive: the buffer grows to the frame and reads on from where the frame ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_read_buffer_is_delivered_whole() {
+    let big: String = (0..(1 << 20)).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let sent = big.clone();
+    let (url, _server) = scripted_server(move |_, mut socket| {
+        let sent = sent.clone();
+        async move {
+            socket.send(Message::text("before")).await.unwrap();
+            socket.send(Message::text(sent)).await.unwrap();
+            socket.send(Message::text("after")).await.unwrap();
+            read_to_end(socket).await;
+        }
+    })
+    .await;
+    let mut driver = Driver::start(url, config(2 << 20, None));
+    driver.expect_state(StreamState::Connecting).await;
+    driver.expect_state(StreamState::Open).await;
+    assert_eq!(driver.expect_text().await, "before");
+    assert!(driver.expect_text().await == big, "the 1 MiB message arrived changed");
+    assert_eq!(driver.expect_text().await, "after");
+    driver.shut_down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e3_invalid_utf8_text_frame_is_a_protocol_error_then_reconnects() {
     let (url, _server) = scripted_server(|n, mut socket| async move {
