@@ -260,10 +260,17 @@ fn on_messages(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Repl
                     0 => {
                         let list = t.get_item(1)?;
                         let list = list.cast::<PyList>()?;
-                        let mut ops = Vec::with_capacity(list.len());
-                        for op in list.iter() {
-                            ops.push(recorded_op(&op)?);
-                        }
+                        let ops: PyResult<Vec<PatchOp>> = list.iter().map(|op| recorded_op(&op)).collect();
+                        // A value that cannot be converted (too deep, not JSON) fails its own
+                        // message only; the engine offers the messages after it again.
+                        let ops = match ops {
+                            Ok(ops) => ops,
+                            Err(e) => {
+                                outcomes.push(Err(e.to_string()));
+                                clean = false;
+                                break;
+                            }
+                        };
                         clean &= !ops.iter().any(refused_by_depth);
                         if ops.is_empty() {
                             outcomes.push(Ok(MessageUpdate::Unchanged));
@@ -275,7 +282,13 @@ fn on_messages(runner: Py<PyAny>, f: Py<PyAny>, endpoint: String, replicas: Repl
                     // A returned value: the engine diffs it; the replica is rebuilt next time.
                     1 => {
                         clean = false;
-                        outcomes.push(Ok(MessageUpdate::Data(from_py(&t.get_item(1)?)?)));
+                        match from_py(&t.get_item(1)?) {
+                            Ok(v) => outcomes.push(Ok(MessageUpdate::Data(v))),
+                            Err(e) => {
+                                outcomes.push(Err(e.to_string()));
+                                break;
+                            }
+                        }
                     }
                     // The hook raised: that message's failure. The replica holds its partial edits.
                     _ => {

@@ -33,7 +33,13 @@ def config(server: ChatServer, query: str = "") -> Dict[str, Any]:
 
 def ready(sub: livecache.Subscription) -> None:
     """Loaded, stream open, no fetch in flight (the open's resync, if any, has landed)."""
-    wait_until(lambda: sub.snapshot()["status"] == "fulfilled" and sub.snapshot()["stream"]["state"] == "open", "loaded and open")
+    def settled() -> bool:
+        # One snapshot: the open's resync sets the status to pending, so two reads could see
+        # "fulfilled" from before the open and "open" from after it, with the resync in flight.
+        snap = sub.snapshot()
+        return bool(snap["status"] == "fulfilled" and snap["stream"]["state"] == "open")
+
+    wait_until(settled, "loaded and open")
 
 
 def texts(sub: livecache.Subscription) -> List[str]:

@@ -98,3 +98,38 @@ def test_a_returned_value_ends_the_call_and_the_rest_continue_on_the_new_data() 
         assert c.snapshot("count", None)["data"] == {"n": 102}
         wait_until(lambda: replay(events)[1] == c.snapshot("count", None)["version"], "the replica caught up")
         assert replay(events)[0] == {"n": 102}
+
+
+def test_an_edit_too_deep_to_convert_fails_its_own_message_in_a_burst() -> None:
+    # E3 inside one call: the value the draft recorded for message 2 is nested deeper than 128
+    # levels, so it cannot become engine data; messages 1 and 3 of the same burst still apply.
+    release = threading.Event()
+
+    async def query(arg: Any) -> List[Any]:
+        await asyncio.to_thread(release.wait, 30)
+        return []
+
+    def deep(n: int) -> Any:
+        v: Any = 0
+        for _ in range(n):
+            v = [v]
+        return v
+
+    def on_message(draft: List[Any], message: Any, arg: Any) -> None:
+        draft.append(deep(200) if message == 2 else message)
+
+    cfg: Dict[str, Any] = {"endpoints": {"log": {"stream": {}}}}
+    with livecache.Client(cfg, {"log": {"query_fn": query, "on_message": on_message}}) as c:
+        events = Events()
+        c.subscribe("log", None, on_event=events)
+        for m in [1, 2, 3]:
+            c.push_message("log", None, m)
+        wait_until(lambda: c.stats()["messagesBuffered"] == 3, "3 buffered")
+        release.set()
+        wait_until(lambda: c.stats()["messagesApplied"] + c.stats()["messagesRejected"]["hook"] == 3, "all handled")
+        snap = c.snapshot("log", None)
+        assert snap["data"] == [1, 3]
+        errors = [e for e in events.items if e["type"] == "error"]
+        assert len(errors) == 1 and "too_deep" in errors[0]["message"], errors
+        wait_until(lambda: replay(events)[1] == snap["version"], "the replica caught up")
+        assert replay(events) == ([1, 3], snap["version"])

@@ -329,3 +329,68 @@ fn e4_e5_a_stalled_events_reader_holds_a_bounded_queue_that_replays_to_the_data(
     assert!(matches!(sub.events(Box::new(|| {})).next(), Tapped::Ended));
     c.close();
 }
+
+/// L10 with E1: `pushMessage` returns before the engine applies the message (an engine thread
+/// does, or the next call that takes the engine's lock), so readers and subscribers that join
+/// while another thread pushes must still see each version once: every one replays, with the
+/// `json-patch` crate, to the data at the end, and a snapshot right after a push shows it.
+#[test]
+fn readers_and_subscribers_joining_during_a_push_flood_see_each_version_once() {
+    use livecache_core::event_tap::Tapped;
+    const JOINS: usize = 40;
+    // maxLen keeps every join's snapshot small however long the flood runs.
+    let config = json!({"queueLimit": 100000, "endpoints": {"getLog": {"stream": {"apply": {"append": {"maxLen": 300}}}}}});
+    let c = Arc::new(client(config, Hooks::new().endpoint("getLog", EndpointHooks::default().query_fn_sync(|_| Ok(json!([]))))));
+    let first = Recorder::default();
+    let sub = c.subscribe("getLog", None, first.callback()).unwrap();
+    first.wait_version(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Pushes until the joins are done, so every join happens during the flood.
+    let pusher = {
+        let (c, stop) = (c.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) || n < 1000 {
+                push(&c, json!({"i": n}));
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut joined = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..JOINS {
+        let rec = Recorder::default();
+        let s = c.subscribe("getLog", None, rec.callback()).unwrap();
+        joined.push((rec, s));
+        readers.push(sub.events(Box::new(|| {})));
+        // Read-your-push: what this thread pushed is in the snapshot at once.
+        let before = engine(&c).1;
+        push(&c, json!({"from": "joiner"}));
+        assert!(engine(&c).1 > before, "a snapshot after a push shows it");
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let pushed = pusher.join().unwrap();
+    let (data, version) = engine(&c);
+    assert_eq!(data.as_array().unwrap().len(), 300);
+    assert_eq!(version, 1 + pushed + JOINS as u64, "{pushed} pushed");
+    first.wait_version(version);
+    first.assert_replica(&data, version);
+    for (rec, _) in &joined {
+        rec.wait_version(version);
+        rec.assert_replica(&data, version);
+    }
+    for reader in &readers {
+        let replay = Recorder::default();
+        wait_until("the reader has the last version", || {
+            while let Tapped::Event(event) = reader.next() {
+                replay.record(&event);
+            }
+            replay.version() >= version
+        });
+        replay.assert_replica(&data, version);
+    }
+    drop(joined);
+    c.close();
+}
