@@ -133,7 +133,7 @@ impl Client {
     }
 
     fn key_of(&self, endpoint: &str, arg: Option<&Value>) -> Result<Arc<str>> {
-        self.driver.lock_unapplied().engine.key_of(endpoint, arg)
+        self.driver.lock().engine.key_of(endpoint, arg)
     }
 
     /// Subscribes to `(endpoint, arg)`; `arg` `None` is "no arg". The first subscriber of a key

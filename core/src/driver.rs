@@ -40,7 +40,6 @@ use crate::patch::PatchOp;
 use crate::hooks::PrepareHeadersFn;
 use crate::pipeline::{Inbound, MessageSink, Piped};
 use crate::prepare_headers::{prepare as prepare_headers, HeaderContext};
-use crate::push_inbox::PushInbox;
 use crate::stats::Stats;
 use crate::template::join_url;
 use crate::transport::{
@@ -111,8 +110,6 @@ pub(crate) struct State {
     pub mutations: HashMap<u64, oneshot::Sender<Result<Value>>>,
     /// Stream tasks of removed entries are awaited by `close` no longer; these are the live ones.
     outputs: Vec<Output<Queue>>,
-    /// The emptied burst vector of the last `pushMessage` apply, for the next.
-    pushed: Vec<Prepared>,
 }
 
 /// IO work taken out of the engine's outputs, started once the lock is released.
@@ -154,8 +151,6 @@ pub(crate) struct Driver {
     /// Emptied batch vectors the pipeline gave back, for any stream's next batch: a flood
     /// allocates none, and an idle entry holds none.
     batches: Mutex<Vec<Vec<Prepared>>>,
-    /// L10: pushed messages not yet applied; every taking of the lock applies them first.
-    push_inbox: PushInbox,
 }
 
 /// How many emptied batch vectors the client keeps for reuse.
@@ -243,7 +238,7 @@ impl Driver {
             hooks: parts.hooks,
             query_source: parts.query_source,
             stream_source: parts.stream_source,
-            state: Mutex::new(State { engine, io: HashMap::new(), waiters: HashMap::new(), mutations: HashMap::new(), outputs: Vec::new(), pushed: Vec::new() }),
+            state: Mutex::new(State { engine, io: HashMap::new(), waiters: HashMap::new(), mutations: HashMap::new(), outputs: Vec::new() }),
             dispatcher: parts.dispatcher,
             runtime: Mutex::new(Some(parts.runtime)),
             handle,
@@ -260,10 +255,8 @@ impl Driver {
             timer: Arc::new(Notify::new()),
             pipeline,
             batches: Mutex::new(Vec::new()),
-            push_inbox: PushInbox::new(),
         });
         driver.handle.spawn(crate::pipeline::run(Arc::downgrade(&driver), piped));
-        driver.handle.spawn(push_task(Arc::downgrade(&driver), driver.push_inbox.wake.clone()));
         if parts.clock == crate::clock::Clock::System {
             driver.handle.spawn(timer_task(Arc::downgrade(&driver), driver.timer.clone()));
         }
@@ -300,31 +293,12 @@ impl Driver {
         Ok(())
     }
 
-    /// The engine, with every message pushed before this call applied (L10, L4: see
-    /// `push_inbox`) and their events delivered: nobody holds the lock while events the engine
-    /// made are not yet queued, so a reader seeded under it (`add_reader`) gets each event once.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        let mut guard = self.state.lock();
-        let st = &mut *guard;
-        if self.push_inbox.apply(&mut st.engine, &mut st.pushed) {
-            if let Some(this) = self.self_ref.upgrade() {
-                this.run(guard);
-                // Messages pushed since are the push task's (it has been woken for them).
-                guard = self.state.lock();
-            }
-        }
-        guard
-    }
-
-    /// The engine as it is, pushed messages not yet applied: for lookups that read no entry's
-    /// data (cache keys, entry ids), where applying them would put the apply back on a pushing
-    /// thread.
-    pub fn lock_unapplied(&self) -> MutexGuard<'_, State> {
         self.state.lock()
     }
 
     pub fn lock_open(&self) -> Result<MutexGuard<'_, State>> {
-        let st = self.lock();
+        let st = self.state.lock();
         if st.engine.is_closed() {
             return Err(Error::Closed);
         }
@@ -466,16 +440,11 @@ impl Driver {
     }
 
     /// `pushMessage` (L10): one message through the entry's pipeline, handed to the engine before
-    /// this returns (into the push inbox, which any later taking of the lock applies first), so
-    /// a message pushed before the data is buffered (L4) whatever the fetch does meanwhile.
-    /// Parse, schema and filter run on the caller's thread with no lock held; the apply and its
-    /// event on an engine thread, unless the caller's next call takes the lock first.
+    /// this returns, so a message pushed before the data is buffered (L4) whatever the fetch does
+    /// meanwhile. Parse, schema and filter run on the caller's thread with no lock held.
     pub fn push_message(self: &Arc<Self>, key: &Arc<str>, message: RawMessage) -> Result<()> {
         let (entry, steps) = {
-            let mut guard = self.lock_unapplied();
-            if guard.engine.is_closed() {
-                return Err(Error::Closed);
-            }
+            let mut guard = self.lock_open()?;
             let st = &mut *guard;
             let entry = st.engine.entry_id(key)?;
             let (config, arg) = st.engine.stream_of(key).expect("entry");
@@ -488,7 +457,10 @@ impl Driver {
             (entry, steps.clone())
         };
         self.count_received();
-        self.push_inbox.push(key.clone(), entry, message::prepare(message, &steps.0, &steps.1));
+        let mut batch = vec![message::prepare(message, &steps.0, &steps.1)];
+        let mut guard = self.lock_open()?;
+        guard.engine.messages(key, entry, &mut batch);
+        self.run(guard);
         Ok(())
     }
 
@@ -536,7 +508,7 @@ impl Driver {
     }
 
     pub fn unsubscribe(self: &Arc<Self>, key: &str, entry: u64, queue: u64) {
-        let mut guard = self.lock();
+        let mut guard = self.state.lock();
         let now = self.now();
         guard.engine.unsubscribe(now, key, entry, queue);
         self.run(guard);
@@ -544,7 +516,7 @@ impl Driver {
 
     /// `loaded()` (L2), bound to the entry lifetime now.
     pub fn loaded(&self, key: &str, entry: u64) -> std::result::Result<oneshot::Receiver<Result<Loaded>>, Result<Value>> {
-        let mut guard = self.lock();
+        let mut guard = self.state.lock();
         let st = &mut *guard;
         match st.engine.loaded(key, entry) {
             Err(e) => Err(Err(e)),
@@ -621,29 +593,29 @@ impl Driver {
 
     /// The stream driver's report of a state change (L8).
     fn stream_state(self: &Arc<Self>, key: &str, entry: u64, state: StreamState, error: Option<String>) {
-        let mut guard = self.lock();
+        let mut guard = self.state.lock();
         guard.engine.stream_state(key, entry, state, error);
         self.run(guard);
     }
 
     fn stream_target(self: &Arc<Self>, key: &str, entry: u64) -> Option<StreamTarget> {
-        self.lock().engine.stream_target(key, entry)
+        self.state.lock().engine.stream_target(key, entry)
     }
 
     fn resume_refused(self: &Arc<Self>, key: &str, entry: u64) {
-        let mut guard = self.lock();
+        let mut guard = self.state.lock();
         guard.engine.resume_refused(key, entry);
         self.run(guard);
     }
 
     fn stream_error(self: &Arc<Self>, key: &str, entry: u64, reason: ErrorReason, message: String) {
-        let mut guard = self.lock();
+        let mut guard = self.state.lock();
         guard.engine.stream_error(key, entry, reason, message);
         self.run(guard);
     }
 
     fn tick(self: &Arc<Self>) -> Option<Duration> {
-        let mut guard = self.lock();
+        let mut guard = self.state.lock();
         let now = self.now();
         guard.engine.tick(now);
         let next = guard.engine.next_deadline();
@@ -748,7 +720,7 @@ impl Driver {
                 Ok(Fetched { data, meta: resp.meta, tags, initial })
             });
             if let Some(driver) = weak.upgrade() {
-                let mut guard = driver.lock();
+                let mut guard = driver.state.lock();
                 let now = driver.now();
                 guard.engine.fetch_done_at(now, &key, entry, request, result);
                 driver.run(guard);
@@ -800,7 +772,7 @@ impl Driver {
                 Err(_) => Err(HookFailure::Panicked),
             };
             if let Some(driver) = weak.upgrade() {
-                let mut guard = driver.lock();
+                let mut guard = driver.state.lock();
                 guard.engine.hook_done(&key, base, result);
                 driver.run(guard);
             }
@@ -866,7 +838,7 @@ fn event_removed(key: &str) -> crate::event::Event {
 impl MessageSink for Driver {
     /// Frames of one entry, parsed and checked: applied under the lock, as one burst.
     fn apply_batch(self: &Arc<Self>, key: &str, entry: u64, batch: &mut Vec<Prepared>) {
-        let mut guard = self.lock();
+        let mut guard = self.state.lock();
         guard.engine.messages(key, entry, batch);
         self.run(guard);
     }
@@ -902,7 +874,7 @@ impl Driver {
     /// engine's lock, as every enqueue is: the reader misses no later event and gets none twice.
     /// `false` when the entry or the subscription is gone.
     pub(crate) fn add_reader(&self, queue: &Arc<SubscriberQueue>, key: &str, tap: &Arc<crate::event_tap::Tap>) -> bool {
-        let st = self.lock();
+        let st = self.state.lock();
         let Some(seed) = st.engine.catch_up_event(key) else { return false };
         tap.seed(seed);
         queue.add_tap(tap)
@@ -914,18 +886,6 @@ impl Driver {
 }
 
 /// One task per client sleeps until the engine's next removal deadline (L7) and ticks it.
-/// Applies pushed messages nobody else's taking of the lock applied, and delivers their events.
-async fn push_task(driver: Weak<Driver>, wake: Arc<Notify>) {
-    loop {
-        wake.notified().await;
-        let Some(d) = driver.upgrade() else { return };
-        // One wake of the delivery thread for the whole burst (E2).
-        let _hold = d.dispatcher.hold();
-        let guard = d.lock();
-        d.run(guard);
-    }
-}
-
 async fn timer_task(driver: Weak<Driver>, wake: Arc<Notify>) {
     // A day at most per sleep: `keepUnusedDataFor` may be far beyond what a timer holds.
     const STEP: Duration = Duration::from_secs(86_400);

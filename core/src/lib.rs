@@ -37,7 +37,6 @@ pub mod mutate;
 pub mod graphql_ws;
 mod pipeline;
 mod prepare_headers;
-mod push_inbox;
 mod shared;
 mod socket;
 pub mod sse;
