@@ -368,13 +368,14 @@ fn main() -> ExitCode {
             mutations_sent += 1;
             next_mutation += period;
         }
+        if rss_half.is_none() && now >= Duration::from_secs(a.seconds / 2) {
+            // Before the warm-up's malloc_trim below, which would shrink it when both fall due.
+            rss_half = Some(rss_bytes());
+        }
         if rss_start.is_none() && now >= WARM_UP {
             rss_start = Some(rss_bytes());
             heap_start = Some(counting::live());
             trimmed_start = Some(rss_trimmed());
-        }
-        if rss_half.is_none() && now >= Duration::from_secs(a.seconds / 2) {
-            rss_half = Some(rss_bytes());
         }
         if now >= next_report {
             let st = client.stats().unwrap();
