@@ -18,7 +18,8 @@
 //! non-zero when a message was lost, an entry differs from the server, or memory grew by 10 MiB
 //! or more between the end of the warm-up (the first 60 s, while every entry's data fills up to its
 //! `maxLen`) and the end. A counting allocator gives the live heap beside the RSS (growth in the
-//! RSS alone is the allocator's, not livecache's).
+//! RSS alone is the allocator's, not livecache's). `LIVECACHE_BENCH_ALLOCATOR=mimalloc` runs it on
+//! mimalloc, the allocator the Python and Node packages link, instead of glibc's malloc.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -89,17 +90,10 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// The RSS after glibc's allocator gave back the free memory it keeps (`malloc_trim`): what the
-/// process holds, not what its allocator retained after a peak.
+/// The RSS after the allocator gave back the free memory it keeps: what the process holds, not
+/// what its allocator retained after a peak.
 fn rss_trimmed() -> u64 {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim only releases free memory; it takes the allocator's locks.
-        unsafe { malloc_trim(0) };
-    }
+    counting::trim();
     rss_bytes()
 }
 
@@ -369,7 +363,7 @@ fn main() -> ExitCode {
             next_mutation += period;
         }
         if rss_half.is_none() && now >= Duration::from_secs(a.seconds / 2) {
-            // Before the warm-up's malloc_trim below, which would shrink it when both fall due.
+            // Before the warm-up's trim below, which would shrink it when both fall due.
             rss_half = Some(rss_bytes());
         }
         if rss_start.is_none() && now >= WARM_UP {
@@ -454,7 +448,7 @@ fn main() -> ExitCode {
     let rss_start = rss_start.unwrap_or(rss_subscribed);
     let growth = rss_end as i64 - rss_start as i64;
     println!();
-    println!("| soak: {} s, {} entries ({} shared, {} own sockets), {} msg/s, drop every {} s | |", a.seconds, a.entries, a.entries.div_ceil(2), a.entries / 2, a.rate, a.drop_every);
+    println!("| soak: {} s, {} entries ({} shared, {} own sockets), {} msg/s, drop every {} s, {} | |", a.seconds, a.entries, a.entries.div_ceil(2), a.entries / 2, a.rate, a.drop_every, counting::allocator());
     println!("|---|---:|");
     println!("| messages posted | {total_posted} |");
     println!("| messages lost (never reached their callback) | {lost} |");
@@ -469,7 +463,7 @@ fn main() -> ExitCode {
     println!("| RSS at {} s (half time) → end, MiB | {:.1} → {:.1} |", a.seconds / 2, mib(rss_half), mib(rss_end));
     let heap_start = heap_start.unwrap_or(heap_end);
     let trimmed_start = trimmed_start.unwrap_or(trimmed_end);
-    println!("| RSS after malloc_trim at {} s / at the end, MiB | {:.1} / {:.1} |", WARM_UP.as_secs(), mib(trimmed_start), mib(trimmed_end));
+    println!("| RSS after the allocator's trim at {} s / at the end, MiB | {:.1} / {:.1} |", WARM_UP.as_secs(), mib(trimmed_start), mib(trimmed_end));
     println!("| live heap at {} s / at the end, MiB | {:.1} / {:.1} |", WARM_UP.as_secs(), mib(heap_start.max(0) as u64), mib(heap_end.max(0) as u64));
     println!("| latency, first sighting: p50 / p99 / p99.9, µs | {:.0} / {:.0} / {:.0} |", tracker.quantile_us(0.5), tracker.quantile_us(0.99), tracker.quantile_us(0.999));
     let ok = lost == 0 && differing == 0 && growth < 10 * 1024 * 1024;
