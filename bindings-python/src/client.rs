@@ -100,10 +100,13 @@ impl NativeClient {
     }
 
     /// `callback(event: dict)` runs on the delivery thread with the interpreter attached.
-    fn subscribe(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<NativeSubscription> {
+    /// `callback` `None`: a subscription read only by `events()` readers, whose events are never
+    /// converted for a callback (nor the GIL taken for them on the delivery thread).
+    fn subscribe(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>, callback: Option<Py<PyAny>>) -> PyResult<NativeSubscription> {
         let arg = arg_of(arg)?;
         let options = livecache_core::SubscribeOptions::from_value(&from_py(options)?).map_err(crate::errors::InvalidArgument::new_err)?;
         let deliver = move |event: &Event| {
+            let Some(callback) = &callback else { return };
             Python::try_attach(|py| {
                 let r = event_to_py(py, event).and_then(|d| callback.call1(py, (d,)));
                 if let Err(e) = r {

@@ -202,18 +202,27 @@ impl Probe {
 }
 
 fn run_livecache(server: &FloodServer, plan: Plan, n: usize, variant: Variant, record: bool) -> Run {
+    flood_livecache(&server.url(), Some((server, plan)), n, variant, record)
+}
+
+/// A livecache flood from `url`: with `server`, timed from its plan's first write; without (an
+/// external server that floods as soon as a socket opens), from the subscribe, which connects.
+fn flood_livecache(url: &str, server: Option<(&FloodServer, Plan)>, n: usize, variant: Variant, record: bool) -> Run {
     let workers = std::env::var("E2E_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let client = Client::with_options(config(&server.url(), variant), Hooks::new(), livecache_core::ClientOptions { worker_threads: workers, ..Default::default() }).unwrap();
+    let client = Client::with_options(config(url, variant), Hooks::new(), livecache_core::ClientOptions { worker_threads: workers, ..Default::default() }).unwrap();
     let probe = Arc::new(Probe::default());
     probe.target.store(n as u64, Ordering::Release);
     if record {
         *probe.latencies.lock().unwrap() = Some(Vec::with_capacity(n));
     }
     let p = probe.clone();
+    let mut start = Instant::now();
     let sub = client.subscribe("getMessages", Some(json!("bench")), move |e| p.on_event(e)).unwrap();
-    server.wait_accepted();
-    let start = Instant::now();
-    server.plans.send(plan).unwrap();
+    if let Some((server, plan)) = server {
+        server.wait_accepted();
+        start = Instant::now();
+        server.plans.send(plan).unwrap();
+    }
     let end = probe.wait_done();
     let overflows = client.stats().unwrap().queue_overflows;
     drop(sub);
@@ -224,13 +233,21 @@ fn run_livecache(server: &FloodServer, plan: Plan, n: usize, variant: Variant, r
 
 /// The ceiling: the same socket read by a bare tokio-tungstenite loop, each message parsed.
 fn run_bare(server: &FloodServer, plan: Plan, n: usize, record: bool) -> Run {
+    flood_bare(&server.url(), Some((server, plan)), n, record)
+}
+
+/// A bare flood from `url`, timed as `flood_livecache` times it.
+fn flood_bare(url: &str, server: Option<(&FloodServer, Plan)>, n: usize, record: bool) -> Run {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.unwrap();
-        server.wait_accepted();
+        let mut start = Instant::now();
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        if let Some((server, plan)) = server {
+            server.wait_accepted();
+            start = Instant::now();
+            server.plans.send(plan).unwrap();
+        }
         let mut latencies = Vec::with_capacity(if record { n } else { 0 });
-        let start = Instant::now();
-        server.plans.send(plan).unwrap();
         let mut count = 0;
         while let Some(frame) = ws.next().await {
             if let Message::Text(text) = frame.unwrap() {
@@ -276,6 +293,17 @@ fn main() {
     let (n, reps, paced_n) = if quick { (50_000, 1, 5_000) } else { (300_000, 5, 30_000) };
     let warmup = paced_n / 10;
     LazyLock::force(&EPOCH);
+    // For the Node and Python flood benches: `E2E_EXTERNAL=ws://…/N` floods N messages from their
+    // server (`livecache-flood`) into the first livecache row and the bare loop, once each, and
+    // prints `{"livecache": msg/s, "bare": msg/s}`.
+    if let Ok(url) = std::env::var("E2E_EXTERNAL") {
+        let n: usize = url.rsplit('/').next().and_then(|n| n.parse().ok()).expect("E2E_EXTERNAL ends in /N");
+        let lc = flood_livecache(&url, None, n, VARIANTS[0], false);
+        let bare = flood_bare(&url, None, n, false);
+        let rate = |r: &Run| n as f64 / r.elapsed.as_secs_f64();
+        println!("{}", json!({"livecache": rate(&lc), "bare": rate(&bare)}));
+        return;
+    }
     let server = FloodServer::start();
     let frames = flood_frames(n);
     let bytes: usize = frames.iter().map(|f| f.len()).sum();

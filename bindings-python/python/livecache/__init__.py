@@ -300,7 +300,8 @@ class Subscription:
             self._loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        self._native = client._native.subscribe(endpoint, arg, options, _bind_deliver(self))
+        # Without a callback the engine converts nothing for it: `events()` readers convert their own.
+        self._native = client._native.subscribe(endpoint, arg, options, _bind_deliver(self) if on_event is not None else None)
 
     # Engine side --------------------------------------------------------------------------------
     def _deliver(self, event: Event) -> None:
