@@ -280,6 +280,8 @@ export declare class Client {
   /** T1: closes the entry's stream and connects again at once, with fresh headers. */
   reconnect(endpoint: string, arg?: unknown): void
   pushMessage(endpoint: string, arg: unknown, message: unknown): void
+  /** L10 for a burst: the messages in order, in one crossing and one engine step (one event). */
+  pushMessages(endpoint: string, arg: unknown, messages: unknown[]): void
   /** Raw text through the stream pipeline, exactly as a frame carries it. */
   pushMessageText(endpoint: string, arg: unknown, text: string): void
   stats(): Stats

@@ -838,6 +838,16 @@ class Client {
     native(() => this.#native.pushMessage(String(endpoint), argText(arg), text))
   }
 
+  /** L10 for a burst: each message of the array in order, as frames that arrived back to back,
+   * in one crossing and one engine step (one event for the burst, E2). Each message passes or
+   * fails the pipeline on its own (a failure is an `error` event); a value that has no JSON form
+   * throws before any is queued. */
+  pushMessages(endpoint, arg, messages) {
+    if (!Array.isArray(messages)) throw makeError('InvalidArgument', 'invalid argument: pushMessages needs an array of messages')
+    const text = toJSONText(messages, 1)
+    native(() => this.#native.pushMessages(String(endpoint), argText(arg), text))
+  }
+
   /** L10 with raw text, exactly as a stream frame carries it (bad JSON is an `error` event). */
   pushMessageText(endpoint, arg, text) {
     if (typeof text !== 'string') throw makeError('InvalidArgument', 'invalid argument: pushMessageText needs a string')

@@ -650,6 +650,25 @@ livecache_result livecache_push_message(livecache_client *client,
                                         const char *message_json);
 
 /**
+ * `pushMessages` (SPEC L10 for a burst): `messages_json` is a JSON array; each element goes
+ * through the endpoint's stream pipeline in order, as frames that arrived back to back, in one
+ * engine step (one event for the burst, E2). Each element passes or fails the pipeline on its
+ * own (a failure is an `error` event); each may nest the full 128 levels inside the array.
+ *
+ * Errors, which queue none of the messages: `NOT_FOUND` (no entry for the key),
+ * `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON` (arg, or `messages_json` not JSON text or
+ * nested too deep), `INVALID_ARGUMENT` (`messages_json` not an array), `UNKNOWN_ENDPOINT`,
+ * `CLOSED`.
+ *
+ * # Safety
+ * As `livecache_snapshot`.
+ */
+livecache_result livecache_push_messages(livecache_client *client,
+                                         const char *endpoint,
+                                         const char *arg_json,
+                                         const char *messages_json);
+
+/**
  * The client's counters as JSON text (SPEC §5): `entries`, `subscriptions`, `messagesApplied`,
  * `messagesFiltered`, `messagesRejected` (by reason), `reconnects`, `queueOverflows`, …
  * Release `*out_json` with `livecache_string_free`.

@@ -2,7 +2,8 @@
 // livecache (Node) against RTK Query itself, headless (createApi + onCacheEntryAdded +
 // updateCachedData with a queryFn, production build), same run, same machine (RTK's S3 in a child
 // process with a 16 GB heap limit).
-//   S1 the seed chat workload: N initial messages, then streamed appends.
+//   S1 the seed chat workload: N initial messages, then streamed appends (pushMessage one by one,
+//      and pushMessages with 2,000 per call).
 //   S2 one field of one entity in an entity-adapter state of N entities.
 //   S3 10,000 cache entries: subscribe all, memory per entry, unsubscribe all.
 // Run: NODE_ENV=production node --expose-gc bench.js [--quick]
@@ -157,14 +158,19 @@ async function lcEntry(config, hooks, endpoint, onUpdate = () => {}) {
   return { client, sub, reach }
 }
 
-/** Pushes messages (in chunks, so events flow meanwhile) for the budget; updates/s delivered. */
-async function lcRate(entry, endpoint, make) {
+/** Pushes messages (in chunks, so events flow meanwhile) for the budget; updates/s delivered.
+ * `batch`: each chunk in one `pushMessages` call instead of a `pushMessage` per message. */
+async function lcRate(entry, endpoint, make, batch = false) {
   const v0 = entry.sub.snapshot().version
   let n = 0
   const start = now()
   const CHUNK = 2000
   while (now() - start < BUDGET_MS) {
-    for (let i = 0; i < CHUNK; i++) entry.client.pushMessage(endpoint, 'x', make(n++))
+    if (batch) {
+      const chunk = []
+      for (let i = 0; i < CHUNK; i++) chunk.push(make(n++))
+      entry.client.pushMessages(endpoint, 'x', chunk)
+    } else for (let i = 0; i < CHUNK; i++) entry.client.pushMessage(endpoint, 'x', make(n++))
     // Wait for the engine to deliver this chunk before the next, so the rate is end to end.
     await entry.reach(v0 + n)
   }
@@ -178,7 +184,7 @@ async function lcS1(size, mode) {
   const endpoint = 'getMessages'
   let config
   let hooks
-  if (mode === 'rule') {
+  if (mode === 'rule' || mode === 'batch') {
     config = { endpoints: { getMessages: { stream: { filter: { channel: '{arg}' }, apply: 'append' } } } }
     hooks = { getMessages: { queryFn: () => initial } }
   } else if (mode === 'hook') {
@@ -214,6 +220,7 @@ async function lcS1(size, mode) {
   const make = (i) => ({ id: size + i, channel: 'x', text: 'streamed', user: 'u' })
   let r
   if (mode === 'rule') r = await lcRate(entry, endpoint, make)
+  else if (mode === 'batch') r = await lcRate(entry, endpoint, make, true)
   else if (mode === 'hook') r = await lcRate(entry, endpoint, make)
   else {
     while (feed.listenerCount('message') === 0) await tick()
@@ -284,13 +291,14 @@ async function lcS3(n) {
   for (const size of runs('S1') ? SIZES : []) {
     const rtk = await rtkS1(size)
     const rule = await lcS1(size, 'rule')
+    const batch = await lcS1(size, 'batch')
     const hook = await lcS1(size, 'hook')
     const seed = await lcS1(size, 'seed')
-    s1.push([size.toLocaleString('en-US'), fmt(rtk), fmt(rule), `${fmt(rule / rtk)}×`, fmt(hook), `${fmt(hook / rtk)}×`, fmt(seed), `${fmt(seed / rtk)}×`])
+    s1.push([size.toLocaleString('en-US'), fmt(rtk), fmt(rule), `${fmt(rule / rtk)}×`, fmt(batch), `${fmt(batch / rtk)}×`, fmt(hook), `${fmt(hook / rtk)}×`, fmt(seed), `${fmt(seed / rtk)}×`])
   }
   if (runs('S1')) table(
     'S1 chat: appends/s delivered (initial messages, then streamed appends)',
-    ['messages', 'RTK Query', 'lc apply:append', 'vs RTK', 'lc onMessage', 'vs RTK', 'lc updateCachedData', 'vs RTK'],
+    ['messages', 'RTK Query', 'lc apply:append', 'vs RTK', 'lc pushMessages ×2000', 'vs RTK', 'lc onMessage', 'vs RTK', 'lc updateCachedData', 'vs RTK'],
     s1,
   )
   const s2 = []

@@ -61,37 +61,6 @@ pub fn to_text<T: serde::Serialize>(v: &T) -> String {
 /// operation array holds each value two levels down): every value keeps the full 128 levels
 /// (E3), the limit on the data itself is applied by the engine when the operations apply.
 pub fn parse_wrapped(text: &str, wrapping: usize) -> Result<Value> {
-    let limit = livecache_core::json::MAX_DEPTH + wrapping;
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in text.as_bytes() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return Err(kind_error(
-                        "InvalidInput",
-                        format!("invalid input: too_deep: a value is nested deeper than {} levels", livecache_core::json::MAX_DEPTH),
-                    ));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    let value = <Value as serde::Deserialize>::deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| kind_error("InvalidInput", format!("invalid input: invalid_json: {e}")))?;
-    Ok(value)
+    livecache_core::json::parse_host_wrapped(text, wrapping)
+        .map_err(|e| kind_error("InvalidInput", format!("invalid input: {}: {}", e.kind.as_str(), e.message)))
 }

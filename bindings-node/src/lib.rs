@@ -347,6 +347,17 @@ impl NativeClient {
         self.client.push_message(&endpoint, arg.as_ref(), RawMessage::Value(message)).map_err(to_napi)
     }
 
+    /// `pushMessages`: a JSON array of messages (checked and serialised by the JavaScript side),
+    /// each one message of the burst. One crossing, one engine step for the whole array.
+    #[napi(catch_unwind)]
+    pub fn push_messages(&self, endpoint: String, arg_json: String, messages_json: String) -> Result<()> {
+        let arg = arg_of(&arg_json)?;
+        let Value::Array(messages) = parse_wrapped(&messages_json, 1)? else {
+            return Err(to_napi(Error::InvalidArgument("pushMessages needs an array of messages".into())));
+        };
+        self.client.push_messages(&endpoint, arg.as_ref(), messages.into_iter().map(RawMessage::Value).collect()).map_err(to_napi)
+    }
+
     /// Raw text as a stream frame carries it: the pipeline parses it (bad JSON is an `error` event).
     #[napi(catch_unwind)]
     pub fn push_message_text(&self, endpoint: String, arg_json: String, text: String) -> Result<()> {

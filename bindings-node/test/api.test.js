@@ -384,6 +384,35 @@ test('pushMessage / pushMessageText: pipeline errors are events (E3), call error
     sub.unsubscribe()
   }))
 
+test('pushMessages: a burst in order, each message through the pipeline on its own (L10, E2, E3); call errors queue nothing', () =>
+  withClient(
+    chatConfig({ burst: { stream: { apply: { append: { dedupeBy: 'id' } } } } }),
+    chatHooks({ burst: { queryFn: () => [] } }),
+    async (client) => {
+      const rec = new Recorder()
+      const sub = client.subscribe('burst', 'b', rec.onEvent)
+      await sub.loaded()
+      // {text} has no `id` (an apply error), the second {id: 2} a duplicate (no change).
+      client.pushMessages('burst', 'b', [{ id: 1 }, { id: 2 }, { text: 'no id' }, { id: 2 }, { id: 3 }])
+      await waitFor('the burst', () => client.stats().messagesReceived === 5)
+      await waitFor('the error event', () => rec.events.some((e) => e.type === 'error'))
+      await settle(sub, rec)
+      rec.check(sub.snapshot(), 'after the burst')
+      assert.deepEqual(rec.data.map((m) => m.id), [1, 2, 3])
+      assert.deepEqual(rec.events.filter((e) => e.type === 'error').map((e) => e.reason), ['apply'])
+      const before = client.stats().messagesReceived
+      expectThrows(() => client.pushMessages('burst', 'b', { id: 4 }), livecache.InvalidArgument, 'InvalidArgument')
+      expectThrows(() => client.pushMessages('burst', 'b', [{ id: 4 }, { id: NaN }]), livecache.InvalidInput, 'InvalidInput')
+      expectThrows(() => client.pushMessages('burst', 'other', [{ id: 4 }]), livecache.NotFound, 'NotFound')
+      expectThrows(() => client.pushMessages('nope', 'b', [{ id: 4 }]), livecache.UnknownEndpoint, 'UnknownEndpoint')
+      assert.equal(client.stats().messagesReceived, before, 'a refused call queues none of its messages')
+      client.pushMessages('burst', 'b', [])
+      assert.equal(client.stats().messagesReceived, before)
+      assert.deepEqual(sub.snapshot().data.map((m) => m.id), [1, 2, 3])
+      sub.unsubscribe()
+    },
+  ))
+
 test('stats: every documented counter', () =>
   withClient(chatConfig(), chatHooks(), async (client) => {
     const s = client.stats()
@@ -416,6 +445,7 @@ test('close: idempotent; every later call fails with Closed; live subscriptions 
   expectThrows(() => client.stats(), livecache.Closed, 'Closed')
   expectThrows(() => client.pushMessage('getMessages', 'c', {}), livecache.Closed, 'Closed')
   expectThrows(() => client.pushMessageText('getMessages', 'c', '{}'), livecache.Closed, 'Closed')
+  expectThrows(() => client.pushMessages('getMessages', 'c', [{}]), livecache.Closed, 'Closed')
   expectThrows(() => client.upsertQueryData('getDoc', 1, {}), livecache.Closed, 'Closed')
   expectThrows(() => client.patchQueryData('getDoc', 1, []), livecache.Closed, 'Closed')
   expectThrows(() => client.updateQueryData('getDoc', 1, () => {}), livecache.Closed, 'Closed')

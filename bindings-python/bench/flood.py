@@ -19,6 +19,7 @@ Prints the medians over the rounds. Run: python bench/flood.py [--quick]
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import statistics
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import websockets
 
@@ -39,10 +40,11 @@ KEEP = 1000
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def start_server() -> Tuple[subprocess.Popen, int]:
+def start_server() -> Tuple["subprocess.Popen[str]", int]:
     """Builds livecache-flood when needed and starts it; returns the process and its port."""
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "livecache-chat-server", "--bin", "livecache-flood"], cwd=ROOT, check=True)
     child = subprocess.Popen([os.path.join(ROOT, "target", "release", "livecache-flood")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
     line = child.stdout.readline().strip()
     if not line.startswith("PORT "):
         raise RuntimeError(f"livecache-flood said {line!r}")
@@ -55,10 +57,11 @@ def rust(url: str) -> Dict[str, float]:
     r = subprocess.run(["cargo", "bench", "-q", "-p", "livecache-core", "--bench", "e2e"], cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"the Rust e2e flood failed ({r.returncode}): {r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    rates: Dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
+    return rates
 
 
-def config(url: str) -> dict:
+def config(url: str) -> Dict[str, Any]:
     # No query: the first message (appended to null) is the initial data, version 1, as in e2e.
     return {"endpoints": {"getMessages": {"stream": {"url": url, "filter": {"channel": "{arg}"}, "apply": {"append": {"maxLen": KEEP}}}}}}
 
@@ -69,7 +72,7 @@ def livecache_callback(url: str, n: int) -> float:
     done = threading.Event()
     end = [0.0]
 
-    def on_event(event: dict) -> None:
+    def on_event(event: Dict[str, Any]) -> None:
         if event.get("version", 0) >= n and not done.is_set():
             end[0] = time.perf_counter()
             done.set()
@@ -125,11 +128,12 @@ def main() -> None:
             rows["callback"].append(livecache_callback(url, N))
             rows["bare"].append(asyncio.run(bare(url, N)))
     finally:
+        assert child.stdin is not None
         child.stdin.close()
         child.wait()
     med = {k: statistics.median(v) for k, v in rows.items()}
     ref = med["rust"]
-    print(f"WebSocket flood into Python — Python {sys.version.split()[0]}, websockets {websockets.__version__}, median of {ROUNDS}")
+    print(f"WebSocket flood into Python — Python {sys.version.split()[0]}, websockets {importlib.metadata.version('websockets')}, median of {ROUNDS}")
     print(f"\nflood: {N:,} chat messages per round, livecache-flood server, append maxLen {KEEP}")
     print("| client | msg/s | of Rust e2e |")
     print("|---|---:|---:|")

@@ -4,7 +4,7 @@
 
 use livecache_core::{Client, ClientOptions, Clock, Config, Event, RawMessage, Subscription};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde_json::Value;
 
 
@@ -235,6 +235,20 @@ impl NativeClient {
         let arg = arg_of(arg)?;
         let message = from_py(message)?;
         self.push(endpoint, arg, RawMessage::Value(message))
+    }
+
+    /// L10 for a burst: every message is converted before any is queued, so a value with no
+    /// JSON form fails the call and queues nothing; then one engine step for all of them.
+    fn push_messages(&self, py: Python<'_>, endpoint: &str, arg: &Bound<'_, PyAny>, messages: &Bound<'_, PyAny>) -> PyResult<()> {
+        let arg = arg_of(arg)?;
+        if !(messages.is_instance_of::<PyList>() || messages.is_instance_of::<PyTuple>()) {
+            return Err(crate::errors::InvalidArgument::new_err(format!(
+                "push_messages needs a list of messages, not {}",
+                messages.get_type().name()?
+            )));
+        }
+        let messages = messages.try_iter()?.map(|m| from_py(&m?).map(RawMessage::Value)).collect::<PyResult<Vec<_>>>()?;
+        self.with(py, |c| c.push_messages(endpoint, arg.as_ref(), messages))
     }
 
     /// Raw text through the stream pipeline, exactly as a WebSocket text frame (L10).

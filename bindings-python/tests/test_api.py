@@ -256,6 +256,52 @@ def test_push_message_text_goes_through_the_pipeline() -> None:
         wait_until(lambda: sub.snapshot()["data"] == [{"id": 1, "x": [1, 2]}])
 
 
+def test_push_messages_is_a_burst_each_message_through_the_pipeline() -> None:
+    config: Dict[str, Any] = {"endpoints": {"burst": {"stream": {"apply": {"append": {"dedupeBy": "id"}}}}}}
+    with livecache.Client(config, {"burst": {"query_fn": lambda arg: []}}) as c:
+        ev = Events()
+        sub = c.subscribe("burst", "b", on_event=ev)
+        loaded(sub)
+        # {"text"} has no "id" (an apply error), the second {"id": 2} a duplicate (no change).
+        c.push_messages("burst", "b", [{"id": 1}, {"id": 2}, {"text": "no id"}, {"id": 2}, {"id": 3}])
+        ev.wait_for("error")
+        ev.wait_version(sub.snapshot()["version"])
+        assert [m["id"] for m in sub.snapshot()["data"]] == [1, 2, 3]
+        assert [e["reason"] for e in ev.items if e["type"] == "error"] == ["apply"]
+        data: Any = None
+        for e in ev.items:  # the events replay to the data with another implementation (E1)
+            if e["type"] == "snapshot":
+                data = e["data"]
+            elif e["type"] == "patch":
+                data = jsonpatch.apply_patch(data, e["patches"])
+        assert data == sub.snapshot()["data"]
+        assert c.stats()["messagesReceived"] == 5
+
+
+def test_push_messages_errors_queue_nothing() -> None:
+    config: Dict[str, Any] = {"endpoints": {"burst": {"stream": {"apply": "append"}}}}
+    with livecache.Client(config, {"burst": {"query_fn": lambda arg: []}}) as c:
+        sub = c.subscribe("burst", "b")
+        loaded(sub)
+        not_lists: List[Any] = [{"id": 1}, "[1]", None, 5]
+        for not_a_list in not_lists:
+            with pytest.raises(livecache.InvalidArgument):
+                c.push_messages("burst", "b", not_a_list)
+        with pytest.raises(livecache.InvalidInput):
+            c.push_messages("burst", "b", [{"id": 1}, {"id": float("nan")}])
+        with pytest.raises(livecache.NotFound):
+            c.push_messages("burst", "other", [{"id": 1}])
+        with pytest.raises(livecache.UnknownEndpoint):
+            c.push_messages("nope", "b", [{"id": 1}])
+        c.push_messages("burst", "b", ())
+        assert c.stats()["messagesReceived"] == 0
+        assert sub.snapshot()["data"] == []
+        c.push_messages("burst", "b", ({"id": 1},))
+        wait_until(lambda: sub.snapshot()["data"] == [{"id": 1}])
+    with pytest.raises(livecache.Closed):
+        c.push_messages("burst", "b", [{"id": 2}])
+
+
 # Host updates (L9) --------------------------------------------------------------------------------
 
 

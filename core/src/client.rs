@@ -284,6 +284,13 @@ impl Client {
         self.driver.push_message(&key, message)
     }
 
+    /// `pushMessages` (L10 for a burst): the messages in order, as frames that arrived back to back,
+    /// in one step (one event for the burst, E2). Each fails or passes the pipeline on its own.
+    pub fn push_messages(&self, endpoint: &str, arg: Option<&Value>, messages: Vec<RawMessage>) -> Result<()> {
+        let key = self.key_of(endpoint, arg)?;
+        self.driver.push_messages(&key, messages)
+    }
+
     /// Moves the manual clock (`Clock::Manual`) forward by `by` and runs what is due then (L7
     /// removals); `InvalidArgument` on the system clock.
     pub fn advance(&self, by: Duration) -> Result<()> {

@@ -443,6 +443,12 @@ impl Driver {
     /// this returns, so a message pushed before the data is buffered (L4) whatever the fetch does
     /// meanwhile. Parse, schema and filter run on the caller's thread with no lock held.
     pub fn push_message(self: &Arc<Self>, key: &Arc<str>, message: RawMessage) -> Result<()> {
+        self.push_messages(key, vec![message])
+    }
+
+    /// L10 for a burst: the messages go through the pipeline in order, as frames that arrived
+    /// back to back, applied in one step (one lock, one event for the burst, E2).
+    pub fn push_messages(self: &Arc<Self>, key: &Arc<str>, messages: Vec<RawMessage>) -> Result<()> {
         let (entry, steps) = {
             let mut guard = self.lock_open()?;
             let st = &mut *guard;
@@ -456,8 +462,8 @@ impl Driver {
             });
             (entry, steps.clone())
         };
-        self.count_received();
-        let mut batch = vec![message::prepare(message, &steps.0, &steps.1)];
+        self.received.fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let mut batch: Vec<_> = messages.into_iter().map(|m| message::prepare(m, &steps.0, &steps.1)).collect();
         let mut guard = self.lock_open()?;
         guard.engine.messages(key, entry, &mut batch);
         self.run(guard);

@@ -32,6 +32,7 @@ fn s8_close_twice_and_every_call_after_close_is_closed() {
     closed(c.refetch("getX", None), "refetch");
     closed(c.push_message("getX", None, RawMessage::Value(json!(1))), "pushMessage");
     closed(c.push_message("getX", None, RawMessage::Text("1".into())), "pushMessage text");
+    closed(c.push_messages("getX", None, vec![RawMessage::Value(json!(1))]), "pushMessages");
     closed(c.stats().map(drop), "stats");
     closed(c.poll(Duration::ZERO).map(drop), "poll");
     closed(c.cache_key("getX", None).map(drop), "cache_key");

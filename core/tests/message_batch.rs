@@ -211,6 +211,29 @@ fn no_outcome_or_a_failed_call_is_an_error_per_message() {
 }
 
 #[test]
+fn push_messages_hands_the_hook_the_whole_burst_in_one_call() {
+    // pushMessages (L10 for a burst) queues its messages in one engine step: a batched hook with
+    // no call in flight gets them all at once, in order.
+    let (b, hook, gate) = Batched::new(append, usize::MAX);
+    drop(gate);
+    let c = client(json!({"endpoints": {"getLog": {"stream": {}}}}), hooks(hook));
+    let rec = Recorder::default();
+    let sub = c.subscribe("getLog", None, rec.callback()).unwrap();
+    block_on(sub.loaded()).unwrap();
+    c.push_messages("getLog", None, numbered(50).into_iter().map(RawMessage::Value).collect()).unwrap();
+    wait_until("applied", || c.stats().unwrap().messages_applied == 50);
+    assert_eq!(c.snapshot("getLog", None).unwrap().data, Value::Array(numbered(50)));
+    let calls = b.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0], numbered(50));
+    assert!(errors(&rec).is_empty());
+    assert!(matches!(c.push_messages("getLog", Some(&json!(1)), vec![]), Err(livecache_core::Error::NotFound(_))));
+    assert!(matches!(c.push_messages("nope", None, vec![]), Err(livecache_core::Error::UnknownEndpoint(_))));
+    drop(sub);
+    c.close();
+}
+
+#[test]
 fn a_host_update_during_the_call_makes_the_engine_ask_again() {
     // The first call is answered only after a host update moved the data: its outcomes were
     // computed on old data, so the same messages are offered again on the new data.

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_void};
 
-use livecache_core::RawMessage;
+use livecache_core::{json, RawMessage};
 use serde_json::Value;
 
 use crate::client::{client_ref, livecache_client};
@@ -217,6 +217,39 @@ pub unsafe extern "C" fn livecache_push_message(
         let arg = opt_json_arg(arg_json, "arg_json")?;
         let message = text(message_json, "message_json")?;
         client.push_message(endpoint, arg.as_ref(), RawMessage::Text(message.to_owned()))?;
+        Ok(())
+    })
+}
+
+/// `pushMessages` (SPEC L10 for a burst): `messages_json` is a JSON array; each element goes
+/// through the endpoint's stream pipeline in order, as frames that arrived back to back, in one
+/// engine step (one event for the burst, E2). Each element passes or fails the pipeline on its
+/// own (a failure is an `error` event); each may nest the full 128 levels inside the array.
+///
+/// Errors, which queue none of the messages: `NOT_FOUND` (no entry for the key),
+/// `NULL_PARAMETER`, `INVALID_UTF8`, `INVALID_JSON` (arg, or `messages_json` not JSON text or
+/// nested too deep), `INVALID_ARGUMENT` (`messages_json` not an array), `UNKNOWN_ENDPOINT`,
+/// `CLOSED`.
+///
+/// # Safety
+/// As `livecache_snapshot`.
+#[no_mangle]
+pub unsafe extern "C" fn livecache_push_messages(
+    client: *mut livecache_client,
+    endpoint: *const c_char,
+    arg_json: *const c_char,
+    messages_json: *const c_char,
+) -> livecache_result {
+    boundary(|| {
+        let client = client_ref(client)?;
+        let endpoint = text(endpoint, "endpoint")?;
+        let arg = opt_json_arg(arg_json, "arg_json")?;
+        let messages = json::parse_host_wrapped(text(messages_json, "messages_json")?, 1)
+            .map_err(|e| Failure::new(LIVECACHE_RESULT_INVALID_JSON, format!("messages_json is not accepted: {e}")))?;
+        let Value::Array(messages) = messages else {
+            return Err(Failure::new(LIVECACHE_RESULT_INVALID_ARGUMENT, "messages_json must be a JSON array of messages"));
+        };
+        client.push_messages(endpoint, arg.as_ref(), messages.into_iter().map(RawMessage::Value).collect())?;
         Ok(())
     })
 }

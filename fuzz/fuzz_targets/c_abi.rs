@@ -115,7 +115,11 @@ fuzz_target!(|data: &[u8]| {
                 }
                 5 => {
                     let (e, a, m) = (input.text(), input.text(), input.text());
-                    let _ = livecache_push_message(c, p(&e), p(&a), p(&m));
+                    if op & 16 == 0 {
+                        let _ = livecache_push_message(c, p(&e), p(&a), p(&m));
+                    } else {
+                        let _ = livecache_push_messages(c, p(&e), p(&a), p(&m));
+                    }
                 }
                 6 => {
                     let (e, a, patch) = (input.text(), input.text(), input.text());

@@ -192,6 +192,59 @@ static void push_messages_through_the_pipeline(void) {
     recorder_destroy(&rec);
 }
 
+static double received_count(livecache_client *client) {
+    char *stats = NULL;
+    CHECK_OK(livecache_stats(client, &stats));
+    jvalue *st = take_json(stats);
+    double n = json_get(st, "messagesReceived")->num;
+    json_free(st);
+    return n;
+}
+
+/* L10 for a burst: each element through the pipeline on its own; a refused call queues nothing. */
+static void push_messages_is_a_burst(void) {
+    livecache_client *client = doc_client(NULL);
+    recorder rec;
+    recorder_init(&rec);
+    livecache_subscription *sub = NULL;
+    CHECK_OK(livecache_subscribe(client, "getMessages", "\"burst\"", recorder_cb, &rec, &sub));
+    CHECK(recorder_wait_version(&rec, 1, WAIT), "no snapshot");
+    /* {"text"} has no id (an apply error under dedupeBy), the second id 1 a duplicate. */
+    CHECK_OK(livecache_push_messages(client, "getMessages", "\"burst\"",
+                                     "[{\"id\":1,\"text\":\"a\"},{\"text\":\"no id\"},{\"id\":1,\"text\":\"dup\"},{\"id\":2,\"text\":\"b\"}]"));
+    CHECK(recorder_wait_count(&rec, "error", 1, WAIT), "no error event");
+    CHECK(recorder_wait_version(&rec, 3, WAIT), "replica at %ld", rec.version);
+    check_replica(&rec, sub);
+    jvalue *snap = snapshot_of(client, "getMessages", "\"burst\"");
+    jvalue *data = json_get(snap, "data");
+    CHECK(data && data->n == 2, "two messages");
+    CHECK(data && strcmp(json_string(json_get(data->items[1], "text")), "b") == 0, "in order");
+    json_free(snap);
+    CHECK(received_count(client) == 4, "four messages received");
+
+    /* 129 levels inside the array: too deep for a message, refused as a whole. */
+    char deep[2 + 2 * 129 + 1];
+    size_t k = 0;
+    deep[k++] = '[';
+    for (int i = 0; i < 129; i++) deep[k++] = '[';
+    for (int i = 0; i < 129; i++) deep[k++] = ']';
+    deep[k++] = ']';
+    deep[k] = '\0';
+    CHECK_RC(livecache_push_messages(client, "getMessages", "\"burst\"", deep), LIVECACHE_RESULT_INVALID_JSON);
+    CHECK_RC(livecache_push_messages(client, "getMessages", "\"burst\"", "[{\"id\":5}, {not json"), LIVECACHE_RESULT_INVALID_JSON);
+    CHECK_RC(livecache_push_messages(client, "getMessages", "\"burst\"", "{\"id\":5}"), LIVECACHE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(livecache_push_messages(client, "getMessages", "\"burst\"", NULL), LIVECACHE_RESULT_NULL_PARAMETER);
+    CHECK_RC(livecache_push_messages(client, "getMessages", "\"burst\"", "[\"\xff\"]"), LIVECACHE_RESULT_INVALID_UTF8);
+    CHECK_RC(livecache_push_messages(client, "getMessages", "\"other\"", "[{\"id\":5}]"), LIVECACHE_RESULT_NOT_FOUND);
+    CHECK_RC(livecache_push_messages(client, "getNothing", NULL, "[{\"id\":5}]"), LIVECACHE_RESULT_UNKNOWN_ENDPOINT);
+    CHECK_RC(livecache_push_messages(NULL, "getMessages", "\"burst\"", "[]"), LIVECACHE_RESULT_NULL_PARAMETER);
+    CHECK_OK(livecache_push_messages(client, "getMessages", "\"burst\"", "[]"));
+    CHECK(received_count(client) == 4, "a refused call queues none of its messages");
+    livecache_unsubscribe(sub);
+    livecache_client_free(client);
+    recorder_destroy(&rec);
+}
+
 static void upsert_refetch_and_update_recipe_set_data(void *user_data, const char *data_json, livecache_update *update) {
     (void)user_data;
     jvalue *d = json_parse_or_die(data_json);
@@ -523,6 +576,7 @@ static void not_found_not_loaded_patch_and_closed(void) {
     CHECK_RC(livecache_snapshot(client, "getDoc", "1", &out), C);
     CHECK_RC(livecache_stats(client, &out), C);
     CHECK_RC(livecache_push_message(client, "getDoc", "1", "{}"), C);
+    CHECK_RC(livecache_push_messages(client, "getDoc", "1", "[{}]"), C);
     CHECK_RC(livecache_upsert_query_data(client, "getDoc", "1", "{}"), C);
     CHECK_RC(livecache_patch_query_data(client, "getDoc", "1", "[]", &out), C);
     CHECK_RC(livecache_refetch(client, "getDoc", "1"), C);
@@ -1678,6 +1732,7 @@ int main(void) {
     run_case("mutation_fn_hook", mutation_fn_hook);
     run_case("tags_hooks", tags_hooks);
     run_case("push_messages_through_the_pipeline", push_messages_through_the_pipeline);
+    run_case("push_messages_is_a_burst", push_messages_is_a_burst);
     run_case("upsert_refetch_and_update_query_data", upsert_refetch_and_update_query_data);
     run_case("cache_keys_follow_k1", cache_keys_follow_k1);
     run_case("bad_config_gives_config_errors", bad_config_gives_config_errors);

@@ -15,7 +15,7 @@ import concurrent.futures
 import inspect
 import threading
 import weakref
-from typing import Any, AsyncIterator, Callable, Dict, Generator, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, AsyncIterator, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import _livecache
 from ._draft import DraftDict, DraftList, run_on_messages
@@ -524,6 +524,12 @@ class Client:
     def push_message(self, endpoint: str, arg: Any, message: Any) -> None:
         """L10: one message through the endpoint's stream pipeline, as if the stream received it."""
         self._native.push_message(endpoint, arg, message)
+
+    def push_messages(self, endpoint: str, arg: Any, messages: Sequence[Any]) -> None:
+        """L10 for a burst: the messages in order, as frames that arrived back to back, in one
+        engine step (one event for the burst, E2). Each passes or fails the pipeline on its own (a
+        failure is an ``error`` event); a value with no JSON form raises before any is queued."""
+        self._native.push_messages(endpoint, arg, messages)
 
     def push_message_text(self, endpoint: str, arg: Any, text: str) -> None:
         """L10: raw text through the pipeline, exactly as a WebSocket text frame carries it."""

@@ -265,6 +265,19 @@ pub fn parse_host(text: &str) -> Result<Value, InputError> {
     parse_bounded(text, usize::MAX)
 }
 
+/// Host JSON text whose values sit `wrapping` levels down inside containers of the call (a list
+/// of messages: 1; an operation array: 2): each value keeps the full [`MAX_DEPTH`] levels (E3),
+/// which the engine checks per value where it takes them.
+pub fn parse_host_wrapped(text: &str, wrapping: usize) -> Result<Value, InputError> {
+    prescan_depth(text.as_bytes(), MAX_DEPTH + wrapping)
+        .map_err(|_| InputError::new(InputErrorKind::TooDeep, format!("a value is nested deeper than {MAX_DEPTH} levels")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let value = Value::deserialize(&mut de).map_err(|e| classify(text, e))?;
+    de.end().map_err(|e| classify(text, e))?;
+    Ok(value)
+}
+
 /// Host-supplied bytes: invalid UTF-8 → InvalidJson with the byte offset in the message.
 pub fn parse_host_bytes(bytes: &[u8]) -> Result<Value, InputError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
