@@ -305,10 +305,7 @@ class Subscription:
 
     # Engine side --------------------------------------------------------------------------------
     def _deliver(self, event: Event) -> None:
-        if self._on_event is None:
-            # Nothing to call: scheduling the event on the subscribing loop anyway would queue
-            # every event of a flood there while the loop is busy (E4).
-            return
+        # Only a subscription with a callback is given this (see __init__).
         loop = self._loop
         if loop is None:
             self._dispatch(event)

@@ -69,6 +69,7 @@ pub fn live() -> isize {
 }
 
 /// The allocator in use, for the report.
+#[allow(dead_code)] // the soak reports it, the entries bench does not
 pub fn allocator() -> &'static str {
     match choice() {
         MIMALLOC => "mimalloc",
@@ -78,7 +79,7 @@ pub fn allocator() -> &'static str {
 
 /// Asks the allocator to give the free memory it keeps back to the system (glibc `malloc_trim`,
 /// mimalloc `mi_collect`).
-#[allow(dead_code)] // one of the two benches that count uses it
+#[allow(dead_code)] // the soak trims, the entries bench does not
 pub fn trim() {
     if choice() == MIMALLOC {
         extern "C" {
