@@ -5,7 +5,8 @@
 // client reads one flood of N messages, timed from its connect (or subscribe) to the last one:
 //   Rust e2e    livecache-core, filter + append maxLen 1000, events to a Rust callback
 //               (`cargo bench -p livecache-core --bench e2e` with E2E_EXTERNAL), and its ceiling,
-//               a bare tokio-tungstenite loop with serde_json;
+//               a bare tokio-tungstenite loop with serde_json; on mimalloc (the allocator the
+//               Node addon links, so the percentages compare like with like) and on glibc malloc;
 //   Node        livecache, the same endpoint config, events to a JavaScript callback;
 //   ws          a bare `ws` client that JSON.parses each message (the JavaScript ceiling);
 //   RTK Query   the seed's onCacheEntryAdded with a `ws` listener and updateCachedData (push,
@@ -53,11 +54,12 @@ function buildRust() {
   if (r.status !== 0) throw new Error('cargo bench --no-run of e2e failed')
 }
 
-/** The Rust e2e client (and its bare ceiling) on the same server: `{livecache, bare}` msg/s. */
-function rust(url) {
+/** The Rust e2e client (and its bare ceiling) on the same server, on `allocator` (`mimalloc` or
+ * `system`): `{livecache, bare}` msg/s. */
+function rust(url, allocator) {
   const r = spawnSync('cargo', ['bench', '-q', '-p', 'livecache-core', '--bench', 'e2e'], {
     cwd: ROOT,
-    env: { ...process.env, E2E_EXTERNAL: url },
+    env: { ...process.env, E2E_EXTERNAL: url, LIVECACHE_BENCH_ALLOCATOR: allocator },
     encoding: 'utf8',
   })
   if (r.status !== 0) throw new Error(`the Rust e2e flood failed (${r.status}): ${r.stderr}`)
@@ -148,12 +150,13 @@ async function rtk(url, n) {
   buildRust()
   const { port, child } = await startServer()
   const url = (n) => `ws://127.0.0.1:${port}/${n}`
-  const rows = { rustLc: [], rustBare: [], node: [], ws: [], rtk: [] }
+  const rows = { rustLc: [], rustBare: [], rustGlibc: [], node: [], ws: [], rtk: [] }
   let events = 0
   for (let round = 0; round < ROUNDS; round++) {
-    const r = rust(url(N))
+    const r = rust(url(N), 'mimalloc')
     rows.rustLc.push(r.livecache)
     rows.rustBare.push(r.bare)
+    rows.rustGlibc.push(rust(url(N), 'system').livecache)
     const lc = await livecache(url(N), N)
     rows.node.push(lc.rate)
     events += lc.events
@@ -168,7 +171,8 @@ async function rtk(url, n) {
     `flood: ${N.toLocaleString('en-US')} chat messages per round (RTK Query: ${N_RTK.toLocaleString('en-US')}), livecache-flood server, append maxLen ${KEEP}`,
     ['client', 'msg/s', 'of Rust e2e'],
     [
-      ['Rust e2e: livecache-core → Rust callback', fmt(rustLc), '100%'],
+      ['Rust e2e: livecache-core → Rust callback (mimalloc)', fmt(rustLc), '100%'],
+      ['Rust e2e on glibc malloc', fmt(median(rows.rustGlibc)), pct(median(rows.rustGlibc))],
       ['Rust ceiling: tokio-tungstenite + serde_json', fmt(median(rows.rustBare)), pct(median(rows.rustBare))],
       ['Node: livecache → JavaScript callback', fmt(median(rows.node)), pct(median(rows.node))],
       ['Node ceiling: ws + JSON.parse', fmt(median(rows.ws)), pct(median(rows.ws))],

@@ -6,7 +6,8 @@ N messages, timed from its connect (or subscribe) to the last one:
 
   Rust e2e          livecache-core, filter + append maxLen 1000, events to a Rust callback
                     (``cargo bench -p livecache-core --bench e2e`` with E2E_EXTERNAL), and its
-                    ceiling, a bare tokio-tungstenite loop with serde_json;
+                    ceiling, a bare tokio-tungstenite loop with serde_json; on mimalloc (the
+                    allocator the Python extension links: like with like) and on glibc malloc;
   asyncio consumer  livecache, the same endpoint config, ``async for event in sub.events()``;
   callback          the same, events to a callback on the delivery thread;
   websockets        a bare ``websockets`` asyncio client that ``json.loads`` each message
@@ -51,14 +52,15 @@ def start_server() -> Tuple["subprocess.Popen[str]", int]:
     return child, int(line.split()[1])
 
 
-def rust(url: str) -> Dict[str, float]:
-    """The Rust e2e client (and its bare ceiling) on the same server: msg/s of each."""
-    env = dict(os.environ, E2E_EXTERNAL=url)
+def rust(url: str, allocator: str) -> Dict[str, float]:
+    """The Rust e2e client (and its bare ceiling) on the same server, on ``allocator``
+    (``mimalloc`` or ``system``): msg/s of each."""
+    env = dict(os.environ, E2E_EXTERNAL=url, LIVECACHE_BENCH_ALLOCATOR=allocator)
     r = subprocess.run(["cargo", "bench", "-q", "-p", "livecache-core", "--bench", "e2e"], cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"the Rust e2e flood failed ({r.returncode}): {r.stderr}")
-    rates: Dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
-    return rates
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"livecache": float(out["livecache"]), "bare": float(out["bare"])}
 
 
 def config(url: str) -> Dict[str, Any]:
@@ -118,12 +120,13 @@ def main() -> None:
     subprocess.run(["cargo", "bench", "-q", "-p", "livecache-core", "--bench", "e2e", "--no-run"], cwd=ROOT, check=True)
     child, port = start_server()
     url = f"ws://127.0.0.1:{port}/{N}"
-    rows: Dict[str, List[float]] = {"rust": [], "rust_bare": [], "asyncio": [], "callback": [], "bare": []}
+    rows: Dict[str, List[float]] = {"rust": [], "rust_bare": [], "rust_glibc": [], "asyncio": [], "callback": [], "bare": []}
     try:
         for _ in range(ROUNDS):
-            r = rust(url)
+            r = rust(url, "mimalloc")
             rows["rust"].append(r["livecache"])
             rows["rust_bare"].append(r["bare"])
+            rows["rust_glibc"].append(rust(url, "system")["livecache"])
             rows["asyncio"].append(asyncio.run(livecache_asyncio(url, N)))
             rows["callback"].append(livecache_callback(url, N))
             rows["bare"].append(asyncio.run(bare(url, N)))
@@ -138,7 +141,8 @@ def main() -> None:
     print("| client | msg/s | of Rust e2e |")
     print("|---|---:|---:|")
     for label, key in [
-        ("Rust e2e: livecache-core → Rust callback", "rust"),
+        ("Rust e2e: livecache-core → Rust callback (mimalloc)", "rust"),
+        ("Rust e2e on glibc malloc", "rust_glibc"),
         ("Rust ceiling: tokio-tungstenite + serde_json", "rust_bare"),
         ("Python: livecache → asyncio consumer (async for)", "asyncio"),
         ("Python: livecache → callback (delivery thread)", "callback"),

@@ -11,9 +11,21 @@
 //! The floods alternate (ceiling, then each livecache row) round by round, so a machine whose load
 //! drifts affects both alike; each rate is the median over the rounds.
 //!
-//! Prints one table. `cargo bench -p livecache-core --bench e2e` (`-- --quick` for a short run;
+//! Prints one table per allocator: glibc's malloc, then (the bench runs itself again with
+//! `LIVECACHE_BENCH_ALLOCATOR=mimalloc`) mimalloc, which the Python and Node packages link. The
+//! stream thread parses what the engine thread frees, and glibc serialises such frees, so the
+//! allocator moves livecache's rate far more than the single-threaded ceiling's.
+//!
+//! `cargo bench -p livecache-core --bench e2e` (`-- --quick` for a short run;
 //! `E2E_PROFILE=livecache|bare` floods one side only, for a profiler; `E2E_WORKERS=n` sets the
-//! client's engine worker threads, 2 by default).
+//! client's engine worker threads, 2 by default; `LIVECACHE_BENCH_ALLOCATOR` set runs that one
+//! allocator only).
+
+#[path = "support/allocator.rs"]
+mod allocator;
+
+#[global_allocator]
+static ALLOC: allocator::Chosen = allocator::Chosen;
 
 use std::hint::black_box;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -295,13 +307,14 @@ fn main() {
     LazyLock::force(&EPOCH);
     // For the Node and Python flood benches: `E2E_EXTERNAL=ws://…/N` floods N messages from their
     // server (`livecache-flood`) into the first livecache row and the bare loop, once each, and
-    // prints `{"livecache": msg/s, "bare": msg/s}`.
+    // prints `{"livecache": msg/s, "bare": msg/s, "allocator": name}` (one run, on the allocator
+    // `LIVECACHE_BENCH_ALLOCATOR` chooses).
     if let Ok(url) = std::env::var("E2E_EXTERNAL") {
         let n: usize = url.rsplit('/').next().and_then(|n| n.parse().ok()).expect("E2E_EXTERNAL ends in /N");
         let lc = flood_livecache(&url, None, n, VARIANTS[0], false);
         let bare = flood_bare(&url, None, n, false);
         let rate = |r: &Run| n as f64 / r.elapsed.as_secs_f64();
-        println!("{}", json!({"livecache": rate(&lc), "bare": rate(&bare)}));
+        println!("{}", json!({"livecache": rate(&lc), "bare": rate(&bare), "allocator": allocator::name()}));
         return;
     }
     let server = FloodServer::start();
@@ -348,7 +361,8 @@ fn main() {
     let (bp50, bp99, bmax) = latency_row(&paced_bare, warmup);
     println!();
     println!(
-        "e2e over loopback WebSocket: {n} messages of ~{} bytes per flood, median of {reps}; latency at 10,000 msg/s over {paced_n} messages (first {warmup} skipped)",
+        "e2e over loopback WebSocket, {}: {n} messages of ~{} bytes per flood, median of {reps}; latency at 10,000 msg/s over {paced_n} messages (first {warmup} skipped)",
+        allocator::name(),
         bytes / n
     );
     println!("| {:<52} | {:>12} | {:>10} | {:>9} | {:>9} | {:>9} |", "", "msg/s", "of ceiling", "p50 µs", "p99 µs", "max µs");
@@ -371,4 +385,15 @@ fn main() {
         rates[0] / bare_rate,
         median(round_ratios)
     );
+    drop(server);
+    if std::env::var_os("LIVECACHE_BENCH_ALLOCATOR").is_none() {
+        // The same bench on mimalloc, in a process of its own (the allocator is chosen before
+        // `main`).
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(std::env::args_os().skip(1))
+            .env("LIVECACHE_BENCH_ALLOCATOR", "mimalloc")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the mimalloc run failed: {status}");
+    }
 }

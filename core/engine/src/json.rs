@@ -1,8 +1,10 @@
 //! Bounded JSON input (SPEC E3, §9): size and nesting limits enforced before serde parses,
 //! depth checks that never recurse, and refusals classified for error events and stats.
 
-use serde::Deserialize;
+use serde::de::DeserializeSeed;
 use serde_json::Value;
+
+use crate::value_builder::ValueBuilder;
 use std::fmt;
 
 /// Deepest nesting accepted anywhere (E3); the root container is level 1.
@@ -245,7 +247,7 @@ pub fn parse_bounded(text: &str, max_bytes: usize) -> Result<Value, InputError> 
     // parses is within bounds. Anything it refuses (a 128-level document included) takes the
     // exact path below, which also gives the error its reason.
     let mut de = serde_json::Deserializer::from_str(text);
-    if let Ok(value) = Value::deserialize(&mut de) {
+    if let Ok(value) = ValueBuilder.deserialize(&mut de) {
         if de.end().is_ok() {
             return Ok(value);
         }
@@ -255,7 +257,7 @@ pub fn parse_bounded(text: &str, max_bytes: usize) -> Result<Value, InputError> 
     // exactly 128 levels parse.
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
-    let value = Value::deserialize(&mut de).map_err(|e| classify(text, e))?;
+    let value = ValueBuilder.deserialize(&mut de).map_err(|e| classify(text, e))?;
     de.end().map_err(|e| classify(text, e))?;
     Ok(value)
 }
@@ -273,7 +275,7 @@ pub fn parse_host_wrapped(text: &str, wrapping: usize) -> Result<Value, InputErr
         .map_err(|_| InputError::new(InputErrorKind::TooDeep, format!("a value is nested deeper than {MAX_DEPTH} levels")))?;
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
-    let value = Value::deserialize(&mut de).map_err(|e| classify(text, e))?;
+    let value = ValueBuilder.deserialize(&mut de).map_err(|e| classify(text, e))?;
     de.end().map_err(|e| classify(text, e))?;
     Ok(value)
 }
@@ -568,6 +570,17 @@ mod tests {
             prop_assert_eq!(prescan_depth(text.as_bytes(), limit).is_ok(), d <= limit);
             prop_assert_eq!(within_depth(&v, limit), d <= limit);
             prop_assert_eq!(parse_host(&text).unwrap(), v);
+        }
+
+        /// The parse builds exactly serde_json's value, key order and number forms included.
+        #[test]
+        fn parses_as_serde_json_does(v in arb_json(), x in any::<f64>().prop_filter("finite", |x| x.is_finite()), pretty in any::<bool>()) {
+            let v = Value::Array(vec![v, Value::from(x)]);
+            let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+            let theirs: Value = serde_json::from_str(&text).unwrap();
+            let ours = parse_host(&text).unwrap();
+            prop_assert_eq!(ours.to_string(), theirs.to_string());
+            prop_assert_eq!(ours, theirs);
         }
 
         /// Never panics on arbitrary input.

@@ -36,6 +36,7 @@ pub mod stats;
 mod stream;
 pub mod tags;
 pub mod template;
+mod value_builder;
 
 pub use config::Config;
 pub use engine::{Engine, Fetched, Input, LoadedNow};

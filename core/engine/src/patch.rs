@@ -226,6 +226,12 @@ pub fn array_index(token: &str, len: usize, for_insert: bool) -> Result<usize, S
 /// JSON equality as RFC 6902 `test` defines it: numbers compare by value (`1 == 1.0`), objects
 /// ignore member order.
 pub fn json_equal(a: &Value, b: &Value) -> bool {
+    // Scalars (a filter's field against its expected value, once per message) need no stack.
+    match (a, b) {
+        (Value::Array(_) | Value::Object(_), _) => {}
+        (Value::Number(x), Value::Number(y)) => return numbers_equal(x, y),
+        (x, y) => return x == y,
+    }
     // An explicit stack: documents parsed with `unbounded_depth` may be deeper than the call stack.
     let mut pending = vec![(a, b)];
     while let Some(pair) = pending.pop() {
