@@ -118,6 +118,23 @@ impl NativeClient {
         Ok(NativeSubscription { sub })
     }
 
+    /// A subscription read only through its reader, from its first event on (E4, E5): for a
+    /// callback that runs on an asyncio loop, which drains the reader when `wake()` says events
+    /// wait, so a busy loop holds at most `queueLimit` of them.
+    fn subscribe_reader(
+        &self,
+        py: Python<'_>,
+        endpoint: &str,
+        arg: &Bound<'_, PyAny>,
+        options: &Bound<'_, PyAny>,
+        wake: Py<PyAny>,
+    ) -> PyResult<(NativeSubscription, NativeEvents)> {
+        let arg = arg_of(arg)?;
+        let options = livecache_core::SubscribeOptions::from_value(&from_py(options)?).map_err(crate::errors::InvalidArgument::new_err)?;
+        let (sub, reader) = self.with(py, |c| c.subscribe_reader(endpoint, arg, options, python_wake(wake)))?;
+        Ok((NativeSubscription { sub }, NativeEvents { reader }))
+    }
+
     /// Moves the manual clock forward by `ms` milliseconds and runs what is due (L7).
     fn advance(&self, py: Python<'_>, ms: u64) -> PyResult<()> {
         self.with(py, |c| c.advance(std::time::Duration::from_millis(ms)))
@@ -325,15 +342,20 @@ impl NativeSubscription {
     /// (E4, E5). `wake()` runs on the delivery thread when the queue fills from empty and when
     /// the subscription ends.
     fn events(&self, wake: Py<PyAny>) -> NativeEvents {
-        let reader = self.sub.events(Box::new(move || {
-            Python::try_attach(|py| {
-                if let Err(e) = wake.call0(py) {
-                    e.write_unraisable(py, Some(wake.bind(py)));
-                }
-            });
-        }));
-        NativeEvents { reader }
+        NativeEvents { reader: self.sub.events(python_wake(wake)) }
     }
+}
+
+/// A reader's wake as a call of `wake()` on the delivery thread; what it raises goes to
+/// `sys.unraisablehook`.
+fn python_wake(wake: Py<PyAny>) -> livecache_core::event_tap::Wake {
+    Box::new(move || {
+        Python::try_attach(|py| {
+            if let Err(e) = wake.call0(py) {
+                e.write_unraisable(py, Some(wake.bind(py)));
+            }
+        });
+    })
 }
 
 /// One `events()` reader of a subscription (livecache_core::event_tap).

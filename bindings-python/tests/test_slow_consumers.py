@@ -88,3 +88,45 @@ def test_e4_a_blocked_callback_holds_a_bounded_queue_during_a_flood() -> None:
         wait_until(lambda: bool(got) and got[-1].get("version") == MESSAGES + 1, "the callback caught up")
         assert len(got) <= 1026, "the queue collapsed instead of holding the flood"
         assert replay(got) == sub.snapshot()["data"]
+
+
+def test_e4_a_callback_on_a_busy_loop_holds_a_bounded_queue_during_a_flood() -> None:
+    """A callback subscribed inside a running loop runs on that loop. While the loop is busy, the
+    events of a flood wait in the core's queue, bounded by ``queueLimit`` and collapsing into a
+    snapshot (E5), not one scheduled call per event in the loop's own queue."""
+    big = "x" * 400_000
+    n = 200  # 76 MiB in all, each message delivered before the next is pushed
+    limit = 16
+    got: List[Dict[str, Any]] = []
+
+    async def main() -> None:
+        config = dict(CONFIG, queueLimit=limit)
+        with livecache.Client(config, {"doc": {"query_fn": lambda arg: {"i": -1}}}) as c:
+            sub = c.subscribe("doc", on_event=got.append)
+            await sub.loaded()
+            await async_wait_until(lambda: bool(got) and got[-1].get("version") == 1, "the first snapshot")
+            before = rss()
+
+            def flood() -> None:
+                for i in range(n):
+                    delivered = c.stats()["eventsDelivered"]
+                    c.push_message("doc", livecache.NO_ARG, {"i": i, "blob": big})
+                    # The delivery thread has handed the event on before the next one comes, so
+                    # nothing collapses on the way to the loop: only the loop's side can bound it.
+                    wait_until(lambda: c.stats()["eventsDelivered"] > delivered, "the event delivered")
+
+            # The loop blocks (without the GIL) until another thread's flood is delivered: no
+            # callback can run meanwhile.
+            pusher = threading.Thread(target=flood)
+            pusher.start()
+            pusher.join()
+            grown = rss() - before
+            print(f"callback on a busy loop: grew {grown / 2**20:.1f} MiB over a {n * len(big) / 2**20:.0f} MiB flood")
+            assert grown < BOUND, f"grew {grown / 2**20:.1f} MiB while the loop was busy"
+            assert len(got) == 2, "no callback ran while the loop was busy"
+            await async_wait_until(lambda: got[-1].get("version") == n + 1, "the callback caught up")
+            assert len(got) <= 2 + limit + 1, f"{len(got)} events: the queue collapsed instead of holding the flood"
+            assert [e["type"] for e in got[:3]] == ["status", "snapshot", "snapshot"], "from the pending status on; the overflow a snapshot"
+            assert replay(got) == sub.snapshot()["data"] == {"i": n - 1, "blob": big}
+
+    asyncio.run(main())

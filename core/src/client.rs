@@ -156,8 +156,27 @@ impl Client {
         options: SubscribeOptions,
         callback: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Result<Subscription> {
-        let (queue, key, entry_id) = self.driver.subscribe(endpoint, arg, Box::new(callback), options)?;
+        let (queue, key, entry_id) = self.driver.subscribe(endpoint, arg, Box::new(callback), options, None)?;
         Ok(Subscription { driver: self.driver.clone(), queue, key, entry_id, done: AtomicBool::new(false) })
+    }
+
+    /// A subscription read through its reader only, from its first event on: the same events a
+    /// callback would get, in the same order, in a queue bounded by `queueLimit` (E4, E5) that the
+    /// host drains at its own pace. For a host that runs callbacks on a thread of its own (an
+    /// event loop): waking it once per burst keeps the host's own queue from growing with the
+    /// flood. `wake` runs on the delivery thread when the queue fills from empty and when the
+    /// subscription ends.
+    pub fn subscribe_reader(
+        &self,
+        endpoint: &str,
+        arg: Option<Value>,
+        options: SubscribeOptions,
+        wake: crate::event_tap::Wake,
+    ) -> Result<(Subscription, crate::event_tap::EventTap)> {
+        let tap = crate::event_tap::Tap::new(self.driver.queue_limit(), wake);
+        let (queue, key, entry_id) = self.driver.subscribe(endpoint, arg, Box::new(|_: &Event| {}), options, Some(&tap))?;
+        let sub = Subscription { driver: self.driver.clone(), queue, key, entry_id, done: AtomicBool::new(false) };
+        Ok((sub, crate::event_tap::EventTap::new(tap)))
     }
 
     /// P3 `prefetch`: creates and fetches the entry without subscribing (L7 then removes it), or

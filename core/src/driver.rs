@@ -504,8 +504,13 @@ impl Driver {
         arg: Option<Value>,
         callback: crate::dispatch::Callback,
         options: livecache_engine::SubscribeOptions,
+        reader: Option<&Arc<crate::event_tap::Tap>>,
     ) -> Result<(Queue, Arc<str>, u64)> {
         let queue = SubscriberQueue::new(self.next_queue.fetch_add(1, Ordering::Relaxed), self.config.queue_limit, callback);
+        if let Some(tap) = reader {
+            // Before the engine makes the subscription's first event, so the reader gets it.
+            queue.add_tap(tap);
+        }
         let mut guard = self.lock_open()?;
         let now = self.now();
         let (key, entry) = guard.engine.subscribe_with(now, endpoint, arg, queue.id, queue.clone(), options)?;

@@ -330,6 +330,54 @@ fn e4_e5_a_stalled_events_reader_holds_a_bounded_queue_that_replays_to_the_data(
     c.close();
 }
 
+/// `subscribe_reader`: the reader gets the subscription's events from its very first one (the
+/// `pending` status of a new entry, before any data), exactly what a callback subscriber of the
+/// same key gets; stalled through a flood, it holds a bounded queue that replays to the data;
+/// unsubscribing ends it with a wake.
+#[test]
+fn e4_e5_a_reader_subscription_starts_at_the_first_event_and_stays_bounded() {
+    use livecache_core::event_tap::Tapped;
+    let c = log_client(json!({"queueLimit": 4}));
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let w = wakes.clone();
+    let (sub, reader) = c
+        .subscribe_reader("getLog", None, Default::default(), Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }))
+        .unwrap();
+    let rec = Recorder::default();
+    let watcher = c.subscribe("getLog", None, rec.callback()).unwrap();
+    rec.wait_version(1);
+    wait_until("the reader woken for its first events", || wakes.load(Ordering::SeqCst) >= 1);
+    let mut first = Vec::new();
+    while let Tapped::Event(event) = reader.next() {
+        first.push(event.type_name());
+    }
+    assert_eq!(first, ["status", "snapshot"], "from the pending status on");
+    for i in 0..200 {
+        push(&c, json!({"i": i}));
+        c.push_message("getLog", None, RawMessage::Text("{bad".into())).unwrap();
+    }
+    wait_processed(&c, 400);
+    let (data, version) = engine(&c);
+    // Events reach a reader's queue as the engine makes them, so all of them are offered now.
+    assert!(reader.len() <= 4 + 1, "{} events wait", reader.len());
+    let replay = Recorder::default();
+    let mut types = Vec::new();
+    while let Tapped::Event(event) = reader.next() {
+        types.push(event.type_name());
+        replay.record(&event);
+    }
+    assert_eq!(types.first(), Some(&"snapshot"), "the overflow became a snapshot: {types:?}");
+    replay.assert_replica(&data, version);
+    let before = wakes.load(Ordering::SeqCst);
+    sub.unsubscribe();
+    assert_eq!(wakes.load(Ordering::SeqCst), before + 1, "a wake when the subscription ends");
+    assert!(matches!(reader.next(), Tapped::Ended));
+    drop(watcher);
+    c.close();
+}
+
 /// L10 with E1 and E5: readers and subscribers that join while another thread floods
 /// `pushMessage` see each version once: every one replays, with the `json-patch` crate, to the
 /// data at the end (a reader's seed and the events after it never overlap), and a snapshot

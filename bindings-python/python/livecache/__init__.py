@@ -1,7 +1,8 @@
 """livecache: a native live query cache with streaming updates (SPEC §7 Python).
 
 Threads: subscriber callbacks run with the GIL on the engine's delivery thread, or — when
-``subscribe`` is called inside a running asyncio loop — on that loop (``call_soon_threadsafe``).
+``subscribe`` is called inside a running asyncio loop — on that loop: the core queues the events
+(bounded by ``queueLimit``, E4/E5) and wakes the loop once per burst to drain them.
 Hooks run on engine threads; a hook that returns a coroutine (``async def``) runs on the event loop
 that was running when the ``Client`` was created, or, for a client created outside any loop, on a
 private loop thread the client starts on first use and stops on ``close()``.
@@ -300,20 +301,43 @@ class Subscription:
             self._loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        # Without a callback the engine converts nothing for it: `events()` readers convert their own.
-        self._native = client._native.subscribe(endpoint, arg, options, _bind_deliver(self) if on_event is not None else None)
+        # On a loop, the callback's events wait in a reader of the core's (E4, E5: a busy loop holds
+        # at most `queueLimit` of them, not one scheduled call per event) and are converted there.
+        self._reader: Any = None
+        self._drain_due = False
+        if on_event is not None and self._loop is not None:
+            self._native, self._reader = client._native.subscribe_reader(endpoint, arg, options, _bind_wake(self))
+        else:
+            # Without a callback the engine converts nothing for it: `events()` readers convert their own.
+            self._native = client._native.subscribe(endpoint, arg, options, _bind_deliver(self) if on_event is not None else None)
 
     # Engine side --------------------------------------------------------------------------------
     def _deliver(self, event: Event) -> None:
-        # Only a subscription with a callback is given this (see __init__).
+        # A callback outside any loop, on the delivery thread (see __init__).
+        self._dispatch(event)
+
+    def _wake(self) -> None:
+        """From the delivery thread: the reader's queue filled from empty, or the subscription ended."""
         loop = self._loop
-        if loop is None:
-            self._dispatch(event)
-            return
+        if loop is None or self._drain_due:
+            return  # a drain is scheduled already and reads until the queue is empty
+        self._drain_due = True
         try:
-            loop.call_soon_threadsafe(self._dispatch, event)
+            loop.call_soon_threadsafe(self._drain)
         except RuntimeError:
             pass  # the subscribing loop is closed: nobody can receive this
+
+    def _drain(self) -> None:
+        """On the subscribing loop: the waiting events, a budget at a time so other tasks run."""
+        self._drain_due = False
+        for _ in range(_DRAIN_BUDGET):
+            event: Optional[Event] = self._reader.next()
+            if event is None:
+                return
+            self._dispatch(event)
+        self._drain_due = True
+        assert self._loop is not None
+        self._loop.call_soon(self._drain)
 
     def _dispatch(self, event: Event) -> None:
         with self._running:
@@ -359,6 +383,8 @@ class Subscription:
             return
         self._active = False
         self._native.unsubscribe()
+        if self._reader is not None:
+            self._reader.close()
         if self._loop is not None:
             with self._running:
                 pass
@@ -379,6 +405,22 @@ def _bind_deliver(sub: Subscription) -> Callable[[Event], None]:
     # the garbage collector cannot see.
     ref = weakref.ref(sub)
     return lambda event: _deliver(ref, event)
+
+
+def _wake(ref: "weakref.ReferenceType[Subscription]") -> None:
+    sub = ref()
+    if sub is not None:
+        sub._wake()
+
+
+def _bind_wake(sub: Subscription) -> Callable[[], None]:
+    ref = weakref.ref(sub)
+    return lambda: _wake(ref)
+
+
+# Events one drain of a loop subscription dispatches before it lets the loop's other work run
+# (the core's delivery thread gives each subscription the same budget in a row).
+_DRAIN_BUDGET = 64
 
 
 Config = Union[Mapping[str, Any], str]
