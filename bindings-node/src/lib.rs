@@ -22,7 +22,7 @@ use livecache_core::patch::{apply_patch, parse_patch};
 use livecache_core::{Client, ClientOptions, Clock, Completion, Config, Delivery, EntryState, Error, HostUpdate, RawMessage, Subscription};
 use napi::bindgen_prelude::{FnArgs, Function, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Status};
+use napi::{Env, JsString, Status};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -37,11 +37,17 @@ use crate::convert::{arg_of, from_napi, parse, parse_wrapped, to_napi, to_text, 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// A poll buffer grown past this by one flood is freed rather than kept for the next poll.
+const MAX_KEPT_BATCH: usize = 8 << 20;
+
 type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
 /// State shared by a client, its subscriptions and the engine's ready notifier.
 struct Shared {
-    /// Events of the current `poll`, as `[subId,event],[subId,event]…`.
+    /// Events of the current `poll`, as `[[subId,event],[subId,event]…`: the opening bracket of
+    /// the array goes in with the first event, the closing one at `poll`. The buffer is kept from
+    /// one poll to the next (cleared, not freed): a flood's batches are large, and a fresh buffer
+    /// for every poll came from fresh pages each time.
     batch: Mutex<Vec<u8>>,
     wake: Mutex<Wake>,
     wake_pending: AtomicBool,
@@ -192,18 +198,21 @@ impl NativeClient {
     /// Runs the subscriber callbacks that are ready and returns their events as one JSON array of
     /// `[subscriptionId, event]` pairs, or `null` when there were none (or the client is closed).
     #[napi(catch_unwind)]
-    pub fn poll(&self) -> Option<String> {
+    pub fn poll<'env>(&self, env: &'env Env) -> Result<Option<JsString<'env>>> {
         self.shared.wake_pending.store(false, Ordering::Release);
         let _ = self.client.poll(Duration::ZERO);
         let mut batch = self.shared.batch.lock();
         if batch.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let mut text = Vec::with_capacity(batch.len() + 2);
-        text.push(b'[');
-        text.append(&mut batch);
-        text.push(b']');
-        Some(String::from_utf8(text).expect("serde_json writes UTF-8"))
+        batch.push(b']');
+        // V8 copies the text into a string of its own; the buffer is then ready for the next poll.
+        let text = env.create_string(std::str::from_utf8(&batch).expect("serde_json writes UTF-8"));
+        batch.clear();
+        if batch.capacity() > MAX_KEPT_BATCH {
+            *batch = Vec::new();
+        }
+        text.map(Some).map_err(from_napi)
     }
 
     #[napi(catch_unwind)]
@@ -215,9 +224,8 @@ impl NativeClient {
             .client
             .subscribe_with(&endpoint, arg, options, move |event| {
                 let mut batch = shared.batch.lock();
-                if !batch.is_empty() {
-                    batch.push(b',');
-                }
+                let separator = if batch.is_empty() { b'[' } else { b',' };
+                batch.push(separator);
                 let _ = write!(batch, "[{sub_id},");
                 let _ = serde_json::to_writer(&mut *batch, event);
                 batch.push(b']');
