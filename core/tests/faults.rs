@@ -7,7 +7,8 @@
 //! fault the cache must equal the server's messages, each exactly once, the subscriber's events
 //! must replay to it (E1), and the stream events must tell what happened: no reconnect for a
 //! slow network, `reconnecting` with an error and then `open` for a broken one; a resuming
-//! stream catches up without a refetch. Waits poll conditions; nothing is timed.
+//! stream catches up without a refetch; the client keeps no dead connection open (the proxy
+//! holds a silenced one until the client closes it). Waits poll conditions; nothing is timed.
 
 #[path = "support/util.rs"]
 mod util;
@@ -214,6 +215,13 @@ impl Setup {
         self.rec.wait_reconnected_after(skip).unwrap_or_default()
     }
 
+    /// After a broken connection the client holds one connection, not the dead ones too: each
+    /// was closed (its socket, task and buffers gone), on the proxy's side as in `stats()`.
+    fn assert_dead_connections_closed(&self) {
+        wait_until("the client closed its dead connections", || self.proxy.open() == 1);
+        assert_eq!(self.client.stats().unwrap().connections, 1, "one live connection in the client");
+    }
+
     /// After a broken connection: a resuming stream caught up from its cursor (counted in
     /// `resumes`) without fetching again; a WebSocket stream resynced with a refetch.
     fn assert_caught_up_the_right_way(&self) {
@@ -233,6 +241,7 @@ fn latency_delays_frames_and_loses_none(kind: Kind) {
     s.post(30, "slow");
     s.assert_equals_server();
     s.assert_never_reconnected();
+    s.assert_dead_connections_closed();
 }
 
 fn one_byte_segments_reassemble_into_the_same_frames(kind: Kind) {
@@ -241,6 +250,7 @@ fn one_byte_segments_reassemble_into_the_same_frames(kind: Kind) {
     s.post(30, "bytes");
     s.assert_equals_server();
     s.assert_never_reconnected();
+    s.assert_dead_connections_closed();
 }
 
 fn throttled_bandwidth_delivers_everything_in_order(kind: Kind) {
@@ -250,6 +260,7 @@ fn throttled_bandwidth_delivers_everything_in_order(kind: Kind) {
     s.post(20, "throttled");
     s.assert_equals_server();
     s.assert_never_reconnected();
+    s.assert_dead_connections_closed();
 }
 
 fn a_reset_in_the_middle_of_a_frame_reconnects_and_catches_up_on_the_cut_message(kind: Kind) {
@@ -266,6 +277,7 @@ fn a_reset_in_the_middle_of_a_frame_reconnects_and_catches_up_on_the_cut_message
     s.assert_equals_server();
     assert!(s.proxy.accepted() >= 2, "a second connection was made");
     s.assert_caught_up_the_right_way();
+    s.assert_dead_connections_closed();
 }
 
 fn a_half_open_connection_is_detected_by_the_heartbeat_and_replaced(kind: Kind) {
@@ -280,6 +292,8 @@ fn a_half_open_connection_is_detected_by_the_heartbeat_and_replaced(kind: Kind) 
     s.post(5, "heard");
     s.assert_equals_server();
     s.assert_caught_up_the_right_way();
+    // The silenced connection stays open on the proxy until the client closes it.
+    s.assert_dead_connections_closed();
 }
 
 fn a_storm_of_refused_connects_is_ridden_out_with_backoff(kind: Kind) {
@@ -297,4 +311,5 @@ fn a_storm_of_refused_connects_is_ridden_out_with_backoff(kind: Kind) {
     assert_eq!(s.state().stream.state, StreamState::Open);
     assert!(s.client.stats().unwrap().reconnects >= 1);
     s.assert_caught_up_the_right_way();
+    s.assert_dead_connections_closed();
 }

@@ -48,6 +48,8 @@ struct State {
     /// Set: the next server-to-client read is cut after this many bytes and the connection reset.
     cut_next: Mutex<Option<usize>>,
     cuts: AtomicUsize,
+    /// Connections being forwarded, or held half-open, until the client closes its side.
+    open: AtomicUsize,
 }
 
 pub struct FaultProxy {
@@ -72,6 +74,7 @@ impl FaultProxy {
             accepted: AtomicUsize::new(0),
             cut_next: Mutex::new(None),
             cuts: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
         });
         let stop = CancellationToken::new();
         runtime.spawn(accept_loop(listener, Arc::clone(&state), stop.clone()));
@@ -132,6 +135,12 @@ impl FaultProxy {
     pub fn accepted(&self) -> usize {
         self.state.accepted.load(Ordering::SeqCst)
     }
+
+    /// Connections not closed yet: one the proxy silenced stays open until the client closes
+    /// its side, so a client that keeps dead connections shows here.
+    pub fn open(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -161,6 +170,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Cancellatio
             continue;
         };
         state.accepted.fetch_add(1, Ordering::SeqCst);
+        state.open.fetch_add(1, Ordering::SeqCst);
         let link = Link { reset: CancellationToken::new(), silence: CancellationToken::new() };
         let (reset_token, silence) = (link.reset.clone(), link.silence.clone());
         state.links.lock().push(link);
@@ -188,9 +198,20 @@ async fn forward(client: TcpStream, server: TcpStream, state: Arc<State>, reset_
         cut = to_client => cut,
     };
     if silence.is_cancelled() && !cut {
-        // Half-open: hold the sockets open, forwarding nothing, until reset or dropped.
-        reset_token.cancelled().await;
+        // Half-open: hold the sockets open, forwarding nothing (what the client sends is read and
+        // dropped), until reset, dropped, or the client closes its side.
+        let mut sink = [0u8; 1024];
+        loop {
+            tokio::select! {
+                _ = reset_token.cancelled() => break,
+                read = client_read.read(&mut sink) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+            }
+        }
     }
+    state.open.fetch_sub(1, Ordering::SeqCst);
     let (client, server) = (client_read.reunite(client_write), server_read.reunite(server_write));
     if let Ok(client) = client {
         reset(client);
