@@ -14,6 +14,34 @@ use crate::errors::InvalidInput;
 
 /// A JSON value as a new Python object (dicts keep the JSON key order).
 pub fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    to_py_with(py, v, &mut KeyMemo::default())
+}
+
+/// Object keys already made into Python strings during one conversion, as `json.loads` memoises
+/// the keys of one document: the messages of a burst, which share their field names, then share
+/// one `str` per field instead of allocating it again for every message. Bounded: past
+/// [`KeyMemo::MAX`] distinct keys the rest are made as they come.
+#[derive(Default)]
+struct KeyMemo<'v, 'py> {
+    keys: Vec<(&'v str, Bound<'py, PyString>)>,
+}
+
+impl<'v, 'py> KeyMemo<'v, 'py> {
+    const MAX: usize = 32;
+
+    fn key(&mut self, py: Python<'py>, k: &'v str) -> Bound<'py, PyString> {
+        if let Some((_, s)) = self.keys.iter().find(|(known, _)| *known == k) {
+            return s.clone();
+        }
+        let s = PyString::new(py, k);
+        if self.keys.len() < Self::MAX {
+            self.keys.push((k, s.clone()));
+        }
+        s
+    }
+}
+
+fn to_py_with<'v, 'py>(py: Python<'py>, v: &'v Value, memo: &mut KeyMemo<'v, 'py>) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
         Value::Null => py.None().into_bound(py),
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -28,16 +56,13 @@ pub fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
         }
         Value::String(s) => PyString::new(py, s).into_any(),
         Value::Array(a) => {
-            let list = PyList::empty(py);
-            for item in a {
-                list.append(to_py(py, item)?)?;
-            }
-            list.into_any()
+            let items = a.iter().map(|item| to_py_with(py, item, memo)).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
         }
         Value::Object(m) => {
             let dict = PyDict::new(py);
             for (k, item) in m {
-                dict.set_item(PyString::new(py, k), to_py(py, item)?)?;
+                dict.set_item(memo.key(py, k), to_py_with(py, item, memo)?)?;
             }
             dict.into_any()
         }
@@ -137,33 +162,37 @@ fn from_py_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
 }
 
 /// An RFC 6902 operation as the dict `jsonpatch` and SPEC §5 use.
-pub fn op_to_py<'py>(py: Python<'py>, op: &PatchOp) -> PyResult<Bound<'py, PyAny>> {
+fn op_to_py_with<'v, 'py>(py: Python<'py>, op: &'v PatchOp, memo: &mut KeyMemo<'v, 'py>) -> PyResult<Bound<'py, PyAny>> {
     let d = PyDict::new(py);
     let (name, path) = match op {
-        PatchOp::Add { path, .. } => ("add", path),
-        PatchOp::Remove { path } => ("remove", path),
-        PatchOp::Replace { path, .. } => ("replace", path),
-        PatchOp::Move { path, .. } => ("move", path),
-        PatchOp::Copy { path, .. } => ("copy", path),
-        PatchOp::Test { path, .. } => ("test", path),
+        PatchOp::Add { path, .. } => (intern!(py, "add"), path),
+        PatchOp::Remove { path } => (intern!(py, "remove"), path),
+        PatchOp::Replace { path, .. } => (intern!(py, "replace"), path),
+        PatchOp::Move { path, .. } => (intern!(py, "move"), path),
+        PatchOp::Copy { path, .. } => (intern!(py, "copy"), path),
+        PatchOp::Test { path, .. } => (intern!(py, "test"), path),
     };
     d.set_item(intern!(py, "op"), name)?;
     if let PatchOp::Move { from, .. } | PatchOp::Copy { from, .. } = op {
         d.set_item(intern!(py, "from"), from)?;
     }
-    d.set_item(intern!(py, "path"), path)?;
+    // The paths of appends and of `maxLen` trims, one each per message of a chat burst.
+    match path.as_str() {
+        "/-" => d.set_item(intern!(py, "path"), intern!(py, "/-"))?,
+        "/0" => d.set_item(intern!(py, "path"), intern!(py, "/0"))?,
+        _ => d.set_item(intern!(py, "path"), path)?,
+    }
     if let PatchOp::Add { value, .. } | PatchOp::Replace { value, .. } | PatchOp::Test { value, .. } = op {
-        d.set_item(intern!(py, "value"), to_py(py, value)?)?;
+        d.set_item(intern!(py, "value"), to_py_with(py, value, memo)?)?;
     }
     Ok(d.into_any())
 }
 
+/// A patch as a list of operation dicts; the objects in its values share their keys' strings.
 pub fn ops_to_py<'py>(py: Python<'py>, ops: &[PatchOp]) -> PyResult<Bound<'py, PyList>> {
-    let list = PyList::empty(py);
-    for op in ops {
-        list.append(op_to_py(py, op)?)?;
-    }
-    Ok(list)
+    let mut memo = KeyMemo::default();
+    let items = ops.iter().map(|op| op_to_py_with(py, op, &mut memo)).collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }
 
 /// One event as the dict of SPEC §5.

@@ -278,6 +278,28 @@ def test_push_messages_is_a_burst_each_message_through_the_pipeline() -> None:
         assert c.stats()["messagesReceived"] == 5
 
 
+def test_a_burst_event_shares_the_strings_of_its_messages_field_names() -> None:
+    """The messages of one patch event share one ``str`` per field name, as ``json.loads`` shares
+    the keys of one document; values and order are those of the messages."""
+    config: Dict[str, Any] = {"endpoints": {"burst": {"stream": {"apply": "append"}}}}
+    with livecache.Client(config, {"burst": {"query_fn": lambda arg: []}}) as c:
+        ev = Events()
+        sub = c.subscribe("burst", "b", on_event=ev)
+        loaded(sub)
+        messages = [{"id": i, "channel": "c", "text": f"m{i}", "nested": {"id": -i}} for i in range(40)]
+        c.push_messages("burst", "b", messages)
+        ev.wait_version(sub.snapshot()["version"])
+        (patch,) = [e for e in ev.items if e["type"] == "patch"]
+        values = [op["value"] for op in patch["patches"]]
+        assert values == messages
+        first_keys = list(values[0])
+        for v in values[1:]:
+            assert all(a is b for a, b in zip(list(v), first_keys)), "one str per field name"
+        assert next(iter(values[5]["nested"])) is first_keys[0], "nested objects share them too"
+        assert [op["op"] for op in patch["patches"]] == ["add"] * 40
+        assert all(op["path"] == "/-" for op in patch["patches"])
+
+
 def test_push_messages_errors_queue_nothing() -> None:
     config: Dict[str, Any] = {"endpoints": {"burst": {"stream": {"apply": "append"}}}}
     with livecache.Client(config, {"burst": {"query_fn": lambda arg: []}}) as c:
