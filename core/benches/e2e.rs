@@ -390,6 +390,7 @@ fn main() {
         // The same bench on mimalloc, in a process of its own (the allocator is chosen before
         // `main`).
         let status = std::process::Command::new(std::env::current_exe().unwrap())
+            // The same arguments (`--quick`, `--bench`), without the program name.
             .args(std::env::args_os().skip(1))
             .env("LIVECACHE_BENCH_ALLOCATOR", "mimalloc")
             .status()

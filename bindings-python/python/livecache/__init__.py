@@ -278,12 +278,6 @@ class _EventStream:
             self._reader.close()
 
 
-def _deliver(ref: "weakref.ReferenceType[Subscription]", event: Event) -> None:
-    sub = ref()
-    if sub is not None:
-        sub._deliver(event)
-
-
 class Subscription:
     """One subscriber of one cache key. Stays active until ``unsubscribe()`` or ``client.close()``
     (the client keeps it alive). Also a context manager that unsubscribes on exit."""
@@ -306,10 +300,10 @@ class Subscription:
         self._reader: Any = None
         self._drain_due = False
         if on_event is not None and self._loop is not None:
-            self._native, self._reader = client._native.subscribe_reader(endpoint, arg, options, _bind_wake(self))
+            self._native, self._reader = client._native.subscribe_reader(endpoint, arg, options, _weakly(self._wake))
         else:
             # Without a callback the engine converts nothing for it: `events()` readers convert their own.
-            self._native = client._native.subscribe(endpoint, arg, options, _bind_deliver(self) if on_event is not None else None)
+            self._native = client._native.subscribe(endpoint, arg, options, _weakly(self._deliver) if on_event is not None else None)
 
     # Engine side --------------------------------------------------------------------------------
     def _deliver(self, event: Event) -> None:
@@ -400,22 +394,17 @@ class Subscription:
         return f"<livecache.Subscription {self.key} {'active' if self._active else 'inactive'}>"
 
 
-def _bind_deliver(sub: Subscription) -> Callable[[Event], None]:
-    # A weak reference: the native subscription must not keep its Python wrapper alive in a cycle
-    # the garbage collector cannot see.
-    ref = weakref.ref(sub)
-    return lambda event: _deliver(ref, event)
+def _weakly(method: Callable[..., None]) -> Callable[..., None]:
+    """``method`` of a subscription, called only while the subscription lives: the native side must
+    not keep its Python wrapper alive in a cycle the garbage collector cannot see."""
+    ref = weakref.WeakMethod(method)
 
+    def call(*args: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(*args)
 
-def _wake(ref: "weakref.ReferenceType[Subscription]") -> None:
-    sub = ref()
-    if sub is not None:
-        sub._wake()
-
-
-def _bind_wake(sub: Subscription) -> Callable[[], None]:
-    ref = weakref.ref(sub)
-    return lambda: _wake(ref)
+    return call
 
 
 # Events one drain of a loop subscription dispatches before it lets the loop's other work run
